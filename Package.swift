@@ -1,0 +1,49 @@
+// swift-tools-version:6.0
+// Data-parallel ResNet training over MPI with hand-written forward and backward passes.
+import PackageDescription
+
+let release: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+
+let package = Package(
+    name: "resnet",
+    products: [
+        .executable(name: "resnet", targets: ["resnet"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    ],
+    targets: [
+        // MARK: System libraries and the C shim
+        // The only code that includes <mpi.h>; OpenMPI's handles are macros Swift cannot import.
+        .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c",
+                       providers: [.apt(["libopenmpi-dev"])]),
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib",
+                       providers: [.apt(["zlib1g-dev"])]),
+
+        // MARK: Modules (each depends only on the ones above it)
+        .target(name: "NN", dependencies: ["CBLAS"], swiftSettings: release),
+        .target(name: "Data", dependencies: ["NN", "CZlib"], swiftSettings: release),
+        .target(name: "Distributed", dependencies: ["CMPI"], swiftSettings: release),
+        .target(name: "Coordinator", dependencies: ["NN", "Data", "Distributed"], swiftSettings: release),
+        .target(name: "Training",
+                dependencies: ["NN", "Data", "Distributed", "Coordinator", "Yams"],
+                swiftSettings: release),
+        .executableTarget(name: "resnet",
+                          dependencies: ["Training", "Coordinator", "Distributed", "NN", "Data",
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          swiftSettings: release),
+
+        .executableTarget(name: "mpi-selftest", dependencies: ["Distributed"], path: "Sources/mpi-selftest"),
+
+        // MARK: Tests
+        .target(name: "TestSupport", dependencies: ["NN"], path: "Sources/TestSupport"),
+        .testTarget(name: "NNTests", dependencies: ["NN", "TestSupport"]),
+        .testTarget(name: "DataTests", dependencies: ["Data", "NN", "CZlib"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Coordinator", "Data", "NN", "TestSupport"]),
+        .testTarget(name: "DistributedTests", dependencies: ["Distributed", "Training", "Coordinator", "NN"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

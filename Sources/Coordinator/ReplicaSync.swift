@@ -1,0 +1,63 @@
+// Keeps the replicas in agreement: start-up broadcast of parameters and BN buffers from rank 0,
+// a check that every rank built the same layout and read the same config, and batch-norm
+// statistics (averaged running stats; the reducer that makes sync_bn use global batch stats).
+import NN
+import Distributed
+
+public enum ReplicaSync {
+    /// Rank 0's parameters and BN buffers to every rank (random init and init_weights alike).
+    public static func broadcastInitialState(_ model: ResNet, _ comm: Communicator) throws {
+        guard comm.size > 1 else { return }
+        try comm.broadcast(model.params.values, count: model.params.totalCount, root: 0)
+        try comm.broadcast(model.buffers.values, count: model.buffers.totalCount, root: 0)
+    }
+
+    /// Every rank compares (layout hash, config hash) with rank 0's; a mismatch names the rank and what differs.
+    public static func checkAgreement(layoutHash: UInt64, configHash: UInt64, _ comm: Communicator) throws {
+        guard comm.size > 1 else { return }
+        var mine = [UInt8](repeating: 0, count: 16)
+        withUnsafeBytes(of: layoutHash.littleEndian) { for i in 0..<8 { mine[i] = $0[i] } }
+        withUnsafeBytes(of: configHash.littleEndian) { for i in 0..<8 { mine[8 + i] = $0[i] } }
+        let all = try comm.allgather(mine)
+        for (r, other) in all.enumerated() where other != all[0] {
+            let what = other.prefix(8) != all[0].prefix(8) ? "parameter layout (model config or program version)"
+                                                            : "resolved config (config file or --set overrides)"
+            throw ShardError("rank \(r) has a different \(what) than rank 0: every rank must run the same binary with the same config")
+        }
+    }
+
+    /// Running mean/var (and the rest of the BN buffers) averaged over ranks: before every
+    /// evaluation and before weights or checkpoints are written.
+    public static func averageBuffers(_ model: ResNet, _ comm: Communicator) throws {
+        guard comm.size > 1 else { return }
+        let n = model.buffers.totalCount
+        try comm.allreduceSum(model.buffers.values, count: n)
+        let inv = 1 / Float(comm.size)
+        for i in 0..<n { model.buffers.values[i] *= inv }
+    }
+
+    /// With sync_bn: batch statistics summed over all ranks inside BN's forward and backward.
+    /// An MPI failure there ends the job (it cannot be recovered mid-layer).
+    public static func installSyncBN(_ model: ResNet, _ comm: Communicator) {
+        guard comm.size > 1 else { return }
+        model.ctx.statReducer = { buf, count in
+            do { try comm.allreduceSum(buf, count: count) } catch {
+                FileHandleOutput.error("[rank \(comm.rank)] sync_bn allreduce failed: \(error)")
+                comm.abort(code: 1)
+            }
+        }
+    }
+}
+
+/// Writes to stderr without Foundation's buffering.
+public enum FileHandleOutput {
+    public static func error(_ s: String) {
+        let line = s.hasSuffix("\n") ? s : s + "\n"
+        line.withCString { p in _ = fputs(p, stderr) }
+        fflush(stderr)
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

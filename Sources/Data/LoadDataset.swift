@@ -1,0 +1,63 @@
+// Chooses the reader for a dataset kind and turns a missing dataset into an error that says
+// where it was looked for and how to get it.
+import NN
+
+public enum DatasetKind: String, CaseIterable, Sendable {
+    case fashionMNIST = "fashion-mnist", mnist, cifar10, synthetic
+
+    /// Where the dataset is looked for when the config gives no root.
+    public var defaultRoot: String {
+        switch self {
+        case .fashionMNIST: return "/usr/share/datasets/fashion-mnist"
+        case .mnist: return "/usr/share/datasets/mnist"
+        case .cifar10: return "/usr/share/datasets/cifar10"
+        case .synthetic: return ""
+        }
+    }
+}
+
+public enum Split: String, Sendable { case train, test }
+
+/// Loads one split of a dataset into memory. An empty `root` means `kind.defaultRoot`.
+/// `syntheticCount`, `syntheticShape` and `numClasses` apply to `.synthetic` only (the real
+/// datasets have 10 classes); `seed` drives the synthetic images and labels.
+public func loadDataset(kind: DatasetKind, root: String, split: Split, syntheticCount: Int = 1024,
+                        syntheticShape: (c: Int, h: Int, w: Int) = (1, 28, 28), numClasses: Int = 10,
+                        seed: UInt64 = 0) throws -> ImageDataset {
+    let root = root.isEmpty ? kind.defaultRoot : root
+    switch kind {
+    case .fashionMNIST, .mnist:
+        return try loadIDX(kind: kind, root: root, split: split)
+    case .cifar10:
+        return try CIFAR10Format.load(root: root, split: split)
+    case .synthetic:
+        guard syntheticCount >= 0 else { throw DatasetError("synthetic dataset: count must be >= 0, got \(syntheticCount)") }
+        guard numClasses > 0 else { throw DatasetError("synthetic dataset: numClasses must be positive, got \(numClasses)") }
+        let (c, h, w) = syntheticShape
+        guard c > 0, h > 0, w > 0 else { throw DatasetError("synthetic dataset: shape must be positive, got \(c)x\(h)x\(w)") }
+        return SyntheticDataset.make(count: syntheticCount, shape: syntheticShape, numClasses: numClasses,
+                                     seed: seed, split: split)
+    }
+}
+
+private func loadIDX(kind: DatasetKind, root: String, split: Split) throws -> ImageDataset {
+    let prefix = split == .train ? "train" : "t10k"
+    let imagesBase = "\(root)/\(prefix)-images-idx3-ubyte"
+    let labelsBase = "\(root)/\(prefix)-labels-idx1-ubyte"
+    let title = kind == .fashionMNIST ? "Fashion-MNIST" : "MNIST"
+    func missing(_ base: String) -> DatasetError {
+        let how: String
+        if kind == .fashionMNIST && root == DatasetKind.fashionMNIST.defaultRoot {
+            how = "install it with: apt-get install -y dataset-fashion-mnist"
+        } else if kind == .fashionMNIST {
+            how = "install it with: apt-get install -y dataset-fashion-mnist (it goes to \(DatasetKind.fashionMNIST.defaultRoot)), or put the four IDX files there"
+        } else {
+            how = "put the four IDX files (train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, gzipped or not) in \(root)"
+        }
+        let where_ = directoryExists(root) ? "" : " (the directory \(root) does not exist)"
+        return DatasetError("\(title) not found: looked for \(base) and \(base).gz\(where_); \(how)")
+    }
+    guard let imagesPath = existingFile(imagesBase) else { throw missing(imagesBase) }
+    guard let labelsPath = existingFile(labelsBase) else { throw missing(labelsBase) }
+    return try IDXFormat.load(name: "\(kind.rawValue)-\(split)", imagesPath: imagesPath, labelsPath: labelsPath)
+}

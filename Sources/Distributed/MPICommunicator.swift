@@ -1,0 +1,282 @@
+import CMPI
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// COMM_WORLD through the CMPI shim. Create one per process, from the main thread, and only
+/// when an MPI launcher started the process (see `Launch.makeCommunicator()`).
+/// Every nonzero MPI return code becomes a `CommunicatorError` naming the operation.
+public final class MPICommunicator: Communicator {
+    public let rank: Int
+    public let size: Int
+    /// The thread level MPI granted (CMPI_thread_funneled() was requested).
+    public let providedThreadLevel: Int32
+    /// MPI_Get_processor_name (usually the host name).
+    public let processorName: String
+
+    /// True when this instance called MPI_Init and so calls MPI_Finalize.
+    private let ownsMPI: Bool
+    private var finalizeCalled = false
+
+    /// MPI counts are C ints: larger buffers go out in chunks of this many elements.
+    static let maxElementsPerCall = Int(Int32.max)
+
+    public init() throws {
+        var flag: Int32 = 0
+        try MPICommunicator.check(CMPI_finalized(&flag), "MPI_Finalized", rank: nil)
+        if flag != 0 {
+            throw CommunicatorError("MPI was already finalized in this process; it cannot be initialized again")
+        }
+        try MPICommunicator.check(CMPI_initialized(&flag), "MPI_Initialized", rank: nil)
+        var provided: Int32 = 0
+        if flag == 0 {
+            try MPICommunicator.check(CMPI_init_thread(CMPI_thread_funneled(), &provided),
+                                      "MPI_Init_thread", rank: nil)
+            ownsMPI = true
+        } else {
+            try MPICommunicator.check(CMPI_query_thread(&provided), "MPI_Query_thread", rank: nil)
+            try MPICommunicator.check(CMPI_set_errors_return(), "MPI_Comm_set_errhandler", rank: nil)
+            ownsMPI = false
+        }
+        providedThreadLevel = provided
+
+        var r: Int32 = 0, s: Int32 = 0
+        try MPICommunicator.check(CMPI_rank(&r), "MPI_Comm_rank", rank: nil)
+        try MPICommunicator.check(CMPI_size(&s), "MPI_Comm_size", rank: nil)
+        rank = Int(r)
+        size = Int(s)
+
+        var name = [CChar](repeating: 0, count: Int(CMPI_max_processor_name()) + 1)
+        var length: Int32 = 0
+        try MPICommunicator.check(CMPI_processor_name(&name, &length), "MPI_Get_processor_name", rank: rank)
+        processorName = String(cString: name)
+    }
+
+    deinit {
+        try? finalize()
+    }
+
+    /// MPI_Finalize (once, and only if this instance initialized MPI; deinit calls it too).
+    /// Collective: every rank calls it. The communicator must not be used afterwards.
+    public func finalize() throws {
+        guard !finalizeCalled else { return }
+        finalizeCalled = true
+        guard ownsMPI else { return }
+        var flag: Int32 = 0
+        _ = CMPI_finalized(&flag)
+        if flag != 0 { return }
+        try check(CMPI_finalize(), "MPI_Finalize")
+    }
+
+    // MARK: Collectives
+
+    public func allreduceSum(_ buf: UnsafeMutablePointer<Float>, count: Int) throws {
+        try forEachChunk(count) { offset, n in
+            try check(CMPI_allreduce_sum_float(buf + offset, n), "MPI_Allreduce(sum, float, \(n))")
+        }
+    }
+
+    public func allreduceSum(_ buf: UnsafeMutablePointer<Double>, count: Int) throws {
+        try forEachChunk(count) { offset, n in
+            try check(CMPI_allreduce_sum_double(buf + offset, n), "MPI_Allreduce(sum, double, \(n))")
+        }
+    }
+
+    public func allreduceSum(_ buf: UnsafeMutablePointer<Int64>, count: Int) throws {
+        try forEachChunk(count) { offset, n in
+            try check(CMPI_allreduce_sum_int64(buf + offset, n), "MPI_Allreduce(sum, int64, \(n))")
+        }
+    }
+
+    public func allreduceMax(_ buf: UnsafeMutablePointer<Int64>, count: Int) throws {
+        try forEachChunk(count) { offset, n in
+            try check(CMPI_allreduce_max_int64(buf + offset, n), "MPI_Allreduce(max, int64, \(n))")
+        }
+    }
+
+    public func startAllreduceSum(_ buf: UnsafeMutablePointer<Float>, count: Int) throws -> PendingReduction {
+        precondition(count >= 0, "negative count \(count)")
+        let chunks = max(1, (count + MPICommunicator.maxElementsPerCall - 1) / MPICommunicator.maxElementsPerCall)
+        let pending = MPIPendingReduction(communicator: self, requests: chunks)
+        var started = 0
+        do {
+            try forEachChunk(count) { offset, n in
+                try check(CMPI_iallreduce_sum_float(buf + offset, n, pending.requests + started),
+                          "MPI_Iallreduce(sum, float, \(n))")
+                started += 1
+            }
+        } catch {
+            try? pending.wait() // complete the chunks that did start before reporting
+            throw error
+        }
+        return pending
+    }
+
+    public func broadcast(_ bytes: inout [UInt8], root: Int) throws {
+        checkRoot(root)
+        var length = Int64(rank == root ? bytes.count : 0)
+        try check(CMPI_bcast_bytes(&length, Int32(MemoryLayout<Int64>.size), Int32(root)),
+                  "MPI_Bcast(length, root \(root))")
+        if rank != root && bytes.count != Int(length) {
+            bytes = [UInt8](repeating: 0, count: Int(length))
+        }
+        guard length > 0 else { return }
+        try bytes.withUnsafeMutableBytes { raw in
+            try forEachChunk(raw.count) { offset, n in
+                try check(CMPI_bcast_bytes(raw.baseAddress! + offset, n, Int32(root)),
+                          "MPI_Bcast(bytes, \(n), root \(root))")
+            }
+        }
+    }
+
+    public func broadcast(_ buf: UnsafeMutablePointer<Float>, count: Int, root: Int) throws {
+        checkRoot(root)
+        try forEachChunk(count) { offset, n in
+            try check(CMPI_bcast_float(buf + offset, n, Int32(root)), "MPI_Bcast(float, \(n), root \(root))")
+        }
+    }
+
+    public func allgather(_ bytes: [UInt8]) throws -> [[UInt8]] {
+        precondition(!finalizeCalled, "MPICommunicator used after finalize()")
+        var mine = Int64(bytes.count)
+        var lengths = [Int64](repeating: 0, count: size)
+        try check(CMPI_allgather_bytes(&mine, Int32(MemoryLayout<Int64>.size), &lengths),
+                  "MPI_Allgather(lengths)")
+        let total = lengths.reduce(0, +)
+        guard total <= Int64(Int32.max) else {
+            throw CommunicatorError("allgather on rank \(rank): \(total) bytes in all exceed MPI's int count limit")
+        }
+        var counts = [Int32](repeating: 0, count: size)
+        var displacements = [Int32](repeating: 0, count: size)
+        var offset: Int32 = 0
+        for r in 0..<size {
+            counts[r] = Int32(lengths[r])
+            displacements[r] = offset
+            offset += counts[r]
+        }
+        var gathered = [UInt8](repeating: 0, count: Int(total))
+        if total > 0 {
+            try bytes.withUnsafeBytes { send in
+                try gathered.withUnsafeMutableBytes { recv in
+                    try check(CMPI_allgatherv_bytes(send.baseAddress, Int32(bytes.count), recv.baseAddress,
+                                                    counts, displacements),
+                              "MPI_Allgatherv(\(total) bytes)")
+                }
+            }
+        }
+        return (0..<size).map { r in
+            let start = Int(displacements[r])
+            return Array(gathered[start ..< start + Int(counts[r])])
+        }
+    }
+
+    public func barrier() throws {
+        try check(CMPI_barrier(), "MPI_Barrier")
+    }
+
+    public func abort(code: Int32) -> Never {
+        fflush(stdout)
+        fflush(stderr)
+        var finalized: Int32 = 0
+        _ = CMPI_finalized(&finalized)
+        if finalized == 0 {
+            _ = CMPI_abort(code)
+        }
+        exit(code) // MPI_Abort does not return; this is only a fallback
+    }
+
+    // MARK: Helpers
+
+    /// MPI's text for an error code.
+    public static func errorString(_ code: Int32) -> String {
+        var text = [CChar](repeating: 0, count: Int(CMPI_max_error_string()) + 1)
+        var length: Int32 = 0
+        guard CMPI_error_string(code, &text, &length) == CMPI_success() else {
+            return "unknown MPI error"
+        }
+        return String(cString: text)
+    }
+
+    static func check(_ code: Int32, _ operation: @autoclosure () -> String, rank: Int?) throws {
+        guard code != CMPI_success() else { return }
+        let who = rank.map { " on rank \($0)" } ?? ""
+        throw CommunicatorError("\(operation()) failed\(who): \(errorString(code)) (MPI error \(code))")
+    }
+
+    func check(_ code: Int32, _ operation: @autoclosure () -> String) throws {
+        guard code != CMPI_success() else { return }
+        try MPICommunicator.check(code, "\(operation())", rank: rank)
+    }
+
+    private func checkRoot(_ root: Int) {
+        precondition(!finalizeCalled, "MPICommunicator used after finalize()")
+        precondition(root >= 0 && root < size, "broadcast root \(root) out of range 0..<\(size)")
+    }
+
+    /// Calls `body(offset, n)` for consecutive chunks of at most maxElementsPerCall elements.
+    private func forEachChunk(_ count: Int, _ body: (Int, Int32) throws -> Void) throws {
+        precondition(!finalizeCalled, "MPICommunicator used after finalize()")
+        precondition(count >= 0, "negative count \(count)")
+        var offset = 0
+        while offset < count {
+            let n = min(count - offset, MPICommunicator.maxElementsPerCall)
+            try body(offset, Int32(n))
+            offset += n
+        }
+    }
+}
+
+/// One MPI_Iallreduce (one request per chunk of at most Int32.max elements).
+final class MPIPendingReduction: PendingReduction {
+    private let communicator: MPICommunicator
+    let requests: UnsafeMutablePointer<CMPI_Request>
+    private let count: Int
+    private var completed = false
+
+    init(communicator: MPICommunicator, requests count: Int) {
+        self.communicator = communicator
+        self.count = count
+        requests = .allocate(capacity: count)
+        for i in 0..<count { CMPI_request_init(requests + i) }
+    }
+
+    deinit {
+        // MPI owns the buffer until the operation completes: finish it before letting go.
+        if !completed {
+            var finalized: Int32 = 0
+            _ = CMPI_finalized(&finalized)
+            if finalized == 0 {
+                for i in 0..<count where CMPI_request_is_null(requests + i) == 0 {
+                    _ = CMPI_wait(requests + i)
+                }
+            }
+        }
+        requests.deallocate()
+    }
+
+    func wait() throws {
+        guard !completed else { return }
+        defer { completed = true } // a failed request is not waited on again
+        for i in 0..<count where CMPI_request_is_null(requests + i) == 0 {
+            try communicator.check(CMPI_wait(requests + i), "MPI_Wait(Iallreduce)")
+        }
+    }
+
+    func test() throws -> Bool {
+        guard !completed else { return true }
+        var all = true
+        for i in 0..<count where CMPI_request_is_null(requests + i) == 0 {
+            var done: Int32 = 0
+            let code = CMPI_test(requests + i, &done)
+            if code != CMPI_success() {
+                completed = true
+                try communicator.check(code, "MPI_Test(Iallreduce)")
+            }
+            if done == 0 { all = false }
+        }
+        completed = all
+        return all
+    }
+}

@@ -1,0 +1,61 @@
+// A residual block: y = relu(main(x) + shortcut(x)), shortcut = identity when nil.
+// Backward: g = dy * [y > 0] flows back through both paths; dx = dx_main + dx_shortcut.
+// The two block kinds (the seed's basic block, He et al.'s bottleneck) are builders below
+// and in Bottleneck.swift.
+
+public final class ResidualBlock: Layer {
+    public let name: String
+    public let main: [Layer]
+    public let shortcut: Layer?
+    private let ctx: ModelContext
+    private var out: Tensor?, dsum: Tensor?, dx: Tensor?
+
+    public init(_ ctx: ModelContext, name: String, main: [Layer], shortcut: Layer?) {
+        self.ctx = ctx; self.name = name; self.main = main; self.shortcut = shortcut
+    }
+
+    public var leaves: [Layer] { (shortcut?.leaves ?? []) + main.flatMap { $0.leaves } }
+    public func outputShape(_ s: [Int]) -> [Int] { main.reduce(s) { $1.outputShape($0) } }
+
+    public func forward(_ x: Tensor, training: Bool) -> Tensor {
+        var h = x
+        for l in main { h = ctx.forward(l, h, training: training) }
+        let s = shortcut.map { ctx.forward($0, x, training: training) } ?? x
+        precondition(s.shape == h.shape, "\(name): shortcut \(s.shape) vs main path \(h.shape)")
+        let y = Tensor.reuse(out, h.shape); out = y
+        for i in 0..<y.count { y.data[i] = max(h.data[i] + s.data[i], 0) }
+        return y
+    }
+
+    public func backward(_ dy: Tensor) -> Tensor {
+        guard let y = out else { preconditionFailure("\(name): backward before forward") }
+        let g = Tensor.reuse(dsum, dy.shape); dsum = g
+        for i in 0..<g.count { g.data[i] = y.data[i] > 0 ? dy.data[i] : 0 }
+        var h = g
+        for l in main.reversed() { h = ctx.backward(l, h) }
+        let d = Tensor.reuse(dx, h.shape); dx = d
+        d.data.update(from: h.data, count: h.count)
+        let s = shortcut.map { ctx.backward($0, g) } ?? g
+        for i in 0..<d.count { d.data[i] += s.data[i] }
+        return d
+    }
+
+    /// The seed's (d2l) `Residual`: conv1 3x3 (stride) -> bn1 -> relu -> conv2 3x3 -> bn2,
+    /// shortcut `conv3` 1x1 (stride) when `use1x1`. Conv biases on, as nn.Conv2d's default.
+    public static func basic(_ ctx: ModelContext, name: String, inChannels: Int, outChannels: Int,
+                             use1x1: Bool = false, stride: Int = 1) -> ResidualBlock {
+        // The shortcut is declared first: the reverse layout then matches the order backward finishes.
+        let conv3 = use1x1 ? Conv2D(ctx, name: joinName(name, "conv3"), inChannels: inChannels,
+                                    outChannels: outChannels, kernel: 1, stride: stride) : nil
+        let main: [Layer] = [
+            Conv2D(ctx, name: joinName(name, "conv1"), inChannels: inChannels, outChannels: outChannels,
+                   kernel: 3, stride: stride, padding: 1),
+            BatchNorm2D(ctx, name: joinName(name, "bn1"), channels: outChannels),
+            ReLU(name: joinName(name, "relu")),
+            Conv2D(ctx, name: joinName(name, "conv2"), inChannels: outChannels, outChannels: outChannels,
+                   kernel: 3, padding: 1),
+            BatchNorm2D(ctx, name: joinName(name, "bn2"), channels: outChannels),
+        ]
+        return ResidualBlock(ctx, name: name, main: main, shortcut: conv3)
+    }
+}

@@ -1,0 +1,26 @@
+// nn.Sequential: children applied in order; backward runs them in reverse (chain rule).
+
+public final class Sequential: Layer {
+    public let name: String
+    public private(set) var children: [Layer]
+    private let ctx: ModelContext
+
+    public init(_ ctx: ModelContext, name: String, _ children: [Layer]) {
+        self.ctx = ctx; self.name = name; self.children = children
+    }
+
+    public var leaves: [Layer] { children.flatMap { $0.leaves } }
+    public func outputShape(_ s: [Int]) -> [Int] { children.reduce(s) { $1.outputShape($0) } }
+
+    public func forward(_ x: Tensor, training: Bool) -> Tensor {
+        var h = x
+        for c in children { h = ctx.forward(c, h, training: training) }
+        return h
+    }
+
+    public func backward(_ dy: Tensor) -> Tensor {
+        var g = dy
+        for c in children.reversed() { g = ctx.backward(c, g) }
+        return g
+    }
+}

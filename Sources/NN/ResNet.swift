@@ -1,0 +1,122 @@
+// The ResNet builder. ResNet-18 is exactly the seed's (d2l) model:
+//   net = nn.Sequential(b1, b2, b3, b4, b5, nn.AdaptiveAvgPool2d((1,1)), nn.Flatten(), nn.Linear(512, classes))
+//   b1 = conv 7x7/2 (pad 3) + BN + ReLU + maxpool 3/2 (pad 1); b2..b5 = stages of residual blocks.
+// ResNet-34 uses basic blocks [3,4,6,3], ResNet-50 bottleneck blocks [3,4,6,3] (He et al., Table 1).
+// Channels scale with `width` (64 in the paper).
+
+public struct ResNetSpec: Equatable, Sendable {
+    public var depth: Int
+    public var inChannels: Int
+    public var numClasses: Int
+    public var width: Int
+    public init(depth: Int = 18, inChannels: Int = 1, numClasses: Int = 10, width: Int = 64) {
+        self.depth = depth; self.inChannels = inChannels; self.numClasses = numClasses; self.width = width
+    }
+    public static let supportedDepths = [18, 34, 50]
+
+    var stageBlocks: [Int] {
+        switch depth {
+        case 18: return [2, 2, 2, 2]
+        case 34, 50: return [3, 4, 6, 3]
+        default: preconditionFailure("unsupported depth \(depth)")
+        }
+    }
+    var bottleneck: Bool { depth == 50 }
+    public var featureCount: Int { width * 8 * (bottleneck ? ResidualBlock.bottleneckExpansion : 1) }
+}
+
+public final class ResNet {
+    public let spec: ResNetSpec
+    public let ctx: ModelContext
+    public let net: Sequential
+    private let lossFn = SoftmaxCrossEntropy()
+
+    public init(_ spec: ResNetSpec, seed: UInt64 = 0) {
+        precondition(ResNetSpec.supportedDepths.contains(spec.depth), "depth \(spec.depth) not in \(ResNetSpec.supportedDepths)")
+        self.spec = spec
+        let ctx = ModelContext()
+        self.ctx = ctx
+        let w = spec.width
+        let b1 = Sequential(ctx, name: "0", [
+            Conv2D(ctx, name: "0.0", inChannels: spec.inChannels, outChannels: w, kernel: 7, stride: 2, padding: 3),
+            BatchNorm2D(ctx, name: "0.1", channels: w),
+            ReLU(name: "0.2"),
+            MaxPool2D(name: "0.3", kernel: 3, stride: 2, padding: 1),
+        ])
+        var stages: [Layer] = []
+        var cin = w
+        for (s, blocks) in spec.stageBlocks.enumerated() {
+            let stage = "\(s + 1)"
+            let cmid = w << s
+            var layers: [Layer] = []
+            for b in 0..<blocks {
+                let name = "\(stage).\(b)"
+                let stride = (b == 0 && s > 0) ? 2 : 1
+                if spec.bottleneck {
+                    layers.append(ResidualBlock.bottleneck(ctx, name: name, inChannels: cin, midChannels: cmid, stride: stride))
+                    cin = cmid * ResidualBlock.bottleneckExpansion
+                } else {
+                    // d2l: the first block of stages 2..4 halves the size and uses the 1x1 shortcut.
+                    layers.append(ResidualBlock.basic(ctx, name: name, inChannels: cin, outChannels: cmid,
+                                                      use1x1: b == 0 && s > 0, stride: stride))
+                    cin = cmid
+                }
+            }
+            stages.append(Sequential(ctx, name: stage, layers))
+        }
+        net = Sequential(ctx, name: "", [b1] + stages + [
+            GlobalAvgPool(name: "5"), Flatten(name: "6"),
+            Linear(ctx, name: "7", inFeatures: spec.featureCount, outFeatures: spec.numClasses),
+        ])
+        ctx.finalize()
+        initialize(seed: seed)
+    }
+
+    public var params: ParameterStore { ctx.params }
+    public var buffers: ParameterStore { ctx.buffers }
+    public var leaves: [Layer] { net.leaves }
+
+    /// PyTorch's default initialization: conv/linear weights and biases uniform in
+    /// +-1/sqrt(fan_in) (kaiming_uniform with a = sqrt(5)), BN gamma 1, beta 0, stats 0/1.
+    public func initialize(seed: UInt64) {
+        var rng = SplitMix64(seed: mixSeed(seed, 0x1417))
+        for layer in leaves {
+            if let bn = layer as? BatchNorm2D { bn.resetParameters(); continue }
+            for p in layer.parameters {
+                let fanIn = (layer as? Conv2D).map { $0.inChannels * $0.kernel * $0.kernel }
+                    ?? (layer as? Linear)?.inFeatures ?? 1
+                let bound = 1 / Float(fanIn).squareRoot()
+                for i in 0..<p.count { p.value[i] = rng.uniform(-bound, bound) }
+            }
+        }
+    }
+
+    public func forward(_ x: Tensor, training: Bool) -> Tensor { net.forward(x, training: training) }
+
+    /// Forward, loss, backward for one (local) batch; gradients are ADDED to the flat gradient buffer.
+    public func trainStep(_ x: Tensor, labels: UnsafePointer<Int32>, normalizer: Int) -> SoftmaxCrossEntropy.Result {
+        let logits = net.forward(x, training: true)
+        let r = ctx.timed("SoftmaxCrossEntropy") { lossFn.forward(logits: logits, labels: labels, normalizer: normalizer) }
+        _ = net.backward(lossFn.gradient())
+        return r
+    }
+
+    /// Loss (summed, not averaged) and top-1 hits in eval mode.
+    public func evaluate(_ x: Tensor, labels: UnsafePointer<Int32>) -> (lossSum: Double, correct: Int) {
+        let logits = net.forward(x, training: false)
+        let r = lossFn.forward(logits: logits, labels: labels, normalizer: 1, gradient: false)
+        return (r.loss, r.correct)
+    }
+
+    /// The seed's shape table: (name, type, output shape without the batch dimension) for each
+    /// top-level block, as d2l prints it.
+    public func summary(input: [Int]) -> [(name: String, type: String, shape: [Int])] {
+        var s = [1] + input
+        var rows: [(String, String, [Int])] = []
+        for c in net.children {
+            s = c.outputShape(s)
+            rows.append((c.name, c.typeName == "Sequential" ? "Sequential" : c.typeName, Array(s.dropFirst())))
+        }
+        return rows
+    }
+}

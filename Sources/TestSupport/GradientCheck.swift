@@ -1,0 +1,192 @@
+// Finite-difference gradient checks.
+//
+// A layer is checked through the scalar L = sum(y ⊙ r), r a fixed random (standard normal)
+// tensor of y's shape: dL/dy = r is fed to backward, and every checked element e of the input
+// and of each parameter gets the central difference
+//     (L(e + eps) - L(e - eps)) / ((e + eps) - (e - eps))        (both evaluated in float32,
+// L accumulated in Double; the denominator uses the float values actually stored).
+//
+// Tolerance. Element i of a tensor passes when
+//     |analytic - numeric| <= rtol * max(|analytic|, |numeric|) + atol * S
+// with rtol = 0.02, atol = 0.005, and S the tensor's gradient scale: the largest |numeric| of
+// the tensor, but at least `floorFraction` (1%) of the largest scale over all checked tensors
+// (a conv bias in front of a batch norm has an exactly-zero gradient, and its numeric value is
+// pure float32 rounding noise of the whole loss). So a 10% error on any element that is not
+// tiny compared with its tensor's largest gradient fails: a missing factor (2, 1/M, gamma),
+// a dropped sum term or a wrong index all give errors of that size, while float32 noise
+// (|dL| ~ 1e-7 |L| / (2 eps)) stays well under 0.5% for the sizes used in the tests.
+// The central difference has an O(eps^2) truncation error and may straddle a kink (ReLU, a
+// max-pool switch); when an element fails it is re-evaluated once with eps * retryFactor
+// (0.25) and passes if that agrees: a real gradient bug disagrees at every eps.
+//
+// eps: 1e-3 for general layers (inputs of order 1); inputs of ReLU/MaxPool are spaced apart
+// (`spacedTensor`) by far more than 2 eps so no kink or tie is crossed. For the whole network
+// (loss of order 1, gradients of order 1e-3..1e-1) 1e-2 keeps the float noise small.
+// Element sampling: all elements when a tensor has at most `maxSamples` (300), otherwise a
+// deterministic sample of that many including the first and last element.
+import NN
+
+public struct GradientCheckOptions {
+    public var eps: Double = 1e-3
+    public var rtol: Double = 0.02
+    public var atol: Double = 0.005
+    public var floorFraction: Double = 0.01
+    public var retryFactor: Double = 0.25
+    public var maxSamples: Int = 300
+    public var seed: UInt64 = 1
+    /// Forward mode for the layer (BatchNorm2D's backward needs a training forward).
+    public var training: Bool = true
+    public var checkInput: Bool = true
+    /// Which parameters of the context to check (all by default).
+    public var includeParameter: (String) -> Bool = { _ in true }
+    public init() {}
+    public init(eps: Double = 1e-3, maxSamples: Int = 300, seed: UInt64 = 1, training: Bool = true) {
+        self.eps = eps; self.maxSamples = maxSamples; self.seed = seed; self.training = training
+    }
+}
+
+public struct TensorGradientReport: CustomStringConvertible {
+    public var name: String
+    public var total: Int
+    public var checked: Int
+    public var failures: Int
+    public var retried: Int
+    public var maxAbsError: Double
+    public var worstIndex: Int
+    public var worstAnalytic: Double
+    public var worstNumeric: Double
+    /// max |error| / S over the tensor: 1 would be the tolerance at a tiny element.
+    public var scale: Double
+    /// ||analytic - numeric|| / ||numeric|| over the checked elements.
+    public var relativeL2: Double
+    public var passed: Bool { failures == 0 }
+
+    public var description: String {
+        "\(name): \(failures) of \(checked)/\(total) checked elements fail (\(retried) retried); "
+            + "max abs err \(fmt(maxAbsError)) at [\(worstIndex)] analytic \(fmt(worstAnalytic)) "
+            + "numeric \(fmt(worstNumeric)); scale \(fmt(scale)); rel L2 err \(fmt(relativeL2))"
+    }
+}
+
+public struct GradientCheckReport: CustomStringConvertible {
+    public var tensors: [TensorGradientReport]
+    public var passed: Bool { !tensors.isEmpty && tensors.allSatisfy { $0.passed } }
+    public subscript(name: String) -> TensorGradientReport? { tensors.first { $0.name == name } }
+    public var description: String { tensors.map { $0.description }.joined(separator: "\n") }
+    /// One line: the worst relative L2 error and the number of checked elements.
+    public var summary: String {
+        let worst = tensors.max { $0.relativeL2 < $1.relativeL2 }
+        return "\(tensors.count) tensors, \(tensors.reduce(0) { $0 + $1.checked }) elements, worst rel L2 err "
+            + "\(fmt(worst?.relativeL2 ?? 0)) (\(worst?.name ?? "-")), \(passed ? "pass" : "FAIL")"
+    }
+}
+
+/// A tensor whose gradient is checked: its values (perturbed in place) and its analytic gradient.
+public struct CheckedTensor {
+    public var name: String
+    public var values: UnsafeMutablePointer<Float>
+    public var count: Int
+    public var analytic: [Float]
+    public init(name: String, values: UnsafeMutablePointer<Float>, count: Int, analytic: [Float]) {
+        precondition(analytic.count == count, "\(name): \(analytic.count) gradient values for \(count) elements")
+        self.name = name; self.values = values; self.count = count; self.analytic = analytic
+    }
+}
+
+/// Deterministic sample of at most `maxSamples` indices in 0..<count, sorted, including both ends.
+public func sampleIndices(_ count: Int, maxSamples: Int, seed: UInt64) -> [Int] {
+    if count <= maxSamples { return Array(0..<count) }
+    var rng = SplitMix64(seed: mixSeed(seed, UInt64(count)))
+    var all = Array(1..<(count - 1))
+    all.shuffle(using: &rng)
+    return ([0, count - 1] + all.prefix(max(maxSamples - 2, 0))).sorted()
+}
+
+/// Compares each tensor's analytic gradient with central differences of `loss`, which must
+/// recompute the loss from the current values (and restore any state a forward changes).
+public func finiteDifferenceCheck(_ tensors: [CheckedTensor], options o: GradientCheckOptions,
+                                  loss: () -> Double) -> GradientCheckReport {
+    func central(_ p: UnsafeMutablePointer<Float>, _ eps: Double) -> Double {
+        let orig = p.pointee
+        let up = Float(Double(orig) + eps), down = Float(Double(orig) - eps)
+        p.pointee = up; let lp = loss()
+        p.pointee = down; let lm = loss()
+        p.pointee = orig
+        return (lp - lm) / (Double(up) - Double(down))
+    }
+    // Pass 1: numeric gradients on the samples.
+    var samples: [[Int]] = [], numeric: [[Double]] = []
+    for (t, ct) in tensors.enumerated() {
+        let idx = sampleIndices(ct.count, maxSamples: o.maxSamples, seed: mixSeed(o.seed, UInt64(t)))
+        samples.append(idx)
+        numeric.append(idx.map { central(ct.values + $0, o.eps) })
+    }
+    let scales = numeric.map { $0.reduce(0) { max($0, $1.magnitude) } }
+    let global = scales.max() ?? 0
+    // Pass 2: compare.
+    var reports: [TensorGradientReport] = []
+    for (t, ct) in tensors.enumerated() {
+        let s = max(scales[t], o.floorFraction * global, 1e-30)
+        var r = TensorGradientReport(name: ct.name, total: ct.count, checked: samples[t].count, failures: 0,
+                                     retried: 0, maxAbsError: 0, worstIndex: -1, worstAnalytic: 0,
+                                     worstNumeric: 0, scale: s, relativeL2: 0)
+        var errSq = 0.0, refSq = 0.0
+        for (j, i) in samples[t].enumerated() {
+            let a = Double(ct.analytic[i])
+            var n = numeric[t][j]
+            func fails(_ n: Double) -> Bool {
+                !((a - n).magnitude <= o.rtol * max(a.magnitude, n.magnitude) + o.atol * s)
+            }
+            if fails(n) {
+                r.retried += 1
+                let n2 = central(ct.values + i, o.eps * o.retryFactor)
+                if fails(n2) { r.failures += 1 } else { n = n2 }
+            }
+            let e = (a - n).magnitude
+            errSq += e * e; refSq += n * n
+            if e > r.maxAbsError || r.worstIndex < 0 || e.isNaN {
+                r.maxAbsError = e; r.worstIndex = i; r.worstAnalytic = a; r.worstNumeric = n
+            }
+        }
+        r.relativeL2 = refSq > 0 ? (errSq / refSq).squareRoot() : errSq.squareRoot()
+        reports.append(r)
+    }
+    return GradientCheckReport(tensors: reports)
+}
+
+/// Checks a layer's dL/dx and dL/dθ (every parameter of `ctx.params` accepted by the options)
+/// for L = sum(y ⊙ r). Parameter gradients are zeroed first (backward adds into them).
+/// Batch-norm buffers are snapshotted and restored around every forward, so every evaluation
+/// sees the same state, and are left as they were before the check.
+public func checkLayerGradients(_ layer: Layer, ctx: ModelContext, input x: Tensor,
+                                options o: GradientCheckOptions = GradientCheckOptions()) -> GradientCheckReport {
+    let snapshot = Array(ctx.buffers.valueBuffer)
+    func restore() {
+        let b = ctx.buffers.valueBuffer
+        for i in 0..<snapshot.count { b[i] = snapshot[i] }
+    }
+    restore()
+    let y0 = ctx.forward(layer, x, training: o.training)
+    let yShape = y0.shape
+    var rng = SplitMix64(seed: mixSeed(o.seed, 0x10ad))
+    let r = (0..<y0.count).map { _ in rng.normal() }
+    ctx.params.zeroGrad()
+    let dx = ctx.backward(layer, Tensor(shape: yShape, values: r)).array
+    precondition(dx.count == x.count, "\(layer.name): input gradient has \(dx.count) elements, input \(x.count)")
+    let rd = r.map(Double.init)
+    var tensors: [CheckedTensor] = []
+    if o.checkInput { tensors.append(CheckedTensor(name: "input", values: x.data, count: x.count, analytic: dx)) }
+    for p in ctx.params.entries where o.includeParameter(p.name) {
+        tensors.append(CheckedTensor(name: p.name, values: p.value, count: p.count, analytic: p.grads))
+    }
+    let report = finiteDifferenceCheck(tensors, options: o) {
+        restore()
+        let y = ctx.forward(layer, x, training: o.training)
+        precondition(y.shape == yShape)
+        var s = 0.0
+        for i in 0..<y.count { s += Double(y.data[i]) * rd[i] }
+        return s
+    }
+    restore()
+    return report
+}

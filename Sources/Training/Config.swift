@@ -1,0 +1,133 @@
+// The run configuration: every knob of a training run, as read from YAML (snake_case keys)
+// and `--set section.key=value` overrides. The YAML schema is the users' contract; the Swift
+// properties are its camelCase mirror. `ConfigLoader.swift` reads, checks and prints it.
+
+/// Learning-rate schedule family (`schedule.kind`).
+public enum ScheduleKind: String, Codable, Equatable, CaseIterable, Sendable {
+    case constant, step, cosine
+}
+
+public struct RunConfig: Codable, Equatable, Sendable {
+    public struct Model: Codable, Equatable, Sendable {
+        /// ResNet depth: 18, 34 (basic blocks) or 50 (bottlenecks).
+        public var depth: Int = 18
+        public var inChannels: Int = 1
+        public var numClasses: Int = 10
+        /// Channels of the stem and first stage (64 in the paper).
+        public var width: Int = 64
+        public init() {}
+        enum CodingKeys: String, CodingKey {
+            case depth, inChannels = "in_channels", numClasses = "num_classes", width
+        }
+    }
+
+    public struct DataConfig: Codable, Equatable, Sendable {
+        /// One of `RunConfig.datasets`: "fashion-mnist", "mnist", "cifar10", "synthetic".
+        public var dataset: String = "fashion-mnist"
+        public var root: String = "/usr/share/datasets/fashion-mnist"
+        /// Side of the (square) images fed to the net after resizing; 0 keeps the native size.
+        public var imageSize: Int = 96
+        public var shuffle: Bool = true
+        /// Random crop with padding 4 plus horizontal flip (training only).
+        public var augment: Bool = false
+        public var normalize: Bool = false
+        /// Per-channel mean and std used when `normalize` is on (one entry per input channel).
+        public var mean: [Float] = [0.2860]
+        public var std: [Float] = [0.3530]
+        /// Number of images of the "synthetic" dataset.
+        public var syntheticCount: Int = 1024
+        public init() {}
+        enum CodingKeys: String, CodingKey {
+            case dataset, root, imageSize = "image_size", shuffle, augment, normalize, mean, std
+            case syntheticCount = "synthetic_count"
+        }
+    }
+
+    public struct Train: Codable, Equatable, Sendable {
+        /// The GLOBAL batch; each rank takes batchSize / worldSize.
+        public var batchSize: Int = 256
+        public var epochs: Int = 10
+        /// Stop after this many optimizer steps (0 = no limit).
+        public var maxSteps: Int = 0
+        public var seed: Int = 0
+        /// A safetensors file whose weights replace the random initialisation.
+        public var initWeights: String? = nil
+        public var syncBN: Bool = false
+        /// Size of one gradient allreduce bucket, in MiB.
+        public var bucketMB: Double = 4.0
+        /// BLAS threads per rank (0 = auto).
+        public var threads: Int = 0
+        public var debug: Bool = false
+        public var evalEveryEpoch: Bool = true
+        /// Log a metrics line every this many steps.
+        public var logEvery: Int = 10
+        public init() {}
+        enum CodingKeys: String, CodingKey {
+            case batchSize = "batch_size", epochs, maxSteps = "max_steps", seed
+            case initWeights = "init_weights", syncBN = "sync_bn", bucketMB = "bucket_mb"
+            case threads, debug, evalEveryEpoch = "eval_every_epoch", logEvery = "log_every"
+        }
+    }
+
+    public struct Optimizer: Codable, Equatable, Sendable {
+        public var lr: Double = 0.05
+        public var momentum: Double = 0.9
+        public var weightDecay: Double = 0.0
+        public var nesterov: Bool = false
+        public init() {}
+        enum CodingKeys: String, CodingKey {
+            case lr, momentum, weightDecay = "weight_decay", nesterov
+        }
+    }
+
+    public struct Schedule: Codable, Equatable, Sendable {
+        public var kind: ScheduleKind = .constant
+        /// Linear warm-up from 0 to lr over this many epochs (fractions allowed).
+        public var warmupEpochs: Double = 0.0
+        /// "step": multiply the lr by gamma every stepEpochs epochs.
+        public var stepEpochs: Int = 30
+        public var gamma: Double = 0.1
+        /// "cosine": the lr at the end of training.
+        public var minLR: Double = 0.0
+        public init() {}
+        enum CodingKeys: String, CodingKey {
+            case kind, warmupEpochs = "warmup_epochs", stepEpochs = "step_epochs", gamma
+            case minLR = "min_lr"
+        }
+    }
+
+    public struct Checkpoint: Codable, Equatable, Sendable {
+        /// Write a checkpoint every this many steps (0 = off).
+        public var everySteps: Int = 0
+        public var everyEpoch: Bool = true
+        /// How many checkpoints to keep (oldest are deleted).
+        public var keep: Int = 3
+        public init() {}
+        enum CodingKeys: String, CodingKey {
+            case everySteps = "every_steps", everyEpoch = "every_epoch", keep
+        }
+    }
+
+    public struct Output: Codable, Equatable, Sendable {
+        public var dir: String = "runs/default"
+        public init() {}
+    }
+
+    public var model = Model()
+    public var data = DataConfig()
+    public var train = Train()
+    public var optimizer = Optimizer()
+    public var schedule = Schedule()
+    public var checkpoint = Checkpoint()
+    public var output = Output()
+
+    public init() {}
+
+    /// Every field at its default.
+    public static var `default`: RunConfig { RunConfig() }
+
+    /// Accepted values of `data.dataset`.
+    public static let datasets = ["fashion-mnist", "mnist", "cifar10", "synthetic"]
+    /// Accepted values of `model.depth`.
+    public static let depths = [18, 34, 50]
+}

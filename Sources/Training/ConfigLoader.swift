@@ -1,0 +1,441 @@
+// Reads a RunConfig from YAML plus `--set section.key=value` overrides, checks it, and prints
+// it back as canonical YAML. The YAML tree is walked by hand (not through Codable) so that
+// every error names the file or the --set argument, the full dotted key and what was expected.
+import Foundation
+import Yams
+import NN
+
+/// A configuration mistake a user can make: the message names where it came from, the key
+/// and what was expected.
+public struct ConfigError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+// MARK: - Public API
+
+extension RunConfig {
+    /// Reads `path` (nil: start from the defaults), applies the `--set` overrides in order and
+    /// validates the result. A key missing from the file keeps its default.
+    public static func load(path: String?, overrides: [String]) throws -> RunConfig {
+        var config = RunConfig()
+        if let path {
+            var isDir: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
+                throw ConfigError("config file not found: \(path)")
+            }
+            guard !isDir.boolValue else { throw ConfigError("config path is a directory, not a YAML file: \(path)") }
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw ConfigError("cannot read config file \(path)")
+            }
+            guard let text = String(data: data, encoding: .utf8) else {
+                throw ConfigError("\(path): not UTF-8 text")
+            }
+            try ConfigSchema.apply(yaml: text, file: path, to: &config)
+        }
+        for o in overrides { try ConfigSchema.apply(override: o, to: &config) }
+        try config.validate(source: path)
+        return config
+    }
+
+    /// Same as `load`, from YAML text (`file` only names it in errors). Used for the config
+    /// stored in run folders and checkpoints, and by tests.
+    public static func parse(yaml: String, file: String = "<yaml>", overrides: [String] = []) throws -> RunConfig {
+        var config = RunConfig()
+        try ConfigSchema.apply(yaml: yaml, file: file, to: &config)
+        for o in overrides { try ConfigSchema.apply(override: o, to: &config) }
+        try config.validate(source: file)
+        return config
+    }
+
+    /// Applies one `section.key=value` override to an already loaded config (then validate).
+    public mutating func apply(override: String) throws {
+        try ConfigSchema.apply(override: override, to: &self)
+    }
+
+    /// The full resolved config as YAML, every key in schema order. Reading it back gives an
+    /// equal config.
+    public func yamlString() -> String {
+        var out = ""
+        for section in ConfigSchema.sections {
+            out += "\(section.name):\n"
+            for f in section.fields { out += "  \(f.key): \(f.write(self))\n" }
+        }
+        return out
+    }
+
+    /// Stable FNV-1a hash of the canonical YAML.
+    public func canonicalHash() -> UInt64 { fnv1a(Array(yamlString().utf8)) }
+
+    /// Valid keys of every section, in schema order ("model" -> ["depth", ...]).
+    public static var schemaKeys: [(section: String, keys: [String])] {
+        ConfigSchema.sections.map { ($0.name, $0.fields.map(\.key)) }
+    }
+
+    /// Range checks; throws on the first field that is out of range.
+    public func validate(source: String? = nil) throws {
+        let origin = source.map { " (config \($0))" } ?? ""
+        func fail(_ key: String, _ expected: String, _ found: Any) throws -> Never {
+            throw ConfigError("invalid \(key)\(origin): expected \(expected), found \(found)")
+        }
+        func finite(_ key: String, _ v: Double) throws { if !v.isFinite { try fail(key, "a finite number", v) } }
+
+        if !RunConfig.depths.contains(model.depth) { try fail("model.depth", "one of 18, 34, 50", model.depth) }
+        if model.inChannels < 1 { try fail("model.in_channels", "an integer >= 1", model.inChannels) }
+        if model.numClasses < 2 { try fail("model.num_classes", "an integer >= 2", model.numClasses) }
+        if model.width < 1 { try fail("model.width", "an integer >= 1", model.width) }
+
+        if !RunConfig.datasets.contains(data.dataset) {
+            try fail("data.dataset", "one of " + RunConfig.datasets.joined(separator: ", "), "'\(data.dataset)'")
+        }
+        if data.root.isEmpty && data.dataset != "synthetic" { try fail("data.root", "a non-empty path", "''") }
+        if data.imageSize < 0 || data.imageSize > 4096 {
+            try fail("data.image_size", "an integer in 0...4096 (0 = native size)", data.imageSize)
+        }
+        if data.normalize {
+            if data.mean.count != model.inChannels {
+                try fail("data.mean", "\(model.inChannels) value(s), one per input channel (model.in_channels) since data.normalize is on",
+                         "\(data.mean.count) value(s) \(data.mean)")
+            }
+            if data.std.count != model.inChannels {
+                try fail("data.std", "\(model.inChannels) value(s), one per input channel (model.in_channels) since data.normalize is on",
+                         "\(data.std.count) value(s) \(data.std)")
+            }
+        }
+        if let bad = data.mean.first(where: { !$0.isFinite }) { try fail("data.mean", "finite values", bad) }
+        if let bad = data.std.first(where: { !($0 > 0 && $0.isFinite) }) { try fail("data.std", "values > 0", bad) }
+        if data.syntheticCount < 1 { try fail("data.synthetic_count", "an integer >= 1", data.syntheticCount) }
+
+        if train.batchSize < 1 { try fail("train.batch_size", "an integer >= 1", train.batchSize) }
+        if train.epochs < 1 { try fail("train.epochs", "an integer >= 1", train.epochs) }
+        if train.maxSteps < 0 { try fail("train.max_steps", "an integer >= 0 (0 = no limit)", train.maxSteps) }
+        if train.seed < 0 { try fail("train.seed", "an integer >= 0", train.seed) }
+        if let w = train.initWeights, w.isEmpty { try fail("train.init_weights", "a safetensors path or null", "''") }
+        try finite("train.bucket_mb", train.bucketMB)
+        if !(train.bucketMB > 0) { try fail("train.bucket_mb", "a number > 0", train.bucketMB) }
+        if train.threads < 0 { try fail("train.threads", "an integer >= 0 (0 = auto)", train.threads) }
+        if train.logEvery < 1 { try fail("train.log_every", "an integer >= 1", train.logEvery) }
+
+        try finite("optimizer.lr", optimizer.lr)
+        if optimizer.lr < 0 { try fail("optimizer.lr", "a number >= 0", optimizer.lr) }
+        try finite("optimizer.momentum", optimizer.momentum)
+        if !(optimizer.momentum >= 0 && optimizer.momentum < 1) {
+            try fail("optimizer.momentum", "a number in [0, 1)", optimizer.momentum)
+        }
+        try finite("optimizer.weight_decay", optimizer.weightDecay)
+        if optimizer.weightDecay < 0 { try fail("optimizer.weight_decay", "a number >= 0", optimizer.weightDecay) }
+        if optimizer.nesterov && optimizer.momentum == 0 {
+            try fail("optimizer.nesterov", "false when optimizer.momentum is 0 (Nesterov needs momentum)", true)
+        }
+
+        try finite("schedule.warmup_epochs", schedule.warmupEpochs)
+        if schedule.warmupEpochs < 0 { try fail("schedule.warmup_epochs", "a number >= 0", schedule.warmupEpochs) }
+        if schedule.stepEpochs < 1 { try fail("schedule.step_epochs", "an integer >= 1", schedule.stepEpochs) }
+        try finite("schedule.gamma", schedule.gamma)
+        if !(schedule.gamma > 0) { try fail("schedule.gamma", "a number > 0", schedule.gamma) }
+        try finite("schedule.min_lr", schedule.minLR)
+        if schedule.minLR < 0 { try fail("schedule.min_lr", "a number >= 0", schedule.minLR) }
+        if schedule.kind == .cosine && schedule.minLR > optimizer.lr {
+            try fail("schedule.min_lr", "a number <= optimizer.lr (\(optimizer.lr)) for the cosine schedule", schedule.minLR)
+        }
+
+        if checkpoint.everySteps < 0 { try fail("checkpoint.every_steps", "an integer >= 0 (0 = off)", checkpoint.everySteps) }
+        if checkpoint.keep < 1 { try fail("checkpoint.keep", "an integer >= 1", checkpoint.keep) }
+
+        if output.dir.isEmpty { try fail("output.dir", "a non-empty path", "''") }
+    }
+}
+
+// MARK: - Schema
+
+/// One YAML key: how to read it from a node and how to print it.
+struct ConfigField {
+    let key: String
+    /// Reads the node into the config; returns a description of the expected type on failure.
+    let read: (inout RunConfig, Node) -> String?
+    let write: (RunConfig) -> String
+}
+
+struct ConfigSection {
+    let name: String
+    let fields: [ConfigField]
+    func field(_ key: String) -> ConfigField? { fields.first { $0.key == key } }
+}
+
+enum ConfigSchema {
+    static let sections: [ConfigSection] = [
+        ConfigSection(name: "model", fields: [
+            int("depth", \.model.depth),
+            int("in_channels", \.model.inChannels),
+            int("num_classes", \.model.numClasses),
+            int("width", \.model.width),
+        ]),
+        ConfigSection(name: "data", fields: [
+            string("dataset", \.data.dataset),
+            string("root", \.data.root),
+            int("image_size", \.data.imageSize),
+            bool("shuffle", \.data.shuffle),
+            bool("augment", \.data.augment),
+            bool("normalize", \.data.normalize),
+            floats("mean", \.data.mean),
+            floats("std", \.data.std),
+            int("synthetic_count", \.data.syntheticCount),
+        ]),
+        ConfigSection(name: "train", fields: [
+            int("batch_size", \.train.batchSize),
+            int("epochs", \.train.epochs),
+            int("max_steps", \.train.maxSteps),
+            int("seed", \.train.seed),
+            optionalString("init_weights", \.train.initWeights),
+            bool("sync_bn", \.train.syncBN),
+            double("bucket_mb", \.train.bucketMB),
+            int("threads", \.train.threads),
+            bool("debug", \.train.debug),
+            bool("eval_every_epoch", \.train.evalEveryEpoch),
+            int("log_every", \.train.logEvery),
+        ]),
+        ConfigSection(name: "optimizer", fields: [
+            double("lr", \.optimizer.lr),
+            double("momentum", \.optimizer.momentum),
+            double("weight_decay", \.optimizer.weightDecay),
+            bool("nesterov", \.optimizer.nesterov),
+        ]),
+        ConfigSection(name: "schedule", fields: [
+            scheduleKind("kind", \.schedule.kind),
+            double("warmup_epochs", \.schedule.warmupEpochs),
+            int("step_epochs", \.schedule.stepEpochs),
+            double("gamma", \.schedule.gamma),
+            double("min_lr", \.schedule.minLR),
+        ]),
+        ConfigSection(name: "checkpoint", fields: [
+            int("every_steps", \.checkpoint.everySteps),
+            bool("every_epoch", \.checkpoint.everyEpoch),
+            int("keep", \.checkpoint.keep),
+        ]),
+        ConfigSection(name: "output", fields: [
+            string("dir", \.output.dir),
+        ]),
+    ]
+
+    static func section(_ name: String) -> ConfigSection? { sections.first { $0.name == name } }
+    static var sectionNames: [String] { sections.map(\.name) }
+
+    // MARK: Applying YAML
+
+    static func apply(yaml: String, file: String, to config: inout RunConfig) throws {
+        let root: Node?
+        do { root = try Yams.compose(yaml: yaml) } catch {
+            throw ConfigError("\(file): invalid YAML: \(error)")
+        }
+        guard let root, !isNull(root) else { return }   // empty file: all defaults
+        guard case .mapping(let top) = root else {
+            throw ConfigError("\(file): expected a mapping of sections (\(sectionNames.joined(separator: ", "))) at the top level, found \(describe(root))")
+        }
+        for (keyNode, value) in top {
+            guard let name = keyNode.scalar?.string else {
+                throw ConfigError("\(file): expected a section name at the top level, found \(describe(keyNode))")
+            }
+            guard let section = section(name) else {
+                throw ConfigError("\(file): unknown key '\(name)'\(suggestion(name, sectionNames)); valid top-level keys: \(sectionNames.joined(separator: ", "))")
+            }
+            if isNull(value) { continue }   // "model:" with nothing under it
+            guard case .mapping(let fields) = value else {
+                throw ConfigError("\(file): \(name): expected a mapping of keys (\(section.fields.map(\.key).joined(separator: ", "))), found \(describe(value))")
+            }
+            for (fieldKey, fieldValue) in fields {
+                guard let key = fieldKey.scalar?.string else {
+                    throw ConfigError("\(file): \(name): expected a key, found \(describe(fieldKey))")
+                }
+                try set(section: section, key: key, value: fieldValue, origin: file, config: &config)
+            }
+        }
+    }
+
+    static func apply(override: String, to config: inout RunConfig) throws {
+        let origin = "--set \(override)"
+        guard let eq = override.firstIndex(of: "=") else {
+            throw ConfigError("\(origin): expected section.key=value (e.g. train.epochs=5)")
+        }
+        let path = override[..<eq].trimmingCharacters(in: .whitespaces)
+        let text = String(override[override.index(after: eq)...])
+        let parts = path.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+        guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
+            throw ConfigError("\(origin): expected section.key=value with a key of the form section.key (e.g. train.epochs=5), found key '\(path)'")
+        }
+        guard let section = section(parts[0]) else {
+            throw ConfigError("\(origin): unknown key '\(path)': no section '\(parts[0])'\(suggestion(parts[0], sectionNames)); valid sections: \(sectionNames.joined(separator: ", "))")
+        }
+        let node: Node
+        do {
+            node = try Yams.compose(yaml: text) ?? Node("", .implicit, .plain)
+        } catch {
+            throw ConfigError("\(origin): cannot parse value '\(text)' as YAML: \(error)")
+        }
+        try set(section: section, key: parts[1], value: node, origin: origin, config: &config)
+    }
+
+    private static func set(section: ConfigSection, key: String, value: Node, origin: String,
+                            config: inout RunConfig) throws {
+        let dotted = "\(section.name).\(key)"
+        let keys = section.fields.map(\.key)
+        guard let field = section.field(key) else {
+            throw ConfigError("\(origin): unknown key '\(dotted)'\(suggestion(key, keys)); valid keys of section '\(section.name)': \(keys.joined(separator: ", "))")
+        }
+        if let expected = field.read(&config, value) {
+            throw ConfigError("\(origin): \(dotted): expected \(expected), found \(describe(value))")
+        }
+    }
+
+    // MARK: Field kinds
+
+    static func int(_ key: String, _ kp: WritableKeyPath<RunConfig, Int>) -> ConfigField {
+        ConfigField(key: key, read: { c, node in
+            guard let s = plainScalar(node), let v = Int.construct(from: s) else { return "an integer" }
+            c[keyPath: kp] = v; return nil
+        }, write: { String($0[keyPath: kp]) })
+    }
+
+    static func double(_ key: String, _ kp: WritableKeyPath<RunConfig, Double>) -> ConfigField {
+        ConfigField(key: key, read: { c, node in
+            guard let s = plainScalar(node), let v = Double.construct(from: s) else { return "a number" }
+            c[keyPath: kp] = v; return nil
+        }, write: { yamlNumber($0[keyPath: kp]) })
+    }
+
+    static func bool(_ key: String, _ kp: WritableKeyPath<RunConfig, Bool>) -> ConfigField {
+        ConfigField(key: key, read: { c, node in
+            guard let s = node.scalar, let v = Bool.construct(from: s) else { return "a boolean (true or false)" }
+            c[keyPath: kp] = v; return nil
+        }, write: { $0[keyPath: kp] ? "true" : "false" })
+    }
+
+    static func string(_ key: String, _ kp: WritableKeyPath<RunConfig, String>) -> ConfigField {
+        ConfigField(key: key, read: { c, node in
+            guard let s = node.scalar, !isNull(node) else { return "a string" }
+            c[keyPath: kp] = s.string; return nil
+        }, write: { quoted($0[keyPath: kp]) })
+    }
+
+    static func optionalString(_ key: String, _ kp: WritableKeyPath<RunConfig, String?>) -> ConfigField {
+        ConfigField(key: key, read: { c, node in
+            if isNull(node) { c[keyPath: kp] = nil; return nil }
+            guard let s = node.scalar else { return "a string or null" }
+            c[keyPath: kp] = s.string; return nil
+        }, write: { $0[keyPath: kp].map(quoted) ?? "null" })
+    }
+
+    static func floats(_ key: String, _ kp: WritableKeyPath<RunConfig, [Float]>) -> ConfigField {
+        ConfigField(key: key, read: { c, node in
+            let expected = "a list of numbers (e.g. [0.5, 0.5, 0.5])"
+            func float(_ n: Node) -> Float? {
+                guard let s = plainScalar(n) else { return nil }
+                if let f = Float(s.string.replacingOccurrences(of: "_", with: "")) { return f }  // no double rounding
+                return Double.construct(from: s).map(Float.init)
+            }
+            switch node {
+            case .sequence(let seq):
+                var out: [Float] = []
+                for n in seq { guard let f = float(n) else { return expected }; out.append(f) }
+                c[keyPath: kp] = out
+            case .scalar:
+                guard let f = float(node) else { return expected }   // a lone number is a list of one
+                c[keyPath: kp] = [f]
+            default:
+                return expected
+            }
+            return nil
+        }, write: { "[" + $0[keyPath: kp].map { yamlNumber($0) }.joined(separator: ", ") + "]" })
+    }
+
+    static func scheduleKind(_ key: String, _ kp: WritableKeyPath<RunConfig, ScheduleKind>) -> ConfigField {
+        ConfigField(key: key, read: { c, node in
+            let expected = "one of " + ScheduleKind.allCases.map(\.rawValue).joined(separator: ", ")
+            guard let s = node.scalar, let v = ScheduleKind(rawValue: s.string) else { return expected }
+            c[keyPath: kp] = v; return nil
+        }, write: { quoted($0[keyPath: kp].rawValue) })
+    }
+
+    // MARK: Helpers
+
+    /// An unquoted scalar (numbers must not be written as quoted strings).
+    private static func plainScalar(_ node: Node) -> Node.Scalar? {
+        guard let s = node.scalar, s.style == .plain || s.style == .any, !isNull(node) else { return nil }
+        return s
+    }
+
+    static func isNull(_ node: Node) -> Bool {
+        guard let s = node.scalar else { return false }
+        if s.style != .plain && s.style != .any { return false }
+        return ["", "~", "null", "Null", "NULL"].contains(s.string)
+    }
+
+    static func describe(_ node: Node) -> String {
+        switch node {
+        case .scalar(let s):
+            if isNull(node) { return "null" }
+            return "'\(s.string)'"
+        case .sequence(let seq):
+            let items = seq.prefix(8).map { describe($0) }.joined(separator: ", ")
+            return "a list [\(items)\(seq.count > 8 ? ", ..." : "")]"
+        case .mapping(let m):
+            let keys = m.prefix(8).compactMap { $0.key.scalar?.string }.joined(separator: ", ")
+            return "a mapping {\(keys)}"
+        case .alias:
+            return "an alias"
+        }
+    }
+
+    /// A number YAML reads back as a float with the same value (always with a '.' or inf/nan).
+    static func yamlNumber<F: BinaryFloatingPoint & CustomStringConvertible>(_ v: F) -> String {
+        if v.isNaN { return ".nan" }
+        if v.isInfinite { return v < 0 ? "-.inf" : ".inf" }
+        var s = v.description
+        if !s.contains(".") {
+            if let e = s.firstIndex(where: { $0 == "e" || $0 == "E" }) { s.insert(contentsOf: ".0", at: e) } else { s += ".0" }
+        }
+        return s
+    }
+
+    /// A YAML double-quoted string.
+    static func quoted(_ s: String) -> String {
+        var out = "\""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\t": out += "\\t"
+            case "\r": out += "\\r"
+            default:
+                if u.value < 0x20 || u.value == 0x7f {
+                    out += "\\x" + String(format: "%02x", u.value)
+                } else {
+                    out.unicodeScalars.append(u)
+                }
+            }
+        }
+        return out + "\""
+    }
+
+    /// " (did you mean 'x'?)" when a valid key is within edit distance 2.
+    static func suggestion(_ key: String, _ valid: [String]) -> String {
+        let scored = valid.map { ($0, editDistance(key, $0)) }.min { $0.1 < $1.1 }
+        guard let (best, d) = scored, d <= max(2, key.count / 3) else { return "" }
+        return " (did you mean '\(best)'?)"
+    }
+
+    static func editDistance(_ a: String, _ b: String) -> Int {
+        let a = Array(a), b = Array(b)
+        if a.isEmpty { return b.count }
+        if b.isEmpty { return a.count }
+        var prev = Array(0...b.count), cur = [Int](repeating: 0, count: b.count + 1)
+        for i in 1...a.count {
+            cur[0] = i
+            for j in 1...b.count {
+                cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+            }
+            swap(&prev, &cur)
+        }
+        return prev[b.count]
+    }
+}

@@ -1,0 +1,275 @@
+// The training loop. It talks to a `Communicator` only, so one process (a world of one) and
+// N ranks under mpirun run the same code. Each step:
+//   load this rank's slice of the global batch -> forward/backward (loss normalized by the
+//   GLOBAL batch; each finished gradient bucket starts its allreduce) -> wait for all buckets
+//   -> SGD step on the flat buffers (identical on every rank).
+import NN
+import Data
+import Distributed
+import Coordinator
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public struct TrainingError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ d: String) { description = d }
+}
+
+/// Where the run is: everything that changes from step to step besides the buffers.
+public struct TrainState: Equatable, Sendable {
+    public var globalStep = 0
+    public var epoch = 0
+    /// Steps already done inside `epoch`.
+    public var stepInEpoch = 0
+    public init() {}
+}
+
+/// Per-epoch figures (rank 0 keeps them for the plot).
+public struct EpochRecord: Sendable {
+    public var epoch: Int, step: Int
+    public var trainLoss: Double, trainAcc: Double
+    public var testLoss: Double, testAcc: Double
+}
+
+public final class Trainer {
+    public let config: RunConfig
+    public let comm: Communicator
+    public let model: ResNet
+    public let optimizer: SGD
+    public let sampler: ShardedSampler
+    public let schedule: LRSchedule
+    public var state = TrainState()
+    public private(set) var history: [EpochRecord] = []
+    /// Step-level (step, loss, acc) for the plot.
+    public private(set) var stepCurve: [(step: Int, loss: Double, acc: Double)] = []
+    /// Called after every optimizer step (checkpoints and preemption hook in here).
+    public var afterStep: ((Trainer) throws -> Bool)?
+
+    let trainLoader: BatchLoader
+    let testLoader: BatchLoader
+    let buckets: GradientBuckets
+    let runDir: String
+    let isRoot: Bool
+    var metrics: MetricsLog?
+    var bucketError: Error?
+    var firstNonFinite: String?
+    private var x: Tensor
+    private var labels: [Int32]
+
+    public init(config: RunConfig, comm: Communicator) throws {
+        self.config = config; self.comm = comm
+        isRoot = comm.rank == 0
+        runDir = config.output.dir
+        let seed = UInt64(truncatingIfNeeded: config.train.seed)
+
+        // Data: every rank reads the files itself (they are small next to the model).
+        guard let kind = DatasetKind(rawValue: config.data.dataset) else {
+            throw TrainingError("data.dataset: unknown dataset '\(config.data.dataset)', expected one of \(DatasetKind.allCases.map(\.rawValue))")
+        }
+        let size = config.data.imageSize
+        let synthShape = (c: config.model.inChannels, h: size > 0 ? size : 28, w: size > 0 ? size : 28)
+        let train = try loadDataset(kind: kind, root: config.data.root, split: .train,
+                                    syntheticCount: config.data.syntheticCount, syntheticShape: synthShape,
+                                    numClasses: config.model.numClasses, seed: seed)
+        let test = try loadDataset(kind: kind, root: config.data.root, split: .test,
+                                   syntheticCount: max(config.data.syntheticCount / 4, 1), syntheticShape: synthShape,
+                                   numClasses: config.model.numClasses, seed: seed)
+        guard train.channels == config.model.inChannels else {
+            throw TrainingError("model.in_channels is \(config.model.inChannels) but \(config.data.dataset) images have \(train.channels) channel(s)")
+        }
+        guard train.numClasses <= config.model.numClasses else {
+            throw TrainingError("model.num_classes is \(config.model.numClasses) but \(config.data.dataset) has \(train.numClasses) classes")
+        }
+        let transform = { (augment: Bool) in
+            TransformConfig(imageSize: size > 0 ? size : nil,
+                            normalize: config.data.normalize ? (config.data.mean, config.data.std) : nil,
+                            randomCropPadding: augment ? 4 : 0, horizontalFlip: augment)
+        }
+        trainLoader = BatchLoader(dataset: train, transform: transform(config.data.augment))
+        testLoader = BatchLoader(dataset: test, transform: transform(false))
+
+        sampler = try ShardedSampler(datasetCount: train.count, globalBatch: config.train.batchSize,
+                                     rank: comm.rank, worldSize: comm.size, shuffle: config.data.shuffle, seed: seed)
+        var total = sampler.stepsPerEpoch * config.train.epochs
+        if config.train.maxSteps > 0 { total = min(total, config.train.maxSteps) }
+        schedule = LRSchedule(kind: LRSchedule.Kind(rawValue: config.schedule.kind.rawValue) ?? .constant,
+                              baseLR: config.optimizer.lr, warmupEpochs: config.schedule.warmupEpochs,
+                              stepsPerEpoch: sampler.stepsPerEpoch, totalSteps: total,
+                              stepEpochs: config.schedule.stepEpochs, gamma: config.schedule.gamma,
+                              minLR: config.schedule.minLR)
+
+        // Model: rank 0's initial state (random or init_weights) is broadcast to every rank.
+        model = ResNet(ResNetSpec(depth: config.model.depth, inChannels: config.model.inChannels,
+                                  numClasses: config.model.numClasses, width: config.model.width), seed: seed)
+        if let path = config.train.initWeights, isRoot {
+            let file = try SafeTensors.read(path: path)
+            do { try SafeTensors.load(file.tensors, into: [model.params, model.buffers], file: path) } catch {
+                throw TrainingError("train.init_weights: \(error)")
+            }
+        }
+        try ReplicaSync.checkAgreement(layoutHash: model.params.layoutHash ^ model.buffers.layoutHash,
+                                       configHash: config.canonicalHash(), comm)
+        try ReplicaSync.broadcastInitialState(model, comm)
+        if config.train.syncBN { ReplicaSync.installSyncBN(model, comm) }
+
+        optimizer = SGD(count: model.params.totalCount, momentum: Float(config.optimizer.momentum),
+                        weightDecay: Float(config.optimizer.weightDecay), nesterov: config.optimizer.nesterov)
+        buckets = GradientBuckets(total: model.params.totalCount,
+                                  bucketBytes: max(Int(config.train.bucketMB * 1_048_576), 4096), communicator: comm)
+        let out = trainLoader.outputShape
+        x = Tensor(shape: [sampler.localBatch, out.c, out.h, out.w])
+        labels = [Int32](repeating: 0, count: sampler.localBatch)
+
+        let grads = model.params.grads
+        if comm.size > 1 {
+            model.params.onGradientReady = { [unowned self] h in
+                do { try self.buckets.markReady(grads, lo: h.offset, hi: h.offset + h.count) } catch {
+                    if self.bucketError == nil { self.bucketError = error }
+                }
+            }
+        }
+        if config.train.debug {
+            model.ctx.inspector = { [unowned self] layer, what, values in
+                guard self.firstNonFinite == nil else { return }
+                for v in values where !v.isFinite {
+                    self.firstNonFinite = "layer \(layer.isEmpty ? "<model>" : layer) (\(what)): first non-finite value \(v)"
+                    return
+                }
+            }
+        }
+    }
+
+    // MARK: Running
+
+    public func run() throws {
+        if isRoot { try prepareRunDir() }
+        let spe = sampler.stepsPerEpoch
+        let maxSteps = config.train.maxSteps
+        let totalSteps = schedule.totalSteps
+        let progress = isRoot ? ProgressReporter(total: totalSteps, isTerminal: ProgressReporter.stdoutIsTerminal,
+                                                 every: max(config.train.logEvery, 1)) : nil
+        if isRoot {
+            print("training ResNet-\(config.model.depth) (width \(config.model.width), \(model.params.totalCount) parameters) on \(config.data.dataset): \(comm.size) rank(s), global batch \(config.train.batchSize) (\(sampler.localBatch) per rank), \(spe) steps/epoch, \(totalSteps) steps")
+        }
+        var stopped = false
+        var epochLoss = 0.0, epochCorrect = 0.0, epochSeen = 0.0
+        while state.epoch < config.train.epochs && !stopped {
+            let perm = sampler.permutation(epoch: state.epoch)
+            while state.stepInEpoch < spe {
+                if maxSteps > 0 && state.globalStep >= maxSteps { stopped = true; break }
+                let r = try trainStep(perm: perm)
+                epochLoss += r.loss * Double(config.train.batchSize); epochCorrect += r.correct
+                epochSeen += Double(config.train.batchSize)
+                progress?.update(step: state.globalStep, epoch: state.epoch, loss: r.loss,
+                                 acc: r.correct / Double(config.train.batchSize), lr: r.lr, imagesPerSecond: r.imagesPerSecond)
+                if let hook = afterStep, try hook(self) == false { stopped = true; break }
+            }
+            if state.stepInEpoch >= spe {
+                try endEpoch(trainLoss: epochLoss / max(epochSeen, 1), trainAcc: epochCorrect / max(epochSeen, 1))
+                epochLoss = 0; epochCorrect = 0; epochSeen = 0
+                state.epoch += 1; state.stepInEpoch = 0
+            }
+        }
+        progress?.finish()
+        if stopped && state.stepInEpoch > 0 && epochSeen > 0 {   // stopped mid-epoch: still report the test figures
+            try endEpoch(trainLoss: epochLoss / epochSeen, trainAcc: epochCorrect / epochSeen)
+        }
+        try ReplicaSync.averageBuffers(model, comm)
+        if isRoot { try writeFinalOutputs() }
+    }
+
+    struct StepResult { var loss: Double; var correct: Double; var lr: Double; var imagesPerSecond: Double }
+
+    func trainStep(perm: [Int]) throws -> StepResult {
+        let t0 = monotonicSeconds()
+        let indices = sampler.localIndices(perm, step: state.stepInEpoch)
+        labels.withUnsafeMutableBufferPointer { lb in
+            trainLoader.fill(indices: indices, x: x, labels: lb.baseAddress!, augment: config.data.augment,
+                             seed: UInt64(truncatingIfNeeded: config.train.seed), epoch: state.epoch)
+        }
+        model.params.zeroGrad()
+        let r = labels.withUnsafeBufferPointer { model.trainStep(x, labels: $0.baseAddress!, normalizer: config.train.batchSize) }
+        if let bad = firstNonFinite { throw TrainingError("--debug: step \(state.globalStep): \(bad)") }
+        if let e = bucketError { throw e }
+        let wait = try buckets.finish(model.params.grads)
+        // Loss and hits of the global batch (one tiny allreduce).
+        var stats = [r.loss, Double(r.correct)]
+        try stats.withUnsafeMutableBufferPointer { try comm.allreduceSum($0.baseAddress!, count: 2) }
+        if config.train.debug && !stats[0].isFinite { throw TrainingError("--debug: step \(state.globalStep): loss is \(stats[0])") }
+        let lr = schedule.lr(at: state.globalStep)
+        optimizer.step(params: model.params.values, grads: model.params.grads, count: model.params.totalCount, lr: Float(lr))
+        let dt = monotonicSeconds() - t0
+        let ips = Double(config.train.batchSize) / dt
+        state.globalStep += 1; state.stepInEpoch += 1
+        if isRoot {
+            stepCurve.append((state.globalStep, stats[0], stats[1] / Double(config.train.batchSize)))
+            try metrics?.write(["kind": .string("step"), "step": .int(state.globalStep), "epoch": .int(state.epoch),
+                                "loss": .double(stats[0]), "accuracy": .double(stats[1] / Double(config.train.batchSize)),
+                                "lr": .double(lr), "images_per_s": .double(ips), "step_s": .double(dt),
+                                "comm_wait_s": .double(wait)])
+        }
+        return StepResult(loss: stats[0], correct: stats[1], lr: lr, imagesPerSecond: ips)
+    }
+
+    func endEpoch(trainLoss: Double, trainAcc: Double) throws {
+        let (testLoss, testAcc) = try evaluate()
+        let rec = EpochRecord(epoch: state.epoch, step: state.globalStep, trainLoss: trainLoss, trainAcc: trainAcc,
+                              testLoss: testLoss, testAcc: testAcc)
+        history.append(rec)
+        if isRoot {
+            try metrics?.write(["kind": .string("epoch"), "epoch": .int(state.epoch), "step": .int(state.globalStep),
+                                "train_loss": .double(trainLoss), "train_accuracy": .double(trainAcc),
+                                "test_loss": .double(testLoss), "test_accuracy": .double(testAcc)])
+            print(String(format: "epoch %d  step %d  train loss %.4f acc %.4f  test loss %.4f acc %.4f",
+                         state.epoch + 1, state.globalStep, trainLoss, trainAcc, testLoss, testAcc))
+        }
+    }
+
+    /// Test loss and top-1 accuracy over the whole test split, each image once across ranks.
+    public func evaluate() throws -> (loss: Double, accuracy: Double) {
+        try ReplicaSync.averageBuffers(model, comm)
+        return try Evaluator.evaluate(model: model, loader: testLoader, batch: sampler.localBatch, comm: comm)
+    }
+
+    // MARK: Outputs (rank 0)
+
+    func prepareRunDir() throws {
+        try makeDirectories(runDir)
+        let yaml = config.yamlString()
+        try writeTextFile(runDir + "/config.yaml", yaml)
+        metrics = try MetricsLog(path: runDir + "/metrics.jsonl", append: state.globalStep > 0)
+    }
+
+    func writeFinalOutputs() throws {
+        let weights = runDir + "/model.safetensors"
+        try SafeTensors.write(SafeTensors.collect([model.params, model.buffers]),
+                              metadata: ["format": "pt", "model": "resnet\(config.model.depth)",
+                                         "width": "\(config.model.width)", "in_channels": "\(config.model.inChannels)",
+                                         "num_classes": "\(config.model.numClasses)"], to: weights)
+        let svg = CurvesPlot.svg(trainLoss: stepCurve.map { (Double($0.step), $0.loss) },
+                                 testLoss: history.map { (Double($0.step), $0.testLoss) },
+                                 trainAcc: stepCurve.map { (Double($0.step), $0.acc) },
+                                 testAcc: history.map { (Double($0.step), $0.testAcc) }, xLabel: "step")
+        try writeTextFile(runDir + "/curves.svg", svg)
+        if let last = history.last {
+            print(String(format: "final test accuracy %.4f (loss %.4f) after %d steps", last.testAcc, last.testLoss, state.globalStep))
+        }
+        print("wrote \(weights), \(runDir)/metrics.jsonl, \(runDir)/curves.svg")
+    }
+}
+
+extension Trainer {
+    /// Runs `n` training steps from the current position (the bench's timed loop); returns the
+    /// wall time and the time spent waiting on gradient communication.
+    public func runSteps(_ n: Int) throws -> (seconds: Double, commWait: Double) {
+        var wait = 0.0
+        let t0 = monotonicSeconds()
+        for _ in 0..<n {
+            if state.stepInEpoch >= sampler.stepsPerEpoch { state.epoch += 1; state.stepInEpoch = 0 }
+            _ = try trainStep(perm: sampler.permutation(epoch: state.epoch))
+            wait += buckets.communicationWaitSeconds
+        }
+        return (monotonicSeconds() - t0, wait)
+    }
+}

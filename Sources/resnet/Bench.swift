@@ -1,0 +1,61 @@
+// `resnet bench`: times full training steps (data, forward, backward, allreduce, SGD) on
+// synthetic data after warm-up; prints images/s, achieved GFLOP/s, the share of the step spent
+// waiting on gradient communication, and a per-layer-type time breakdown.
+// --batch is PER RANK (as Horovod's synthetic benchmark): N ranks process N x batch per step.
+import ArgumentParser
+import NN
+import Training
+import Distributed
+import Coordinator
+import Foundation
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Benchmark training steps on synthetic data.")
+    @Option(help: "ResNet depth (18, 34, 50).") var depth = 18
+    @Option(help: "Images per rank per step.") var batch = 64
+    @Option(help: "Input channels.") var channels = 1
+    @Option(help: "Image side (pixels).") var size = 96
+    @Option(help: "OpenBLAS threads per rank (0 = auto).") var threads = 0
+    @Option(help: "Base width (64 = the paper's).") var width = 64
+    @Option(help: "Timed steps.") var steps = 10
+    @Option(help: "Untimed warm-up steps.") var warmup = 2
+    @Option(help: "Gradient bucket size in MiB.") var bucketMb = 4.0
+
+    func run() throws {
+        configureThreads(threads)
+        withCommunicator { comm in
+            var config = RunConfig.default
+            config.model.depth = depth; config.model.inChannels = channels; config.model.width = width
+            config.data.dataset = "synthetic"; config.data.imageSize = size; config.data.shuffle = false
+            config.data.syntheticCount = batch * comm.size * (steps + warmup)
+            config.train.batchSize = batch * comm.size; config.train.epochs = 1
+            config.train.bucketMB = bucketMb
+            config.output.dir = "/nonexistent-bench-writes-nothing"
+            let trainer = try Trainer(config: config, comm: comm)
+            _ = try trainer.runSteps(warmup)
+            let profiler = LayerProfiler()
+            trainer.model.ctx.profiler = profiler
+            let (seconds, wait) = try trainer.runSteps(steps)
+            guard comm.rank == 0 else { return }
+            let ips = Double(batch * comm.size * steps) / seconds
+            // Training FLOPs ~ 3x forward (forward, input gradient, weight gradient) of conv and linear layers.
+            var fwd = 0.0
+            for leaf in trainer.model.leaves {
+                if let c = leaf as? Conv2D, let s = c.lastOutputShape {
+                    fwd += 2.0 * Double(s.reduce(1, *)) * Double(c.inChannels * c.kernel * c.kernel)
+                } else if let l = leaf as? Linear {
+                    fwd += 2.0 * Double(batch * l.inFeatures * l.outFeatures)
+                }
+            }
+            let gflops = 3 * fwd * Double(steps) / seconds / 1e9   // per rank
+            print("ResNet-\(depth) width \(width), \(comm.size) rank(s) x batch \(batch), \(channels)x\(size)x\(size), \(threads == 0 ? "auto" : String(threads)) thread(s)/rank, \(steps) steps")
+            print(String(format: "%.1f ms/step, %.1f GFLOP/s per rank, communication wait %.1f%% of the step",
+                         seconds / Double(steps) * 1000, gflops, 100 * wait / seconds))
+            let total = profiler.seconds.values.reduce(0, +)
+            for (k, v) in profiler.seconds.sorted(by: { $0.value > $1.value }) {
+                print(String(format: "  %-20@ %8.1f ms/step  %5.1f%%", k as NSString, v / Double(steps) * 1000, 100 * v / max(total, 1e-12)))
+            }
+            print(String(format: "%.1f images/s", ips))
+        }
+    }
+}

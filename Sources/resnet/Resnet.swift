@@ -1,0 +1,128 @@
+// The command-line tool: `resnet train | eval | summary | bench | export`.
+import ArgumentParser
+import NN
+import Training
+import Distributed
+import Coordinator
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@main
+struct Resnet: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "resnet",
+        abstract: "Data-parallel ResNet training over MPI with hand-written backward passes.",
+        discussion: "Run under mpirun/srun for N ranks; started directly it is a single process (no MPI).",
+        subcommands: [Train.self, Eval.self, Summary.self, Bench.self])
+
+}
+
+/// Options every command that reads a run configuration shares.
+struct ConfigOptions: ParsableArguments {
+    @Option(name: .long, help: "YAML run configuration (see configs/).")
+    var config: String?
+
+    @Option(name: .customLong("set"), help: "Override one key, e.g. --set train.batch_size=64 (repeatable).")
+    var overrides: [String] = []
+
+    func load(extra: [String] = []) throws -> RunConfig {
+        try RunConfig.load(path: config, overrides: overrides + extra)
+    }
+}
+
+/// Runs `body` with a communicator (MPI under a launcher, else a world of one). Any error is
+/// printed with the rank and ends the whole job: MPI_Abort under MPI, exit status 1 alone.
+func withCommunicator(_ body: (Communicator) throws -> Void) {
+    let comm: Communicator
+    do { comm = try Launch.makeCommunicator() } catch {
+        FileHandleOutput.error("error: \(error)")
+        exit(1)
+    }
+    do {
+        try body(comm)
+        try comm.barrier()
+        if let mpi = comm as? MPICommunicator { try mpi.finalize() }
+    } catch {
+        if comm.size > 1 {
+            FileHandleOutput.error("[rank \(comm.rank)] error: \(error)")
+            comm.abort(code: 1)
+        }
+        FileHandleOutput.error("error: \(error)")
+        exit(1)
+    }
+}
+
+/// OpenBLAS threads for this rank: the config's value, else OPENBLAS_NUM_THREADS, else the
+/// cores divided among the ranks on this node.
+func configureThreads(_ requested: Int) {
+    if requested > 0 { BLAS.setThreads(requested); return }
+    if let env = getenv("OPENBLAS_NUM_THREADS"), let n = Int(String(cString: env)), n > 0 { BLAS.setThreads(n); return }
+    let cores = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+    let local = getenv("OMPI_COMM_WORLD_LOCAL_SIZE").flatMap { Int(String(cString: $0)) } ?? 1
+    BLAS.setThreads(max(1, cores / max(local, 1)))
+}
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Train a ResNet (metrics, curves and weights go to output.dir).")
+    @OptionGroup var options: ConfigOptions
+    @Flag(help: "Check every layer's output and gradient for NaN/Inf and name the first layer where one appears.")
+    var debug = false
+
+    func run() throws {
+        let config = try options.load(extra: debug ? ["train.debug=true"] : [])
+        configureThreads(config.train.threads)
+        withCommunicator { comm in
+            let trainer = try Trainer(config: config, comm: comm)
+            try trainer.run()
+        }
+    }
+}
+
+struct Eval: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Evaluate a weights file on the test split.")
+    @OptionGroup var options: ConfigOptions
+    @Option(help: "A safetensors weights file (PyTorch names).")
+    var weights: String
+
+    func run() throws {
+        let config = try options.load()
+        configureThreads(config.train.threads)
+        withCommunicator { comm in
+            let r = try evaluateWeights(config: config, weights: weights, comm: comm)
+            if comm.rank == 0 {
+                print(String(format: "test loss %.4f  accuracy %.4f  (%d images)", r.loss, r.accuracy, r.count))
+            }
+        }
+    }
+}
+
+struct Summary: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print the layer-shape table for an input size.")
+    @OptionGroup var options: ConfigOptions
+    @Option(help: "Input size CxHxW, e.g. 1x224x224 (default: in_channels x image_size x image_size).")
+    var input: String?
+
+    func run() throws {
+        let config = try options.load()
+        let spec = ResNetSpec(depth: config.model.depth, inChannels: config.model.inChannels,
+                              numClasses: config.model.numClasses, width: config.model.width)
+        var shape = [spec.inChannels, config.data.imageSize, config.data.imageSize]
+        if let s = input {
+            let parts = s.split(separator: "x").compactMap { Int($0) }
+            guard parts.count == 3, parts.allSatisfy({ $0 > 0 }) else {
+                throw ValidationError("--input: expected CxHxW with positive integers, e.g. 1x224x224, got '\(s)'")
+            }
+            guard parts[0] == spec.inChannels else {
+                throw ValidationError("--input has \(parts[0]) channel(s) but model.in_channels is \(spec.inChannels)")
+            }
+            shape = parts
+        }
+        let model = ResNet(spec)
+        print("ResNet-\(spec.depth), width \(spec.width), input \(shapeString(shape))")
+        for row in model.summary(input: shape) {
+            print("\(row.name.padding(toLength: 3, withPad: " ", startingAt: 0)) \(row.type.padding(toLength: 20, withPad: " ", startingAt: 0)) output shape: \(shapeString(row.shape))")
+        }
+        print("parameters: \(model.params.totalCount)")
+    }
+}
