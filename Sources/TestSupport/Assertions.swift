@@ -1,6 +1,7 @@
 // Numeric assertions shared by the test targets (XCTest is importable from a plain target on
 // Linux and macOS, so they live here next to the pure helpers).
 import XCTest
+import NN
 
 /// Element-wise comparison of `actual` against `expected` (numpy's allclose criterion:
 /// |a - b| <= atol + rtol * |b|, the expected value being the reference).

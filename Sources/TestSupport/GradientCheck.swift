@@ -32,6 +32,11 @@ public struct GradientCheckOptions {
     public var atol: Double = 0.005
     public var floorFraction: Double = 0.01
     public var retryFactor: Double = 0.25
+    /// With a piecewise pattern: how many times a difference straddling a kink is redone with
+    /// a smaller eps before it is skipped.
+    public var kinkRetries: Int = 2
+    /// checkLayerGradients: watch the layer's ReLU and max-pool decisions (PiecewisePattern).
+    public var detectKinks: Bool = true
     public var maxSamples: Int = 300
     public var seed: UInt64 = 1
     /// Forward mode for the layer (BatchNorm2D's backward needs a training forward).
@@ -51,6 +56,8 @@ public struct TensorGradientReport: CustomStringConvertible {
     public var checked: Int
     public var failures: Int
     public var retried: Int
+    /// Samples that straddled a kink at every eps tried (not compared).
+    public var skipped: Int
     public var maxAbsError: Double
     public var worstIndex: Int
     public var worstAnalytic: Double
@@ -59,10 +66,11 @@ public struct TensorGradientReport: CustomStringConvertible {
     public var scale: Double
     /// ||analytic - numeric|| / ||numeric|| over the checked elements.
     public var relativeL2: Double
-    public var passed: Bool { failures == 0 }
+    /// No failure, and at least half of the samples compared (not lost to kinks).
+    public var passed: Bool { failures == 0 && 2 * skipped <= checked && skipped < checked }
 
     public var description: String {
-        "\(name): \(failures) of \(checked)/\(total) checked elements fail (\(retried) retried); "
+        "\(name): \(failures) of \(checked)/\(total) checked elements fail (\(retried) retried, \(skipped) skipped at kinks); "
             + "max abs err \(fmt(maxAbsError)) at [\(worstIndex)] analytic \(fmt(worstAnalytic)) "
             + "numeric \(fmt(worstNumeric)); scale \(fmt(scale)); rel L2 err \(fmt(relativeL2))"
     }
@@ -104,43 +112,58 @@ public func sampleIndices(_ count: Int, maxSamples: Int, seed: UInt64) -> [Int] 
 
 /// Compares each tensor's analytic gradient with central differences of `loss`, which must
 /// recompute the loss from the current values (and restore any state a forward changes).
+/// With `pattern` (the piecewise-linear decisions of the last `loss` evaluation, e.g.
+/// `PiecewisePattern`), a difference whose +eps or -eps evaluation changes the pattern straddles
+/// a kink: it is redone with eps * retryFactor up to `kinkRetries` times, then skipped.
 public func finiteDifferenceCheck(_ tensors: [CheckedTensor], options o: GradientCheckOptions,
+                                  pattern: (() -> [Int32])? = nil,
                                   loss: () -> Double) -> GradientCheckReport {
-    func central(_ p: UnsafeMutablePointer<Float>, _ eps: Double) -> Double {
+    var base: [Int32]?
+    if let pattern = pattern { _ = loss(); base = pattern() }
+    /// nil when the two evaluations straddle a kink.
+    func central(_ p: UnsafeMutablePointer<Float>, _ eps: Double) -> Double? {
         let orig = p.pointee
         let up = Float(Double(orig) + eps), down = Float(Double(orig) - eps)
-        p.pointee = up; let lp = loss()
-        p.pointee = down; let lm = loss()
+        p.pointee = up; let lp = loss(); let pp = pattern?()
+        p.pointee = down; let lm = loss(); let pm = pattern?()
         p.pointee = orig
+        if let b = base, pp != b || pm != b { return nil }
         return (lp - lm) / (Double(up) - Double(down))
     }
+    func numeric(_ p: UnsafeMutablePointer<Float>, _ eps0: Double) -> Double? {
+        var eps = eps0
+        for _ in 0...(pattern == nil ? 0 : o.kinkRetries) {
+            if let v = central(p, eps) { return v }
+            eps *= o.retryFactor
+        }
+        return nil
+    }
     // Pass 1: numeric gradients on the samples.
-    var samples: [[Int]] = [], numeric: [[Double]] = []
+    var samples: [[Int]] = [], numerics: [[Double?]] = []
     for (t, ct) in tensors.enumerated() {
         let idx = sampleIndices(ct.count, maxSamples: o.maxSamples, seed: mixSeed(o.seed, UInt64(t)))
         samples.append(idx)
-        numeric.append(idx.map { central(ct.values + $0, o.eps) })
+        numerics.append(idx.map { numeric(ct.values + $0, o.eps) })
     }
-    let scales = numeric.map { $0.reduce(0) { max($0, $1.magnitude) } }
+    let scales = numerics.map { $0.reduce(0) { max($0, $1?.magnitude ?? 0) } }
     let global = scales.max() ?? 0
     // Pass 2: compare.
     var reports: [TensorGradientReport] = []
     for (t, ct) in tensors.enumerated() {
         let s = max(scales[t], o.floorFraction * global, 1e-30)
         var r = TensorGradientReport(name: ct.name, total: ct.count, checked: samples[t].count, failures: 0,
-                                     retried: 0, maxAbsError: 0, worstIndex: -1, worstAnalytic: 0,
+                                     retried: 0, skipped: 0, maxAbsError: 0, worstIndex: -1, worstAnalytic: 0,
                                      worstNumeric: 0, scale: s, relativeL2: 0)
         var errSq = 0.0, refSq = 0.0
         for (j, i) in samples[t].enumerated() {
             let a = Double(ct.analytic[i])
-            var n = numeric[t][j]
+            guard var n = numerics[t][j] else { r.skipped += 1; continue }
             func fails(_ n: Double) -> Bool {
                 !((a - n).magnitude <= o.rtol * max(a.magnitude, n.magnitude) + o.atol * s)
             }
             if fails(n) {
                 r.retried += 1
-                let n2 = central(ct.values + i, o.eps * o.retryFactor)
-                if fails(n2) { r.failures += 1 } else { n = n2 }
+                if let n2 = numeric(ct.values + i, o.eps * o.retryFactor), !fails(n2) { n = n2 } else { r.failures += 1 }
             }
             let e = (a - n).magnitude
             errSq += e * e; refSq += n * n
@@ -157,7 +180,8 @@ public func finiteDifferenceCheck(_ tensors: [CheckedTensor], options o: Gradien
 /// Checks a layer's dL/dx and dL/dθ (every parameter of `ctx.params` accepted by the options)
 /// for L = sum(y ⊙ r). Parameter gradients are zeroed first (backward adds into them).
 /// Batch-norm buffers are snapshotted and restored around every forward, so every evaluation
-/// sees the same state, and are left as they were before the check.
+/// sees the same state, and are left as they were before the check. Differences that cross
+/// a ReLU kink or change a max-pool choice are redone with a smaller eps (`detectKinks`).
 public func checkLayerGradients(_ layer: Layer, ctx: ModelContext, input x: Tensor,
                                 options o: GradientCheckOptions = GradientCheckOptions()) -> GradientCheckReport {
     let snapshot = Array(ctx.buffers.valueBuffer)
@@ -179,7 +203,10 @@ public func checkLayerGradients(_ layer: Layer, ctx: ModelContext, input x: Tens
     for p in ctx.params.entries where o.includeParameter(p.name) {
         tensors.append(CheckedTensor(name: p.name, values: p.value, count: p.count, analytic: p.grads))
     }
-    let report = finiteDifferenceCheck(tensors, options: o) {
+    let recorder = o.detectKinks ? PiecewisePattern(ctx) : nil
+    defer { recorder?.uninstall() }
+    let pattern = recorder.map { rec in { rec.pattern(layer, input: x.array, shape: x.shape) } }
+    let report = finiteDifferenceCheck(tensors, options: o, pattern: pattern) {
         restore()
         let y = ctx.forward(layer, x, training: o.training)
         precondition(y.shape == yShape)

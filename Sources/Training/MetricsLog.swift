@@ -38,20 +38,22 @@ public final class MetricsLog {
     private var file: UnsafeMutablePointer<FILE>?
 
     /// Opens (creating parent folders) for appending, or truncates when `append` is false.
-    /// When appending to a file whose last line was cut short, a newline is added first.
+    /// When appending to a file whose last line was cut short (a crash mid-write), that partial line is removed.
     public init(path: String, append: Bool) throws {
         self.path = path
         let dir = URL(fileURLWithPath: path).deletingLastPathComponent().path
         if !dir.isEmpty { try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
-        var needsNewline = false
+        // A last line cut short by a crash is dropped before appending.
         if append, let data = FileManager.default.contents(atPath: path), let last = data.last, last != UInt8(ascii: "\n") {
-            needsNewline = true
+            let keep = (data.lastIndex(of: UInt8(ascii: "\n")).map { $0 + 1 }) ?? 0
+            if truncate(path, off_t(keep)) != 0 {
+                throw MetricsLogError("cannot repair metrics log \(path): \(String(cString: strerror(errno)))")
+            }
         }
         guard let f = fopen(path, append ? "a" : "w") else {
             throw MetricsLogError("cannot open metrics log \(path): \(String(cString: strerror(errno)))")
         }
         file = f
-        if needsNewline { fputs("\n", f); fflush(f) }
     }
 
     deinit { if let f = file { fclose(f) } }

@@ -1,15 +1,27 @@
 import XCTest
 import Foundation
+#if canImport(FoundationXML)
+import FoundationXML
+#endif
 @testable import Training
 
 final class PlotTests: XCTestCase {
     // MARK: CurvesPlot
 
     func testSVGHasPanelsPolylinesAndNoNaN() {
-        let trainLoss = (0..<50).map { (x: Double($0) / 10, y: 2.3 * exp(-Double($0) / 20)) }
-        let testLoss = (1...5).map { (Double($0), 1.0 / Double($0)) }
-        let trainAcc = (0..<50).map { (Double($0) / 10, 0.1 + 0.8 * Double($0) / 50) }
-        let testAcc = (1...5).map { (Double($0), 0.5 + 0.08 * Double($0)) }
+        let trainLoss: [(x: Double, y: Double)] = (0..<50).map { i -> (x: Double, y: Double) in
+            let t = Double(i)
+            return (x: t / 10, y: 2.3 * exp(-t / 20))
+        }
+        let testLoss: [(Double, Double)] = (1...5).map { i -> (Double, Double) in (Double(i), 1.0 / Double(i)) }
+        let trainAcc: [(Double, Double)] = (0..<50).map { i -> (Double, Double) in
+            let t = Double(i)
+            return (t / 10, 0.1 + 0.8 * t / 50)
+        }
+        let testAcc: [(Double, Double)] = (1...5).map { i -> (Double, Double) in
+            let t = Double(i)
+            return (t, 0.5 + 0.08 * t)
+        }
         let svg = CurvesPlot.svg(trainLoss: trainLoss, testLoss: testLoss, trainAcc: trainAcc, testAcc: testAcc,
                                  xLabel: "epoch <&>")
         XCTAssertTrue(svg.hasPrefix("<svg"))

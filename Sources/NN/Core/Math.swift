@@ -7,7 +7,12 @@ import Glibc
 
 public enum BLAS {
     /// Sets OpenBLAS's thread count (1 per rank when ranks share cores).
-    public static func setThreads(_ n: Int) { openblas_set_num_threads(Int32(max(1, n))) }
+    /// The layers split their work over `n` worker threads of their own (`Parallel.workers`),
+    /// each calling single-threaded OpenBLAS: no BLAS thread pool spinning against our workers.
+    public static func setThreads(_ n: Int) {
+        openblas_set_num_threads(1)
+        Parallel.workers = max(1, n)
+    }
 }
 
 /// C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C, row-major.

@@ -44,6 +44,7 @@ public enum SafeTensors {
             header += "}"
             first = false
         }
+        precondition(Set(tensors.map(\.name)).count == tensors.count, "duplicate tensor names")
         var offset = 0
         for t in tensors {
             let count = t.shape.reduce(1, *)

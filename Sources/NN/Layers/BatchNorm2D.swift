@@ -14,8 +14,8 @@ public final class BatchNorm2D: Layer {
     private let ctx: ModelContext
     private var out: Tensor?, dx: Tensor?
     private var xhat: Tensor?                                  // (N, C, H, W), for backward
-    private var invstd: [Double] = []                          // [C]
-    private var sums: [Double] = []                            // [2C + 1] reduction scratch
+    private let invstd: UnsafeMutablePointer<Double>           // [C]
+    private let sums: UnsafeMutablePointer<Double>             // [2C + 1] reduction scratch
     private var count = 0.0                                    // M (global when synced)
     private var trainingForward = true
 
@@ -26,7 +26,10 @@ public final class BatchNorm2D: Layer {
         runningMean = ctx.buffers.declare(joinName(name, "running_mean"), shape: [channels])
         runningVar = ctx.buffers.declare(joinName(name, "running_var"), shape: [channels])
         numBatchesTracked = ctx.buffers.declare(joinName(name, "num_batches_tracked"), shape: [], type: .int64)
+        invstd = .allocate(capacity: channels); invstd.initialize(repeating: 0, count: channels)
+        sums = .allocate(capacity: 2 * channels + 1); sums.initialize(repeating: 0, count: 2 * channels + 1)
     }
+    deinit { invstd.deallocate(); sums.deallocate() }
 
     public var parameters: [ParamHandle] { [weight, bias] }
     public func outputShape(_ s: [Int]) -> [Int] { s }
@@ -43,15 +46,17 @@ public final class BatchNorm2D: Layer {
         let (n, c, hw) = (x.shape[0], channels, x.shape[2] * x.shape[3])
         let y = Tensor.reuse(out, x.shape); out = y
         trainingForward = training
-        if invstd.count != c { invstd = [Double](repeating: 0, count: c); sums = [Double](repeating: 0, count: 2 * c + 1) }
-        let gamma = weight.value, beta = bias.value
+        let gamma = weight.value, beta = bias.value, rm = runningMean.value, rv = runningVar.value
+        let (sums, invstd, eps) = (self.sums, self.invstd, self.eps)
         if !training {
-            for ch in 0..<c {
-                let scale = gamma[ch] / Float((Double(runningVar.value[ch]) + eps).squareRoot())
-                let shift = beta[ch] - runningMean.value[ch] * scale
-                for i in 0..<n {
-                    let p = x.data + (i * c + ch) * hw, q = y.data + (i * c + ch) * hw
-                    for j in 0..<hw { q[j] = p[j] * scale + shift }
+            Parallel.forRanges(c) { r in
+                for ch in r {
+                    let scale = gamma[ch] / Float((Double(rv[ch]) + eps).squareRoot())
+                    let shift = beta[ch] - rm[ch] * scale
+                    for i in 0..<n {
+                        let p = x.data + (i * c + ch) * hw, q = y.data + (i * c + ch) * hw
+                        for j in 0..<hw { q[j] = p[j] * scale + shift }
+                    }
                 }
             }
             return y
@@ -59,35 +64,39 @@ public final class BatchNorm2D: Layer {
         let xh = Tensor.reuse(xhat, x.shape); xhat = xh
         // Per-channel sums of (x - K) and (x - K)^2, reduced across ranks when synced. The shift
         // K = running_mean (the same on every rank) keeps E[x^2] - E[x]^2 from cancelling.
-        for ch in 0..<c {
-            var s = 0.0, s2 = 0.0
-            let shift = runningMean.value[ch]
-            for i in 0..<n {
-                let p = x.data + (i * c + ch) * hw
-                var a: Float = 0, b: Float = 0
-                for j in 0..<hw { let v = p[j] - shift; a += v; b += v * v }
-                s += Double(a); s2 += Double(b)
+        Parallel.forRanges(c) { r in
+            for ch in r {
+                var s = 0.0, s2 = 0.0
+                let shift = rm[ch]
+                for i in 0..<n {
+                    let p = x.data + (i * c + ch) * hw
+                    var a: Float = 0, b: Float = 0
+                    for j in 0..<hw { let v = p[j] - shift; a += v; b += v * v }
+                    s += Double(a); s2 += Double(b)
+                }
+                sums[ch] = s; sums[c + ch] = s2
             }
-            sums[ch] = s; sums[c + ch] = s2
         }
         sums[2 * c] = Double(n * hw)
-        if let reduce = ctx.statReducer { sums.withUnsafeMutableBufferPointer { reduce($0.baseAddress!, 2 * c + 1) } }
+        ctx.statReducer?(sums, 2 * c + 1)
         count = sums[2 * c]
         let m = count
-        for ch in 0..<c {
-            let shifted = sums[ch] / m
-            let mean = shifted + Double(runningMean.value[ch])
-            let varB = max(sums[c + ch] / m - shifted * shifted, 0)  // biased, used to normalize
-            let istd = 1 / (varB + eps).squareRoot()
-            invstd[ch] = istd
-            let g = gamma[ch], b = beta[ch], fm = Float(mean), fi = Float(istd)
-            for i in 0..<n {
-                let p = x.data + (i * c + ch) * hw, q = y.data + (i * c + ch) * hw, r = xh.data + (i * c + ch) * hw
-                for j in 0..<hw { let v = (p[j] - fm) * fi; r[j] = v; q[j] = v * g + b }
+        Parallel.forRanges(c) { r in
+            for ch in r {
+                let shifted = sums[ch] / m
+                let mean = shifted + Double(rm[ch])
+                let varB = max(sums[c + ch] / m - shifted * shifted, 0)  // biased, used to normalize
+                let istd = 1 / (varB + eps).squareRoot()
+                invstd[ch] = istd
+                let g = gamma[ch], b = beta[ch], fm = Float(mean), fi = Float(istd)
+                for i in 0..<n {
+                    let p = x.data + (i * c + ch) * hw, q = y.data + (i * c + ch) * hw, t = xh.data + (i * c + ch) * hw
+                    for j in 0..<hw { let v = (p[j] - fm) * fi; t[j] = v; q[j] = v * g + b }
+                }
+                let unbiased = m > 1 ? varB * m / (m - 1) : varB
+                rm[ch] = Float((1 - self.momentum) * Double(rm[ch]) + self.momentum * mean)
+                rv[ch] = Float((1 - self.momentum) * Double(rv[ch]) + self.momentum * unbiased)
             }
-            let unbiased = m > 1 ? varB * m / (m - 1) : varB
-            runningMean.value[ch] = Float((1 - momentum) * Double(runningMean.value[ch]) + momentum * mean)
-            runningVar.value[ch] = Float((1 - momentum) * Double(runningVar.value[ch]) + momentum * unbiased)
         }
         numBatchesTracked.value[0] += 1
         return y
@@ -97,26 +106,32 @@ public final class BatchNorm2D: Layer {
         guard let xh = xhat, trainingForward else { preconditionFailure("\(name): backward needs a training forward") }
         let (n, c, hw) = (dy.shape[0], channels, dy.shape[2] * dy.shape[3])
         let d = Tensor.reuse(dx, dy.shape); dx = d
-        for ch in 0..<c {   // sum(dy), sum(dy * xhat)
-            var s = 0.0, s2 = 0.0
-            for i in 0..<n {
-                let g = dy.data + (i * c + ch) * hw, r = xh.data + (i * c + ch) * hw
-                var a: Float = 0, b: Float = 0
-                for j in 0..<hw { a += g[j]; b += g[j] * r[j] }
-                s += Double(a); s2 += Double(b)
+        let (sums, invstd) = (self.sums, self.invstd)
+        let gamma = weight.value, dgammaOut = weight.grad, dbetaOut = bias.grad
+        Parallel.forRanges(c) { r in   // sum(dy), sum(dy * xhat)
+            for ch in r {
+                var s = 0.0, s2 = 0.0
+                for i in 0..<n {
+                    let g = dy.data + (i * c + ch) * hw, t = xh.data + (i * c + ch) * hw
+                    var a: Float = 0, b: Float = 0
+                    for j in 0..<hw { a += g[j]; b += g[j] * t[j] }
+                    s += Double(a); s2 += Double(b)
+                }
+                sums[ch] = s; sums[c + ch] = s2
+                dbetaOut[ch] += Float(s); dgammaOut[ch] += Float(s2)   // local sums; the allreduce adds the rest
             }
-            sums[ch] = s; sums[c + ch] = s2
-            bias.grad[ch] += Float(s); weight.grad[ch] += Float(s2)   // local sums; the allreduce adds the rest
         }
-        if let reduce = ctx.statReducer { sums.withUnsafeMutableBufferPointer { reduce($0.baseAddress!, 2 * c) } }
+        ctx.statReducer?(sums, 2 * c)
         let m = count
-        for ch in 0..<c {
-            let dbeta = sums[ch], dgamma = sums[c + ch]
-            let k = Float(Double(weight.value[ch]) * invstd[ch] / m)
-            let fm = Float(m), fb = Float(dbeta), fg = Float(dgamma)
-            for i in 0..<n {
-                let g = dy.data + (i * c + ch) * hw, r = xh.data + (i * c + ch) * hw, q = d.data + (i * c + ch) * hw
-                for j in 0..<hw { q[j] = k * (fm * g[j] - fb - r[j] * fg) }
+        Parallel.forRanges(c) { r in
+            for ch in r {
+                let dbeta = sums[ch], dgamma = sums[c + ch]
+                let k = Float(Double(gamma[ch]) * invstd[ch] / m)
+                let fm = Float(m), fb = Float(dbeta), fg = Float(dgamma)
+                for i in 0..<n {
+                    let g = dy.data + (i * c + ch) * hw, t = xh.data + (i * c + ch) * hw, q = d.data + (i * c + ch) * hw
+                    for j in 0..<hw { q[j] = k * (fm * g[j] - fb - t[j] * fg) }
+                }
             }
         }
         return d

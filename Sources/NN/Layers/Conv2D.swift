@@ -1,7 +1,8 @@
 // 2-D convolution, NCHW, weight [Cout, Cin, kH, kW] (PyTorch's nn.Conv2d), optional bias [Cout].
-// Forward: im2col of a group of images into one workspace, then one gemm per group:
-//   Y[Cout, g*Ho*Wo] = W[Cout, Cin*kH*kW] * cols[Cin*kH*kW, g*Ho*Wo]
-// Backward: dW += dY * cols^T ; db += sum(dY) ; dcols = W^T * dY, then col2im gives dX.
+// The batch is split over the worker threads; each worker takes groups of its images, im2cols
+// them into its own workspace and runs one single-threaded gemm per group (darknet's scheme):
+//   forward:  Y[Cout, g*Ho*Wo] = W[Cout, Cin*kH*kW] * cols[Cin*kH*kW, g*Ho*Wo]  (+ bias)
+//   backward: dW += dY * cols^T ; db += sum(dY) ; dcols = W^T * dY, col2im(dcols) = dX
 
 public final class Conv2D: Layer {
     public let name: String
@@ -12,8 +13,6 @@ public final class Conv2D: Layer {
     private var input: Tensor?              // (N, Cin, H, W), kept for backward
     private var out: Tensor?                // (N, Cout, Ho, Wo)
     private var dx: Tensor?                 // (N, Cin, H, W)
-    private var cols: [Float] = []          // (K, g*Ho*Wo) workspace
-    private var yg: [Float] = []            // (Cout, g*Ho*Wo) workspace
 
     public init(_ ctx: ModelContext, name: String, inChannels: Int, outChannels: Int,
                 kernel: Int, stride: Int = 1, padding: Int = 0, bias: Bool = true) {
@@ -32,37 +31,50 @@ public final class Conv2D: Layer {
         [s[0], outChannels, (s[2] + 2 * padding - kernel) / stride + 1, (s[3] + 2 * padding - kernel) / stride + 1]
     }
 
-    /// Images per gemm: enough columns for an efficient gemm, a bounded workspace.
-    private func groupSize(_ n: Int, _ hw: Int) -> Int { max(1, min(n, 4096 / max(hw, 1))) }
+    /// How the batch is cut: `workers` contiguous image ranges, each processed `group` images
+    /// per gemm (enough columns for an efficient gemm, a bounded workspace).
+    private struct Plan {
+        let n, h, w, ho, wo, hw, kdim, workers, group: Int
+        func images(_ worker: Int) -> Range<Int> { (n * worker / workers)..<(n * (worker + 1) / workers) }
+    }
+
+    private func plan(_ x: [Int]) -> Plan {
+        let os = outputShape(x)
+        let hw = os[2] * os[3]
+        let workers = max(1, min(Parallel.workers, x[0]))
+        let perWorker = (x[0] + workers - 1) / workers
+        return Plan(n: x[0], h: x[2], w: x[3], ho: os[2], wo: os[3], hw: hw, kdim: inChannels * kernel * kernel,
+                    workers: workers, group: max(1, min(perWorker, 4096 / max(hw, 1))))
+    }
 
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
         precondition(x.rank == 4 && x.shape[1] == inChannels, "\(name): input \(x.shape), expected (N,\(inChannels),H,W)")
         input = x
-        let os = outputShape(x.shape)
-        let y = Tensor.reuse(out, os); out = y
-        let (n, h, w, ho, wo) = (x.shape[0], x.shape[2], x.shape[3], os[2], os[3])
-        let hw = ho * wo, kdim = inChannels * kernel * kernel
-        let g = groupSize(n, hw)
-        if cols.count < kdim * g * hw { cols = [Float](repeating: 0, count: kdim * g * hw) }
-        if yg.count < outChannels * g * hw { yg = [Float](repeating: 0, count: outChannels * g * hw) }
-        let inImage = inChannels * h * w, outImage = outChannels * hw
-        cols.withUnsafeMutableBufferPointer { colsP in
-        yg.withUnsafeMutableBufferPointer { ygP in
-            var n0 = 0
-            while n0 < n {
-                let gi = min(g, n - n0), ncols = gi * hw
+        let y = Tensor.reuse(out, outputShape(x.shape)); out = y
+        let p = plan(x.shape)
+        let inImage = inChannels * p.h * p.w, outImage = outChannels * p.hw
+        let ws = (0..<p.workers).map { w in
+            (cols: Workspace.shared.buffer(worker: w, slot: 0, count: p.kdim * p.group * p.hw),
+             yg: Workspace.shared.buffer(worker: w, slot: 1, count: outChannels * p.group * p.hw))
+        }
+        let bv = bias?.value
+        Parallel.forRanges(p.workers) { workers in for wk in workers {
+            let (cols, yg) = ws[wk]
+            let mine = p.images(wk)
+            var n0 = mine.lowerBound
+            while n0 < mine.upperBound {
+                let gi = min(p.group, mine.upperBound - n0), ncols = gi * p.hw
                 for i in 0..<gi {
-                    im2col(x.data + (n0 + i) * inImage, h, w, ho, wo, colsP.baseAddress!, ld: ncols, col0: i * hw)
+                    self.im2col(x.data + (n0 + i) * inImage, p, cols, ld: ncols, col0: i * p.hw)
                 }
-                gemm(m: outChannels, n: ncols, k: kdim, a: weight.value, lda: kdim,
-                     b: colsP.baseAddress!, ldb: ncols, c: ygP.baseAddress!, ldc: ncols)
-                // Scatter (Cout, g, HoWo) -> (g, Cout, HoWo), adding the bias.
-                for i in 0..<gi {
+                gemm(m: self.outChannels, n: ncols, k: p.kdim, a: self.weight.value, lda: p.kdim,
+                     b: cols, ldb: ncols, c: yg, ldc: ncols)
+                for i in 0..<gi {   // (Cout, g, HoWo) -> (g, Cout, HoWo), plus bias
                     let dst = y.data + (n0 + i) * outImage
-                    for c in 0..<outChannels {
-                        let b = bias?.value[c] ?? 0
-                        let src = ygP.baseAddress! + c * ncols + i * hw, d = dst + c * hw
-                        for j in 0..<hw { d[j] = src[j] + b }
+                    for c in 0..<self.outChannels {
+                        let b = bv?[c] ?? 0
+                        let src = yg + c * ncols + i * p.hw, d = dst + c * p.hw
+                        for j in 0..<p.hw { d[j] = src[j] + b }
                     }
                 }
                 n0 += gi
@@ -74,49 +86,57 @@ public final class Conv2D: Layer {
     public func backward(_ dy: Tensor) -> Tensor {
         guard let x = input else { preconditionFailure("\(name): backward before forward") }
         let d = Tensor.reuse(dx, x.shape, zeroed: true); dx = d
-        let (n, h, w, ho, wo) = (x.shape[0], x.shape[2], x.shape[3], dy.shape[2], dy.shape[3])
-        let hw = ho * wo, kdim = inChannels * kernel * kernel
-        let g = groupSize(n, hw)
-        let inImage = inChannels * h * w, outImage = outChannels * hw
-        if let b = bias {   // db[c] += sum over n, hw of dY
-            for i in 0..<n { for c in 0..<outChannels {
-                let p = dy.data + i * outImage + c * hw
-                var s: Float = 0
-                for j in 0..<hw { s += p[j] }
-                b.grad[c] += s
-            }}
+        let p = plan(x.shape)
+        let inImage = inChannels * p.h * p.w, outImage = outChannels * p.hw
+        let wcount = outChannels * p.kdim
+        let ws = (0..<p.workers).map { w in
+            (cols: Workspace.shared.buffer(worker: w, slot: 0, count: p.kdim * p.group * p.hw),
+             g: Workspace.shared.buffer(worker: w, slot: 1, count: outChannels * p.group * p.hw),
+             dw: Workspace.shared.buffer(worker: w, slot: 2, count: wcount))
         }
-        cols.withUnsafeMutableBufferPointer { colsP in
-        yg.withUnsafeMutableBufferPointer { ygP in
-            var n0 = 0
-            while n0 < n {
-                let gi = min(g, n - n0), ncols = gi * hw
-                for i in 0..<gi {   // gather dY (g, Cout, HoWo) -> (Cout, g*HoWo)
+        if let b = bias {   // db[c] += sum over images and pixels of dY
+            let g = b.grad
+            Parallel.forRanges(outChannels) { r in
+                for c in r { for i in 0..<p.n {
+                    let q = dy.data + i * outImage + c * p.hw
+                    var s: Float = 0
+                    for j in 0..<p.hw { s += q[j] }
+                    g[c] += s
+                }}
+            }
+        }
+        Parallel.forRanges(p.workers) { workers in for wk in workers {
+            let (cols, g, dw) = ws[wk]
+            dw.update(repeating: 0, count: wcount)
+            let mine = p.images(wk)
+            var n0 = mine.lowerBound
+            while n0 < mine.upperBound {
+                let gi = min(p.group, mine.upperBound - n0), ncols = gi * p.hw
+                for i in 0..<gi {   // gather dY (g, Cout, HoWo) -> (Cout, g*HoWo); recompute the columns
                     let src = dy.data + (n0 + i) * outImage
-                    for c in 0..<outChannels {
-                        (ygP.baseAddress! + c * ncols + i * hw).update(from: src + c * hw, count: hw)
-                    }
-                    im2col(x.data + (n0 + i) * inImage, h, w, ho, wo, colsP.baseAddress!, ld: ncols, col0: i * hw)
+                    for c in 0..<self.outChannels { (g + c * ncols + i * p.hw).update(from: src + c * p.hw, count: p.hw) }
+                    self.im2col(x.data + (n0 + i) * inImage, p, cols, ld: ncols, col0: i * p.hw)
                 }
                 // dW[Cout, K] += dY[Cout, cols] * cols[K, cols]^T
-                gemm(transB: true, m: outChannels, n: kdim, k: ncols, a: ygP.baseAddress!, lda: ncols,
-                     b: colsP.baseAddress!, ldb: ncols, beta: 1, c: weight.grad, ldc: kdim)
+                gemm(transB: true, m: self.outChannels, n: p.kdim, k: ncols, a: g, lda: ncols,
+                     b: cols, ldb: ncols, beta: 1, c: dw, ldc: p.kdim)
                 // dcols[K, cols] = W^T * dY
-                gemm(transA: true, m: kdim, n: ncols, k: outChannels, a: weight.value, lda: kdim,
-                     b: ygP.baseAddress!, ldb: ncols, c: colsP.baseAddress!, ldc: ncols)
-                for i in 0..<gi {
-                    col2im(colsP.baseAddress!, ld: ncols, col0: i * hw, h, w, ho, wo, d.data + (n0 + i) * inImage)
-                }
+                gemm(transA: true, m: p.kdim, n: ncols, k: self.outChannels, a: self.weight.value, lda: p.kdim,
+                     b: g, ldb: ncols, c: cols, ldc: ncols)
+                for i in 0..<gi { self.col2im(cols, ld: ncols, col0: i * p.hw, p, d.data + (n0 + i) * inImage) }
                 n0 += gi
             }
         }}
+        let wg = weight.grad
+        Parallel.forRanges(wcount, minChunk: 4096) { r in   // sum the workers' partial dW
+            for (_, _, dw) in ws { for i in r { wg[i] += dw[i] } }
+        }
         return d
     }
 
     /// cols[(c*k + ki)*k + kj, col0 + oy*wo + ox] = x[c, oy*s - p + ki, ox*s - p + kj] (0 outside).
-    private func im2col(_ x: UnsafePointer<Float>, _ h: Int, _ w: Int, _ ho: Int, _ wo: Int,
-                        _ cols: UnsafeMutablePointer<Float>, ld: Int, col0: Int) {
-        let k = kernel, s = stride, p = padding
+    private func im2col(_ x: UnsafePointer<Float>, _ pl: Plan, _ cols: UnsafeMutablePointer<Float>, ld: Int, col0: Int) {
+        let (k, s, p, h, w, ho, wo) = (kernel, stride, padding, pl.h, pl.w, pl.ho, pl.wo)
         if k == 1 && s == 1 && p == 0 {
             for c in 0..<inChannels { (cols + c * ld + col0).update(from: x + c * h * w, count: h * w) }
             return
@@ -125,52 +145,36 @@ public final class Conv2D: Layer {
             let xc = x + c * h * w
             for ki in 0..<k { for kj in 0..<k {
                 let row = cols + ((c * k + ki) * k + kj) * ld + col0
+                // valid output columns: 0 <= ox*s - p + kj < w
+                let lo = min(wo, max(0, (p - kj + s - 1) / s)), hi = max(lo, min(wo, (w + p - kj + s - 1) / s))
                 for oy in 0..<ho {
                     let iy = oy * s - p + ki
                     let r = row + oy * wo
                     if iy < 0 || iy >= h { r.update(repeating: 0, count: wo); continue }
-                    let xr = xc + iy * w
-                    if s == 1 {
-                        // ix = ox - p + kj, valid for ox in [p-kj, w+p-kj)
-                        let lo = max(0, p - kj), hi = min(wo, w + p - kj)
-                        if lo > 0 { r.update(repeating: 0, count: min(lo, wo)) }
-                        if hi > lo { (r + lo).update(from: xr + (lo - p + kj), count: hi - lo) }
-                        if hi < wo { (r + max(hi, 0)).update(repeating: 0, count: wo - max(hi, 0)) }
-                    } else {
-                        for ox in 0..<wo {
-                            let ix = ox * s - p + kj
-                            r[ox] = (ix >= 0 && ix < w) ? xr[ix] : 0
-                        }
-                    }
+                    let xr = xc + iy * w - p + kj
+                    if lo > 0 { r.update(repeating: 0, count: lo) }
+                    if s == 1 { (r + lo).update(from: xr + lo, count: hi - lo) }
+                    else { for ox in lo..<hi { r[ox] = xr[ox * s] } }
+                    if hi < wo { (r + hi).update(repeating: 0, count: wo - hi) }
                 }
             }}
         }
     }
 
     /// dx[c, iy, ix] += dcols[row, col] — the adjoint of im2col.
-    private func col2im(_ cols: UnsafePointer<Float>, ld: Int, col0: Int, _ h: Int, _ w: Int,
-                        _ ho: Int, _ wo: Int, _ dx: UnsafeMutablePointer<Float>) {
-        let k = kernel, s = stride, p = padding
+    private func col2im(_ cols: UnsafePointer<Float>, ld: Int, col0: Int, _ pl: Plan, _ dx: UnsafeMutablePointer<Float>) {
+        let (k, s, p, h, w, ho, wo) = (kernel, stride, padding, pl.h, pl.w, pl.ho, pl.wo)
         for c in 0..<inChannels {
             let dxc = dx + c * h * w
             for ki in 0..<k { for kj in 0..<k {
                 let row = cols + ((c * k + ki) * k + kj) * ld + col0
+                let lo = min(wo, max(0, (p - kj + s - 1) / s)), hi = max(lo, min(wo, (w + p - kj + s - 1) / s))
                 for oy in 0..<ho {
                     let iy = oy * s - p + ki
                     if iy < 0 || iy >= h { continue }
-                    let r = row + oy * wo, dr = dxc + iy * w
-                    if s == 1 {
-                        let lo = max(0, p - kj), hi = min(wo, w + p - kj)
-                        if hi > lo {
-                            let off = lo - p + kj
-                            for ox in lo..<hi { dr[ox - lo + off] += r[ox] }
-                        }
-                    } else {
-                        for ox in 0..<wo {
-                            let ix = ox * s - p + kj
-                            if ix >= 0 && ix < w { dr[ix] += r[ox] }
-                        }
-                    }
+                    let r = row + oy * wo, dr = dxc + iy * w - p + kj
+                    if s == 1 { for ox in lo..<hi { dr[ox] += r[ox] } }
+                    else { for ox in lo..<hi { dr[ox * s] += r[ox] } }
                 }
             }}
         }

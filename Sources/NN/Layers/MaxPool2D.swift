@@ -24,8 +24,9 @@ public final class MaxPool2D: Layer {
         let (planes, h, w, ho, wo) = (x.shape[0] * x.shape[1], x.shape[2], x.shape[3], os[2], os[3])
         if argmax.count != y.count { argmax = [Int32](repeating: 0, count: y.count) }
         argmax.withUnsafeMutableBufferPointer { am in
-            for pl in 0..<planes {
-                let xp = x.data + pl * h * w, yp = y.data + pl * ho * wo, ap = am.baseAddress! + pl * ho * wo
+            let amBase = am.baseAddress!
+            Parallel.forRanges(planes) { range in for pl in range {
+                let xp = x.data + pl * h * w, yp = y.data + pl * ho * wo, ap = amBase + pl * ho * wo
                 for oy in 0..<ho {
                     let y0 = max(oy * stride - padding, 0), y1 = min(oy * stride - padding + kernel, h)
                     for ox in 0..<wo {
@@ -38,7 +39,7 @@ public final class MaxPool2D: Layer {
                         yp[oy * wo + ox] = best; ap[oy * wo + ox] = Int32(bi)
                     }
                 }
-            }
+            }}
         }
         return y
     }
@@ -47,9 +48,12 @@ public final class MaxPool2D: Layer {
         let d = Tensor.reuse(dx, inShape, zeroed: true); dx = d
         let plane = inShape[2] * inShape[3], oplane = dy.shape[2] * dy.shape[3]
         argmax.withUnsafeBufferPointer { am in
-            for pl in 0..<(dy.shape[0] * dy.shape[1]) {
-                let dp = d.data + pl * plane, gp = dy.data + pl * oplane
-                for j in 0..<oplane { dp[Int(am[pl * oplane + j])] += gp[j] }
+            let amBase = am.baseAddress!
+            Parallel.forRanges(dy.shape[0] * dy.shape[1]) { range in
+                for pl in range {
+                    let dp = d.data + pl * plane, gp = dy.data + pl * oplane
+                    for j in 0..<oplane { dp[Int(amBase[pl * oplane + j])] += gp[j] }
+                }
             }
         }
         return d

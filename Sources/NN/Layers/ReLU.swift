@@ -8,14 +8,16 @@ public final class ReLU: Layer {
 
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
         let y = Tensor.reuse(out, x.shape); out = y
-        for i in 0..<x.count { y.data[i] = max(x.data[i], 0) }
+        let (src, dst) = (x.data, y.data)
+        Parallel.forRanges(x.count, minChunk: 1 << 14) { r in for i in r { dst[i] = src[i] > 0 ? src[i] : 0 } }
         return y
     }
 
     public func backward(_ dy: Tensor) -> Tensor {
         guard let y = out else { preconditionFailure("\(name): backward before forward") }
         let d = Tensor.reuse(dx, dy.shape); dx = d
-        for i in 0..<dy.count { d.data[i] = y.data[i] > 0 ? dy.data[i] : 0 }
+        let (yv, g, dst) = (y.data, dy.data, d.data)
+        Parallel.forRanges(dy.count, minChunk: 1 << 14) { r in for i in r { dst[i] = yv[i] > 0 ? g[i] : 0 } }
         return d
     }
 }

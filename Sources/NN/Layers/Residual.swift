@@ -23,20 +23,23 @@ public final class ResidualBlock: Layer {
         let s = shortcut.map { ctx.forward($0, x, training: training) } ?? x
         precondition(s.shape == h.shape, "\(name): shortcut \(s.shape) vs main path \(h.shape)")
         let y = Tensor.reuse(out, h.shape); out = y
-        for i in 0..<y.count { y.data[i] = max(h.data[i] + s.data[i], 0) }
+        let (hv, sv, yv) = (h.data, s.data, y.data)
+        Parallel.forRanges(y.count, minChunk: 1 << 14) { r in for i in r { let v = hv[i] + sv[i]; yv[i] = v > 0 ? v : 0 } }
         return y
     }
 
     public func backward(_ dy: Tensor) -> Tensor {
         guard let y = out else { preconditionFailure("\(name): backward before forward") }
         let g = Tensor.reuse(dsum, dy.shape); dsum = g
-        for i in 0..<g.count { g.data[i] = y.data[i] > 0 ? dy.data[i] : 0 }
+        let (yv, dv, gv) = (y.data, dy.data, g.data)
+        Parallel.forRanges(g.count, minChunk: 1 << 14) { r in for i in r { gv[i] = yv[i] > 0 ? dv[i] : 0 } }
         var h = g
         for l in main.reversed() { h = ctx.backward(l, h) }
         let d = Tensor.reuse(dx, h.shape); dx = d
         d.data.update(from: h.data, count: h.count)
         let s = shortcut.map { ctx.backward($0, g) } ?? g
-        for i in 0..<d.count { d.data[i] += s.data[i] }
+        let (dd, sv) = (d.data, s.data)
+        Parallel.forRanges(d.count, minChunk: 1 << 14) { r in for i in r { dd[i] += sv[i] } }
         return d
     }
 

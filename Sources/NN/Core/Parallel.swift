@@ -1,0 +1,19 @@
+// Splits a loop over the rank's worker threads (the same count as OpenBLAS's threads), for the
+// memory-bound parts of the layers (im2col, col2im, batch norm, ReLU, pooling). One worker runs inline.
+import Dispatch
+
+public enum Parallel {
+    /// Worker threads per rank; set together with OpenBLAS's thread count (`BLAS.setThreads`).
+    nonisolated(unsafe) public static var workers = 1
+
+    /// Calls body(range) for disjoint ranges that cover 0..<n, on up to `workers` threads.
+    /// Loops shorter than `minChunk` items per worker run inline.
+    @inline(__always)
+    public static func forRanges(_ n: Int, minChunk: Int = 1, _ body: (Range<Int>) -> Void) {
+        let parts = min(workers, n / max(minChunk, 1))
+        if parts <= 1 { if n > 0 { body(0..<n) }; return }
+        DispatchQueue.concurrentPerform(iterations: parts) { p in
+            body((n * p / parts)..<(n * (p + 1) / parts))
+        }
+    }
+}

@@ -1,0 +1,75 @@
+// The on/off decisions of a network's piecewise-linear parts: which ReLU inputs are positive
+// (the ReLU layers and the ReLU closing every residual block) and which element each max-pool
+// window picks. A finite difference whose +eps or -eps evaluation changes this pattern has
+// straddled a kink, and its value says nothing about the derivative at the point.
+//
+// Leaf outputs are captured through `ModelContext.inspector`; a residual block's sum
+// main(x) + shortcut(x) (not a leaf output) is rebuilt from its children's outputs.
+import NN
+
+public final class PiecewisePattern {
+    private var outputs: [String: [Float]] = [:]
+    private let ctx: ModelContext
+    private let previous: ((String, String, UnsafeBufferPointer<Float>) -> Void)?
+
+    /// Starts recording leaf outputs of `ctx` (replacing its inspector until `uninstall`).
+    public init(_ ctx: ModelContext) {
+        self.ctx = ctx
+        previous = ctx.inspector
+        ctx.inspector = { [unowned self] name, what, v in if what == "output" { self.outputs[name] = Array(v) } }
+    }
+
+    public func uninstall() { ctx.inspector = previous }
+
+    /// The pattern of the last forward of `root` on an input of shape `inputShape` with values `x`.
+    public func pattern(_ root: Layer, input x: [Float], shape: [Int]) -> [Int32] {
+        var p: [Int32] = []
+        _ = walk(root, x, shape, &p)
+        return p
+    }
+
+    private func walk(_ l: Layer, _ x: [Float], _ shape: [Int], _ p: inout [Int32]) -> ([Float], [Int]) {
+        if let s = l as? Sequential {
+            var (h, hs) = (x, shape)
+            for c in s.children { (h, hs) = walk(c, h, hs, &p) }
+            return (h, hs)
+        }
+        if let b = l as? ResidualBlock {
+            var (h, hs) = (x, shape)
+            for c in b.main { (h, hs) = walk(c, h, hs, &p) }
+            let s = b.shortcut.map { walk($0, x, shape, &p).0 } ?? x
+            precondition(s.count == h.count, "\(b.name): shortcut and main path differ")
+            var y = [Float](repeating: 0, count: h.count)
+            for i in 0..<h.count {
+                let v = h[i] + s[i]
+                p.append(v > 0 ? 1 : 0); y[i] = max(v, 0)
+            }
+            return (y, hs)
+        }
+        precondition(l.isLeaf, "\(l.name): unknown container \(l.typeName)")
+        guard let y = outputs[l.name] else { preconditionFailure("\(l.name): no output recorded") }
+        let ys = l.outputShape(shape)
+        if l is ReLU { for v in y { p.append(v > 0 ? 1 : 0) } }
+        if let mp = l as? MaxPool2D { p += maxPoolArgmax(x, shape: shape, kernel: mp.kernel, stride: mp.stride, padding: mp.padding) }
+        return (y, ys)
+    }
+}
+
+/// For each max-pool window, the index (within its plane) of the first maximum.
+public func maxPoolArgmax(_ x: [Float], shape xs: [Int], kernel k: Int, stride s: Int, padding pd: Int) -> [Int32] {
+    let (planes, h, w) = (xs[0] * xs[1], xs[2], xs[3])
+    let ho = (h + 2 * pd - k) / s + 1, wo = (w + 2 * pd - k) / s + 1
+    var out: [Int32] = []
+    out.reserveCapacity(planes * ho * wo)
+    for pl in 0..<planes { for oy in 0..<ho { for ox in 0..<wo {
+        var best = -Float.infinity, bi = -1
+        for ki in 0..<k { for kj in 0..<k {
+            let iy = oy * s - pd + ki, ix = ox * s - pd + kj
+            guard iy >= 0, iy < h, ix >= 0, ix < w else { continue }
+            let v = x[(pl * h + iy) * w + ix]
+            if bi < 0 || v > best { best = v; bi = iy * w + ix }
+        }}
+        out.append(Int32(bi))
+    }}}
+    return out
+}

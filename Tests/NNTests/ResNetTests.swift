@@ -1,0 +1,275 @@
+// The whole network: finite-difference gradients through trainStep, ResNet-34/50 smoke steps,
+// the seed's shape table and PyTorch names, the flat layout, and the debugging hooks.
+import XCTest
+import NN
+import TestSupport
+
+final class ResNetTests: XCTestCase {
+    /// ResNet-18 as the seed builds it (1 input channel, 10 classes, width 64): built once,
+    /// never run forward (too slow in a debug build).
+    static let big = ResNet(ResNetSpec(depth: 18, inChannels: 1, numClasses: 10, width: 64))
+
+    // MARK: Gradients of the whole network
+
+    /// Mean cross-entropy of a tiny ResNet-18 (width 2) on 3x1x20x20: trainStep's gradients
+    /// (added into the flat buffer) against central differences of the loss for a sample of
+    /// parameters across the network (stem conv and BN, a block conv, 1x1 shortcuts, BNs deep
+    /// in the net, the linear layer) and of the input (its gradient is the stem conv's input
+    /// gradient, read through the inspector). Spatial sizes: 20 -> 10 -> 5 -> 5 -> 3 -> 2 -> 1.
+    func testResNet18GradientsByFiniteDifferences() {
+        let model = ResNet(ResNetSpec(depth: 18, inChannels: 1, numClasses: 3, width: 2), seed: 1)
+        let x = Tensor(shape: [3, 1, 40, 40], values: randomNormalArray(4800, seed: 2))
+        let labels: [Int32] = [0, 2, 1]
+        let snapshot = Array(model.buffers.valueBuffer)
+        func restore() { let b = model.buffers.valueBuffer; for i in 0..<snapshot.count { b[i] = snapshot[i] } }
+
+        var dx: [Float] = []
+        model.ctx.inspector = { name, what, v in if name == "0.0" && what == "input gradient" { dx = Array(v) } }
+        model.params.zeroGrad()
+        let step = model.trainStep(x, labels: labels, normalizer: 3)
+        model.ctx.inspector = nil
+        XCTAssertEqual(dx.count, x.count)
+
+        func loss() -> Double {
+            restore()
+            let z = model.forward(x, training: true)
+            return referenceCrossEntropy(z.array, classes: 3, labels: labels).losses.reduce(0, +) / 3
+        }
+        XCTAssertEqual(step.loss, loss(), accuracy: 1e-5, "trainStep's loss is the mean cross-entropy")
+
+        let names = ["0.0.weight", "0.0.bias", "0.1.weight", "0.1.bias", "1.0.conv1.weight", "1.1.bn2.weight",
+                     "2.0.conv3.weight", "2.0.conv3.bias", "3.0.conv2.weight", "3.1.bn1.bias", "4.0.conv3.weight",
+                     "4.1.bn2.weight", "7.weight", "7.bias"]
+        var tensors = [CheckedTensor(name: "input", values: x.data, count: x.count, analytic: dx)]
+        for n in names {
+            let p = model.params[n]!
+            tensors.append(CheckedTensor(name: n, values: p.value, count: p.count, analytic: p.grads))
+        }
+        let o = GradientCheckOptions(eps: 1e-3, maxSamples: 24)
+        let recorder = PiecewisePattern(model.ctx)
+        let report = finiteDifferenceCheck(tensors, options: o,
+                                           pattern: { recorder.pattern(model.net, input: x.array, shape: x.shape) },
+                                           loss: loss)
+        recorder.uninstall()
+        print("ResNet-18 width 2: \(report.summary)\n\(report)")
+        assertGradientsMatch(report, "ResNet-18 whole network")
+        restore()
+    }
+
+    /// trainStep adds into the gradient buffer; the same step twice doubles it.
+    func testTrainStepAccumulates() {
+        let model = ResNet(ResNetSpec(depth: 18, inChannels: 1, numClasses: 3, width: 2), seed: 3)
+        let x = randomTensor([2, 1, 16, 16], seed: 4)
+        let labels: [Int32] = [1, 2]
+        model.params.zeroGrad()
+        let snapshot = Array(model.buffers.valueBuffer)
+        _ = model.trainStep(x, labels: labels, normalizer: 2)
+        let once = Array(model.params.gradBuffer)
+        for (i, v) in snapshot.enumerated() { model.buffers.valueBuffer[i] = v }
+        _ = model.trainStep(x, labels: labels, normalizer: 2)
+        assertClose(Array(model.params.gradBuffer), once.map { 2 * $0 }, rtol: 1e-4, atol: 1e-7, "accumulated")
+        XCTAssertEqual(model.buffers["0.1.num_batches_tracked"]!.values, [1])
+    }
+
+    /// ResNet-34 and ResNet-50 at tiny width build and run a step with a finite loss and
+    /// finite, non-zero gradients; their conv counts match the names (34 = 33 + fc, 50 = 49 + fc,
+    /// plus the 1x1 shortcuts).
+    func testDeeperNetsRunAStep() {
+        for (depth, convs, shortcuts) in [(34, 33, 3), (50, 49, 4)] {
+            let model = ResNet(ResNetSpec(depth: depth, inChannels: 1, numClasses: 5, width: 2), seed: 5)
+            let leaves = model.leaves
+            let convCount = leaves.filter { $0 is Conv2D }.count
+            XCTAssertEqual(convCount, convs + shortcuts, "depth \(depth)")
+            XCTAssertEqual(leaves.filter { $0 is Linear }.count, 1)
+            XCTAssertEqual(leaves.filter { $0 is BatchNorm2D }.count,
+                           depth == 50 ? convs + shortcuts : convs)   // d2l's conv3 shortcut has no BN
+            let x = randomTensor([2, 1, 32, 32], seed: 6)
+            model.params.zeroGrad()
+            let r = model.trainStep(x, labels: [0, 4], normalizer: 2)
+            XCTAssertTrue(r.loss.isFinite && r.loss > 0, "depth \(depth) loss \(r.loss)")
+            let g = model.params.gradBuffer
+            XCTAssertTrue(g.allSatisfy { $0.isFinite }, "depth \(depth)")
+            XCTAssertTrue(g.contains { $0 != 0 }, "depth \(depth)")
+            XCTAssertTrue(model.params["7.weight"]!.grads.contains { $0 != 0 })
+            XCTAssertTrue(model.params["0.0.weight"]!.grads.contains { $0 != 0 })
+            XCTAssertEqual(model.params["7.weight"]!.shape, [5, depth == 50 ? 64 : 16])
+            let e = model.evaluate(x, labels: [0, 4])
+            XCTAssertTrue(e.lossSum.isFinite)
+        }
+        let r50 = ResNet(ResNetSpec(depth: 50, inChannels: 3, numClasses: 10, width: 1))
+        XCTAssertNotNil(r50.params["1.0.downsample.0.weight"])
+        XCTAssertNotNil(r50.params["2.0.downsample.1.bias"])
+        XCTAssertNil(r50.params["2.1.downsample.0.weight"])
+        XCTAssertNotNil(r50.params["4.2.conv3.weight"])
+        XCTAssertEqual(r50.summary(input: [3, 64, 64]).map { $0.shape },
+                       [[1, 16, 16], [4, 16, 16], [8, 8, 8], [16, 4, 4], [32, 2, 2], [32, 1, 1], [32], [10]])
+    }
+
+    /// evaluate() is the eval-mode forward with the summed loss.
+    func testEvaluateUsesRunningStatistics() {
+        let model = ResNet(ResNetSpec(depth: 18, inChannels: 1, numClasses: 3, width: 2), seed: 7)
+        let x = randomTensor([2, 1, 16, 16], seed: 8)
+        for _ in 0..<3 { _ = model.trainStep(x, labels: [0, 1], normalizer: 2) }
+        let buffers = Array(model.buffers.valueBuffer)
+        let z = model.forward(x, training: false).array
+        let e = model.evaluate(x, labels: [0, 1])
+        let ref = referenceCrossEntropy(z, classes: 3, labels: [0, 1])
+        XCTAssertEqual(e.lossSum, ref.losses.reduce(0, +), accuracy: 1e-4)
+        XCTAssertEqual(Array(model.buffers.valueBuffer), buffers, "eval changes no buffer")
+        XCTAssertEqual(model.buffers["0.1.num_batches_tracked"]!.values, [3])
+        // Eval differs from training-mode output (running stats are not the batch stats).
+        let zt = model.forward(x, training: true).array
+        XCTAssertNotEqual(z, zt)
+    }
+
+    // MARK: The seed's model: shapes, names, sizes
+
+    func testSeedShapeTable() {
+        let rows = Self.big.summary(input: [1, 224, 224])
+        XCTAssertEqual(rows.map { $0.shape },
+                       [[64, 56, 56], [64, 56, 56], [128, 28, 28], [256, 14, 14], [512, 7, 7], [512, 1, 1], [512], [10]])
+        XCTAssertEqual(rows.map { $0.name }, ["0", "1", "2", "3", "4", "5", "6", "7"])
+        XCTAssertEqual(rows.map { $0.type },
+                       ["Sequential", "Sequential", "Sequential", "Sequential", "Sequential",
+                        "GlobalAvgPool", "Flatten", "Linear"])
+        XCTAssertEqual(rows.map { shapeString($0.shape) }[0], "(64,56,56)")
+    }
+
+    func testPyTorchNames() {
+        let p = Self.big.params, b = Self.big.buffers
+        for n in ["0.0.weight", "0.0.bias", "0.1.weight", "0.1.bias", "1.0.conv1.weight", "1.0.conv1.bias",
+                  "1.0.bn1.weight", "2.0.conv3.weight", "2.0.conv3.bias", "4.1.bn2.bias", "7.weight", "7.bias"] {
+            XCTAssertNotNil(p[n], "parameter \(n)")
+        }
+        for n in ["0.1.running_mean", "0.1.running_var", "0.1.num_batches_tracked"] { XCTAssertNotNil(b[n], "buffer \(n)") }
+        XCTAssertNil(p["1.0.conv3.weight"])
+        XCTAssertNil(p["0.1.running_mean"])
+        XCTAssertNil(b["0.1.weight"])
+        XCTAssertEqual(b["0.1.num_batches_tracked"]?.type, .int64)
+        // The whole state_dict: every name and shape, parameters and buffers, as PyTorch has them.
+        var ours: [String: [Int]] = [:]
+        for h in p.entries + b.entries { XCTAssertNil(ours.updateValue(h.shape, forKey: h.name), "duplicate \(h.name)") }
+        XCTAssertEqual(ours.count, torchResNet18StateDict.count)
+        for (name, shape) in torchResNet18StateDict {
+            XCTAssertEqual(ours[name], shape, "state_dict entry \(name)")
+        }
+        for name in ours.keys where torchResNet18StateDict[name] == nil { XCTFail("extra tensor \(name)") }
+        XCTAssertEqual(p.entries.count, 76)
+        XCTAssertEqual(b.entries.count, 51)
+    }
+
+    func testParameterCountMatchesPyTorch() {
+        XCTAssertEqual(Self.big.params.totalCount, torchResNet18ParameterCount)
+        XCTAssertEqual(Self.big.params.entries.reduce(0) { $0 + $1.count }, torchResNet18ParameterCount)
+        XCTAssertEqual(Self.big.buffers.totalCount, 7825)   // 2 * 3904 BN channels + 17 counters
+    }
+
+    /// PyTorch's default initialization: weights and biases in ±1/sqrt(fan_in), BN 1/0, stats 0/1.
+    func testInitialization() {
+        let m = Self.big
+        for (name, fanIn) in [("0.0.weight", 49), ("0.0.bias", 49), ("2.0.conv3.weight", 64),
+                              ("4.1.conv2.weight", 512 * 9), ("7.weight", 512), ("7.bias", 512)] {
+            let v = m.params[name]!.values
+            let bound = 1 / Float(fanIn).squareRoot()
+            XCTAssertLessThanOrEqual(v.map { abs($0) }.max()!, bound, name)
+            if v.count >= 400 {   // uniform over the whole interval, centred
+                XCTAssertGreaterThan(v.map { abs($0) }.max()!, 0.99 * bound, name)
+                XCTAssertEqual(Double(v.reduce(0, +)) / Double(v.count), 0, accuracy: Double(bound) / 5, name)
+            }
+        }
+        XCTAssertTrue(m.params["3.1.bn1.weight"]!.values.allSatisfy { $0 == 1 })
+        XCTAssertTrue(m.params["3.1.bn1.bias"]!.values.allSatisfy { $0 == 0 })
+        XCTAssertTrue(m.buffers["3.1.bn1.running_var"]!.values.allSatisfy { $0 == 1 })
+        XCTAssertTrue(m.buffers["3.1.bn1.running_mean"]!.values.allSatisfy { $0 == 0 })
+        let a = ResNet(ResNetSpec(depth: 18, inChannels: 1, numClasses: 3, width: 2), seed: 9)
+        let b = ResNet(ResNetSpec(depth: 18, inChannels: 1, numClasses: 3, width: 2), seed: 9)
+        let c = ResNet(ResNetSpec(depth: 18, inChannels: 1, numClasses: 3, width: 2), seed: 10)
+        XCTAssertEqual(Array(a.params.valueBuffer), Array(b.params.valueBuffer), "same seed, same weights")
+        XCTAssertNotEqual(Array(a.params.valueBuffer), Array(c.params.valueBuffer))
+    }
+
+    // MARK: The flat layout
+
+    func testFlatLayout() {
+        for store in [Self.big.params, Self.big.buffers] {
+            let e = store.entries
+            XCTAssertEqual(e.last?.offset, 0, "the last declared tensor sits at offset 0")
+            for i in 0..<(e.count - 1) {
+                XCTAssertEqual(e[i].offset, e[i + 1].offset + e[i + 1].count, "\(e[i].name) follows \(e[i + 1].name)")
+            }
+            XCTAssertEqual(store.totalCount, e.reduce(0) { $0 + $1.count })
+            XCTAssertEqual(e.first.map { $0.offset + $0.count }, store.totalCount)
+            // No overlap: sorted by offset, each ends where the next begins.
+            let sorted = e.sorted { $0.offset < $1.offset }
+            var next = 0
+            for h in sorted { XCTAssertEqual(h.offset, next, h.name); next = h.offset + h.count }
+            // Views point into the flat buffers.
+            XCTAssertEqual(e[3].value, store.values + e[3].offset)
+            XCTAssertEqual(e[3].grad, store.grads + e[3].offset)
+        }
+        XCTAssertEqual(Self.big.params["7.bias"]?.offset, 0)
+        XCTAssertEqual(Self.big.params["7.weight"]?.offset, 10)
+    }
+
+    func testLayoutHash() {
+        let spec = ResNetSpec(depth: 18, inChannels: 1, numClasses: 3, width: 2)
+        let a = ResNet(spec, seed: 1), b = ResNet(spec, seed: 2)
+        XCTAssertEqual(a.params.layoutHash, b.params.layoutHash)
+        XCTAssertEqual(a.buffers.layoutHash, b.buffers.layoutHash)
+        var wider = spec; wider.width = 4
+        XCTAssertNotEqual(ResNet(wider).params.layoutHash, a.params.layoutHash)
+        var classes = spec; classes.numClasses = 4
+        XCTAssertNotEqual(ResNet(classes).params.layoutHash, a.params.layoutHash)
+        var deeper = spec; deeper.depth = 34
+        XCTAssertNotEqual(ResNet(deeper).params.layoutHash, a.params.layoutHash)
+    }
+
+    /// Backward finishes gradients from the front of the buffer: after each leaf's backward the
+    /// finished tensors are exactly a prefix [0, k) of the flat gradient buffer (what lets the
+    /// bucketed allreduce start early), and every parameter is announced exactly once.
+    func testGradientsBecomeReadyAsAGrowingPrefix() {
+        for depth in [18, 50] {
+            let model = ResNet(ResNetSpec(depth: depth, inChannels: 1, numClasses: 3, width: 2), seed: 1)
+            var ready: [ParamHandle] = []
+            var prefixes: [Int] = []
+            model.params.onGradientReady = { ready.append($0) }
+            model.ctx.inspector = { name, what, _ in
+                guard what == "input gradient" else { return }
+                let covered = ready.reduce(0) { $0 + $1.count }
+                let end = ready.map { $0.offset + $0.count }.max() ?? 0
+                XCTAssertEqual(covered, end, "depth \(depth): after \(name), ready tensors are not a prefix")
+                prefixes.append(end)
+            }
+            _ = model.trainStep(randomTensor([2, 1, 16, 16], seed: 2), labels: [0, 1], normalizer: 2)
+            XCTAssertEqual(ready.count, model.params.entries.count)
+            XCTAssertEqual(Set(ready.map { $0.name }).count, ready.count)
+            XCTAssertEqual(prefixes, prefixes.sorted())
+            XCTAssertEqual(prefixes.last, model.params.totalCount)
+        }
+    }
+
+    // MARK: Debugging hooks
+
+    /// A NaN in the input: the first leaf whose output is not finite is the stem conv.
+    func testNaNInspectorFindsTheStemConv() {
+        let model = ResNet(ResNetSpec(depth: 18, inChannels: 1, numClasses: 3, width: 2), seed: 1)
+        var firstBad: String?
+        var outputs: [String] = []
+        model.ctx.inspector = { name, what, v in
+            guard what == "output" else { return }
+            outputs.append(name)
+            if firstBad == nil && v.contains(where: { !$0.isFinite }) { firstBad = name }
+        }
+        let x = randomTensor([2, 1, 16, 16], seed: 3)
+        _ = model.forward(x, training: true)
+        XCTAssertNil(firstBad, "a clean input gives finite outputs everywhere")
+        // Every leaf reports its output once. (`leaves` lists a block's shortcut first, the order
+        // of declaration; forward runs it after the main path.)
+        XCTAssertEqual(outputs.sorted(), model.leaves.map { $0.name }.sorted())
+        XCTAssertEqual(outputs.first, "0.0")
+        x[37] = .nan
+        outputs = []
+        _ = model.forward(x, training: true)
+        XCTAssertEqual(firstBad, "0.0")
+    }
+}
