@@ -27,7 +27,7 @@ let package = Package(
         .target(name: "NN", dependencies: ["CBLAS"], swiftSettings: release),
         .target(name: "Data", dependencies: ["NN", "CZlib"], swiftSettings: release),
         .target(name: "Distributed", dependencies: ["CMPI"], swiftSettings: release),
-        .target(name: "Coordinator", dependencies: ["NN", "Data", "Distributed"], swiftSettings: release),
+        .target(name: "Coordinator", dependencies: ["NN", "Data", "Distributed", "CZlib"], swiftSettings: release),
         .target(name: "Training",
                 dependencies: ["NN", "Data", "Distributed", "Coordinator", "Yams"],
                 swiftSettings: release),
@@ -43,6 +43,7 @@ let package = Package(
         .testTarget(name: "NNTests", dependencies: ["NN", "TestSupport"]),
         .testTarget(name: "DataTests", dependencies: ["Data", "NN", "CZlib"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Coordinator", "Data", "NN", "TestSupport"]),
+        .testTarget(name: "TorchParityTests", dependencies: ["NN", "TestSupport"], exclude: ["torch"]),
         .testTarget(name: "DistributedTests", dependencies: ["Distributed", "Training", "Coordinator", "NN"]),
     ],
     swiftLanguageModes: [.v5]

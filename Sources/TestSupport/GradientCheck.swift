@@ -35,6 +35,11 @@ public struct GradientCheckOptions {
     /// With a piecewise pattern: how many times a difference straddling a kink is redone with
     /// a smaller eps before it is skipped.
     public var kinkRetries: Int = 2
+    /// Also fail a tensor whose relative L2 error exceeds this (for checks where single elements
+    /// are allowed a loose tolerance, e.g. the whole float32 network).
+    public var maxRelativeL2: Double? = nil
+    /// Richardson extrapolation of two central differences (eps and eps/2).
+    public var richardson: Bool = false
     /// checkLayerGradients: watch the layer's ReLU and max-pool decisions (PiecewisePattern).
     public var detectKinks: Bool = true
     public var maxSamples: Int = 300
@@ -64,15 +69,24 @@ public struct TensorGradientReport: CustomStringConvertible {
     public var worstNumeric: Double
     /// max |error| / S over the tensor: 1 would be the tolerance at a tiny element.
     public var scale: Double
-    /// ||analytic - numeric|| / ||numeric|| over the checked elements.
+    /// ||analytic - numeric|| / ||numeric|| over the compared elements (the denominator at least
+    /// floorFraction * largest scale * sqrt(count), as for the element tolerance).
     public var relativeL2: Double
+    /// With GradientCheckOptions.maxRelativeL2, the tensor fails above it.
+    public var relativeL2Limit = Double.infinity
+    /// The first few failing elements: (index, analytic, numeric).
+    public var failing: [(index: Int, analytic: Double, numeric: Double)] = []
     /// No failure, and at least half of the samples compared (not lost to kinks).
-    public var passed: Bool { failures == 0 && 2 * skipped <= checked && skipped < checked }
+    public var passed: Bool {
+        failures == 0 && 2 * skipped <= checked && skipped < checked && relativeL2 <= relativeL2Limit
+    }
 
     public var description: String {
         "\(name): \(failures) of \(checked)/\(total) checked elements fail (\(retried) retried, \(skipped) skipped at kinks); "
             + "max abs err \(fmt(maxAbsError)) at [\(worstIndex)] analytic \(fmt(worstAnalytic)) "
             + "numeric \(fmt(worstNumeric)); scale \(fmt(scale)); rel L2 err \(fmt(relativeL2))"
+            + (failing.isEmpty ? "" : "; failing [index] analytic/numeric: "
+                + failing.map { "[\($0.index)] \(fmt($0.analytic))/\(fmt($0.numeric))" }.joined(separator: ", "))
     }
 }
 
@@ -130,10 +144,18 @@ public func finiteDifferenceCheck(_ tensors: [CheckedTensor], options o: Gradien
         if let b = base, pp != b || pm != b { return nil }
         return (lp - lm) / (Double(up) - Double(down))
     }
+    /// Central difference, or with `richardson` (4 D(eps/2) - D(eps)) / 3, which cancels the
+    /// eps^2 term of the truncation error (the curvature of batch norm over small batches).
+    func estimate(_ p: UnsafeMutablePointer<Float>, _ eps: Double) -> Double? {
+        guard let d1 = central(p, eps) else { return nil }
+        guard o.richardson else { return d1 }
+        guard let d2 = central(p, eps / 2) else { return nil }
+        return (4 * d2 - d1) / 3
+    }
     func numeric(_ p: UnsafeMutablePointer<Float>, _ eps0: Double) -> Double? {
         var eps = eps0
         for _ in 0...(pattern == nil ? 0 : o.kinkRetries) {
-            if let v = central(p, eps) { return v }
+            if let v = estimate(p, eps) { return v }
             eps *= o.retryFactor
         }
         return nil
@@ -163,7 +185,10 @@ public func finiteDifferenceCheck(_ tensors: [CheckedTensor], options o: Gradien
             }
             if fails(n) {
                 r.retried += 1
-                if let n2 = numeric(ct.values + i, o.eps * o.retryFactor), !fails(n2) { n = n2 } else { r.failures += 1 }
+                if let n2 = numeric(ct.values + i, o.eps * o.retryFactor), !fails(n2) { n = n2 } else {
+                    r.failures += 1
+                    if r.failing.count < 6 { r.failing.append((i, a, n)) }
+                }
             }
             let e = (a - n).magnitude
             errSq += e * e; refSq += n * n
@@ -171,7 +196,10 @@ public func finiteDifferenceCheck(_ tensors: [CheckedTensor], options o: Gradien
                 r.maxAbsError = e; r.worstIndex = i; r.worstAnalytic = a; r.worstNumeric = n
             }
         }
-        r.relativeL2 = refSq > 0 ? (errSq / refSq).squareRoot() : errSq.squareRoot()
+        let compared = Double(r.checked - r.skipped)
+        let floorNorm = compared.squareRoot() * o.floorFraction * global
+        r.relativeL2 = errSq.squareRoot() / max(refSq.squareRoot(), floorNorm, 1e-30)
+        if let limit = o.maxRelativeL2 { r.relativeL2Limit = limit }
         reports.append(r)
     }
     return GradientCheckReport(tensors: reports)

@@ -1,5 +1,8 @@
 // Small file helpers: folders, whole-file writes that never leave a half-written file.
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 public func makeDirectories(_ path: String) throws {
     do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
@@ -7,15 +10,16 @@ public func makeDirectories(_ path: String) throws {
     }
 }
 
-/// Writes to PATH.tmp then renames over PATH.
+/// Writes to PATH.tmp, then renames it over PATH (atomic on POSIX file systems).
 public func writeTextFile(_ path: String, _ text: String) throws {
     let tmp = path + ".tmp"
-    do {
-        try Data(text.utf8).write(to: URL(fileURLWithPath: tmp))
-        if FileManager.default.fileExists(atPath: path) { _ = try FileManager.default.replaceItemAt(URL(fileURLWithPath: path), withItemAt: URL(fileURLWithPath: tmp)) }
-        else { try FileManager.default.moveItem(atPath: tmp, toPath: path) }
-    } catch {
-        try? FileManager.default.removeItem(atPath: tmp)
+    do { try Data(text.utf8).write(to: URL(fileURLWithPath: tmp)) } catch {
+        unlink(tmp)
         throw TrainingError("cannot write \(path): \(error.localizedDescription)")
+    }
+    if rename(tmp, path) != 0 {
+        let reason = String(cString: strerror(errno))
+        unlink(tmp)
+        throw TrainingError("cannot write \(path): \(reason)")
     }
 }

@@ -40,11 +40,14 @@ public final class Trainer {
     public let sampler: ShardedSampler
     public let schedule: LRSchedule
     public var state = TrainState()
-    public private(set) var history: [EpochRecord] = []
+    public internal(set) var history: [EpochRecord] = []
     /// Step-level (step, loss, acc) for the plot.
-    public private(set) var stepCurve: [(step: Int, loss: Double, acc: Double)] = []
-    /// Called after every optimizer step (checkpoints and preemption hook in here).
-    public var afterStep: ((Trainer) throws -> Bool)?
+    public internal(set) var stepCurve: [(step: Int, loss: Double, acc: Double)] = []
+
+    /// Running sums of the current epoch's training loss, hits and images (for its epoch record).
+    var epochTotals = (loss: 0.0, correct: 0.0, seen: 0.0)
+    /// metrics.jsonl as it was when the checkpoint we resumed from was written.
+    var restoredMetrics: String?
 
     let trainLoader: BatchLoader
     let testLoader: BatchLoader
@@ -152,34 +155,49 @@ public final class Trainer {
         if isRoot {
             print("training ResNet-\(config.model.depth) (width \(config.model.width), \(model.params.totalCount) parameters) on \(config.data.dataset): \(comm.size) rank(s), global batch \(config.train.batchSize) (\(sampler.localBatch) per rank), \(spe) steps/epoch, \(totalSteps) steps")
         }
-        var stopped = false
-        var epochLoss = 0.0, epochCorrect = 0.0, epochSeen = 0.0
+        var stopped = false, preempted = false
+        let every = config.checkpoint.everySteps
         while state.epoch < config.train.epochs && !stopped {
             let perm = sampler.permutation(epoch: state.epoch)
             while state.stepInEpoch < spe {
                 if maxSteps > 0 && state.globalStep >= maxSteps { stopped = true; break }
                 let r = try trainStep(perm: perm)
-                epochLoss += r.loss * Double(config.train.batchSize); epochCorrect += r.correct
-                epochSeen += Double(config.train.batchSize)
+                epochTotals.loss += r.loss * Double(config.train.batchSize); epochTotals.correct += r.correct
+                epochTotals.seen += Double(config.train.batchSize)
                 progress?.update(step: state.globalStep, epoch: state.epoch, loss: r.loss,
                                  acc: r.correct / Double(config.train.batchSize), lr: r.lr, imagesPerSecond: r.imagesPerSecond)
-                if let hook = afterStep, try hook(self) == false { stopped = true; break }
+                if r.stopRequested { stopped = true; preempted = true; break }
+                if every > 0 && state.globalStep % every == 0 && state.stepInEpoch < spe { try saveCheckpoint() }
             }
             if state.stepInEpoch >= spe {
-                try endEpoch(trainLoss: epochLoss / max(epochSeen, 1), trainAcc: epochCorrect / max(epochSeen, 1))
-                epochLoss = 0; epochCorrect = 0; epochSeen = 0
+                try endEpoch(trainLoss: epochTotals.loss / max(epochTotals.seen, 1),
+                             trainAcc: epochTotals.correct / max(epochTotals.seen, 1))
+                epochTotals = (0, 0, 0)
                 state.epoch += 1; state.stepInEpoch = 0
+                let last = state.epoch >= config.train.epochs || (maxSteps > 0 && state.globalStep >= maxSteps)
+                if !preempted && !last && (config.checkpoint.everyEpoch || (every > 0 && state.globalStep % every == 0)) {
+                    try saveCheckpoint()
+                }
             }
         }
         progress?.finish()
-        if stopped && state.stepInEpoch > 0 && epochSeen > 0 {   // stopped mid-epoch: still report the test figures
-            try endEpoch(trainLoss: epochLoss / epochSeen, trainAcc: epochCorrect / epochSeen)
+        if preempted {   // finish the step, write a checkpoint, exit 0 (SLURM's SIGTERM before the time limit)
+            let path = try saveCheckpoint()
+            if isRoot { print("stopped by signal after step \(state.globalStep); checkpoint written to \(path ?? "?"); resume with --resume auto") }
+            return
         }
-        try ReplicaSync.averageBuffers(model, comm)
+        if stopped && state.stepInEpoch > 0 && epochTotals.seen > 0 {   // stopped mid-epoch: still report the test figures
+            try endEpoch(trainLoss: epochTotals.loss / epochTotals.seen, trainAcc: epochTotals.correct / epochTotals.seen)
+        }
+        try saveCheckpoint()
         if isRoot { try writeFinalOutputs() }
+        if ProcessInfoEnv.flag("RESNET_DUMP_ALL_RANKS") {   // tests: every replica's weights, after the BN sync
+            try SafeTensors.write(SafeTensors.collect([model.params, model.buffers]), metadata: [:],
+                                  to: runDir + "/rank\(comm.rank).safetensors")
+        }
     }
 
-    struct StepResult { var loss: Double; var correct: Double; var lr: Double; var imagesPerSecond: Double }
+    struct StepResult { var loss: Double; var correct: Double; var lr: Double; var imagesPerSecond: Double; var stopRequested: Bool }
 
     func trainStep(perm: [Int]) throws -> StepResult {
         let t0 = monotonicSeconds()
@@ -193,9 +211,10 @@ public final class Trainer {
         if let bad = firstNonFinite { throw TrainingError("--debug: step \(state.globalStep): \(bad)") }
         if let e = bucketError { throw e }
         let wait = try buckets.finish(model.params.grads)
-        // Loss and hits of the global batch (one tiny allreduce).
-        var stats = [r.loss, Double(r.correct)]
-        try stats.withUnsafeMutableBufferPointer { try comm.allreduceSum($0.baseAddress!, count: 2) }
+        // Loss and hits of the global batch, and whether any rank was asked to stop (one tiny
+        // allreduce: every rank sees the stop request after the same step).
+        var stats = [r.loss, Double(r.correct), Preemption.requested ? 1 : 0]
+        try stats.withUnsafeMutableBufferPointer { try comm.allreduceSum($0.baseAddress!, count: 3) }
         if config.train.debug && !stats[0].isFinite { throw TrainingError("--debug: step \(state.globalStep): loss is \(stats[0])") }
         let lr = schedule.lr(at: state.globalStep)
         optimizer.step(params: model.params.values, grads: model.params.grads, count: model.params.totalCount, lr: Float(lr))
@@ -209,7 +228,7 @@ public final class Trainer {
                                 "lr": .double(lr), "images_per_s": .double(ips), "step_s": .double(dt),
                                 "comm_wait_s": .double(wait)])
         }
-        return StepResult(loss: stats[0], correct: stats[1], lr: lr, imagesPerSecond: ips)
+        return StepResult(loss: stats[0], correct: stats[1], lr: lr, imagesPerSecond: ips, stopRequested: stats[2] > 0)
     }
 
     func endEpoch(trainLoss: Double, trainAcc: Double) throws {
@@ -238,7 +257,8 @@ public final class Trainer {
         try makeDirectories(runDir)
         let yaml = config.yamlString()
         try writeTextFile(runDir + "/config.yaml", yaml)
-        metrics = try MetricsLog(path: runDir + "/metrics.jsonl", append: state.globalStep > 0)
+        if let text = restoredMetrics { try writeTextFile(runDir + "/metrics.jsonl", text) }
+        metrics = try MetricsLog(path: runDir + "/metrics.jsonl", append: restoredMetrics != nil)
     }
 
     func writeFinalOutputs() throws {

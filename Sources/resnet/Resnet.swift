@@ -14,7 +14,7 @@ struct Resnet: ParsableCommand {
         commandName: "resnet",
         abstract: "Data-parallel ResNet training over MPI with hand-written backward passes.",
         discussion: "Run under mpirun/srun for N ranks; started directly it is a single process (no MPI).",
-        subcommands: [Train.self, Eval.self, Summary.self, Bench.self])
+        subcommands: [Train.self, Eval.self, Summary.self, Bench.self, Export.self])
 
 }
 
@@ -68,12 +68,16 @@ struct Train: ParsableCommand {
     @OptionGroup var options: ConfigOptions
     @Flag(help: "Check every layer's output and gradient for NaN/Inf and name the first layer where one appears.")
     var debug = false
+    @Option(help: "'auto' (newest valid checkpoint in output.dir/checkpoints, else a fresh start) or a checkpoint file.")
+    var resume: String?
 
     func run() throws {
         let config = try options.load(extra: debug ? ["train.debug=true"] : [])
         configureThreads(config.train.threads)
+        Preemption.install()
         withCommunicator { comm in
             let trainer = try Trainer(config: config, comm: comm)
+            if let r = resume { try trainer.resume(ResumeRequest(r)) }
             try trainer.run()
         }
     }
@@ -82,14 +86,25 @@ struct Train: ParsableCommand {
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Evaluate a weights file on the test split.")
     @OptionGroup var options: ConfigOptions
-    @Option(help: "A safetensors weights file (PyTorch names).")
-    var weights: String
+    @Option(help: "A safetensors weights file (PyTorch names); needs --config for the model and data.")
+    var weights: String?
+    @Option(help: "A checkpoint; its stored config gives the model and data (--set still overrides).")
+    var checkpoint: String?
+
+    func validate() throws {
+        guard (weights == nil) != (checkpoint == nil) else { throw ValidationError("give exactly one of --weights FILE or --checkpoint FILE") }
+    }
 
     func run() throws {
-        let config = try options.load()
+        var config = try options.load()
+        var source = weights ?? ""
+        if let ckpt = checkpoint {
+            config = try checkpointConfig(ckpt, overrides: options.overrides)
+            source = ckpt
+        }
         configureThreads(config.train.threads)
         withCommunicator { comm in
-            let r = try evaluateWeights(config: config, weights: weights, comm: comm)
+            let r = try evaluateWeights(config: config, weights: source, comm: comm)
             if comm.rank == 0 {
                 print(String(format: "test loss %.4f  accuracy %.4f  (%d images)", r.loss, r.accuracy, r.count))
             }
@@ -124,5 +139,21 @@ struct Summary: ParsableCommand {
             print("\(row.name.padding(toLength: 3, withPad: " ", startingAt: 0)) \(row.type.padding(toLength: 20, withPad: " ", startingAt: 0)) output shape: \(shapeString(row.shape))")
         }
         print("parameters: \(model.params.totalCount)")
+    }
+}
+
+struct Export: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Write a checkpoint's weights as a plain safetensors file for PyTorch.")
+    @Argument(help: "The checkpoint file.") var checkpoint: String
+    @Option(help: "Output weights file.") var out: String
+
+    func run() throws {
+        do {
+            let n = try exportWeights(checkpoint: checkpoint, to: out)
+            print("wrote \(out) (\(n) tensors; load with model.load_state_dict(..., strict=True))")
+        } catch {
+            FileHandleOutput.error("error: \(error)")
+            throw ExitCode(1)
+        }
     }
 }

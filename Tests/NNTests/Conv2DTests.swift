@@ -10,8 +10,13 @@ struct ConvCase: CustomStringConvertible {
         "conv n\(n) cin\(cin) cout\(cout) \(h)x\(w) k\(k) s\(stride) p\(padding) bias \(bias)"
     }
     var outHW: Int { ((h + 2 * padding - k) / stride + 1) * ((w + 2 * padding - k) / stride + 1) }
-    /// Conv2D.groupSize (private): images per gemm = max(1, min(n, 4096 / (Ho*Wo))).
-    var groupSize: Int { max(1, min(n, 4096 / max(outHW, 1))) }
+    /// Conv2D's plan (private): the batch is cut into `workers = min(Parallel.workers, n)`
+    /// contiguous ranges, each done `group = max(1, min(ceil(n / workers), 4096 / (Ho*Wo)))`
+    /// images per gemm.
+    func groupSize(workers: Int = 1) -> Int {
+        let w = max(1, min(workers, n))
+        return max(1, min((n + w - 1) / w, 4096 / max(outHW, 1)))
+    }
 }
 
 /// A finalized context holding one randomly initialized Conv2D.
@@ -66,7 +71,8 @@ final class Conv2DTests: XCTestCase {
     }
 
     /// Large Ho*Wo: several images per gemm with a short last group (gi > 1, n not a multiple
-    /// of g), and one image per gemm (gi = 1).
+    /// of g), and one image per gemm (gi = 1). (One worker thread: the default; see
+    /// ParallelTests for the batch split over workers.)
     func testImageGroupingPaths() {
         let grouped = [
             ConvCase(n: 3, cin: 1, cout: 2, h: 40, w: 40, k: 3, stride: 1, padding: 1, bias: true),  // g = 2: [2, 1]
@@ -74,7 +80,7 @@ final class Conv2DTests: XCTestCase {
             ConvCase(n: 3, cin: 1, cout: 2, h: 46, w: 46, k: 3, stride: 1, padding: 1, bias: true),  // g = 1
             ConvCase(n: 3, cin: 2, cout: 2, h: 91, w: 91, k: 3, stride: 2, padding: 1, bias: true),  // g = 1, strided
         ]
-        XCTAssertEqual(grouped.map { $0.groupSize }, [2, 3, 1, 1])
+        XCTAssertEqual(grouped.map { $0.groupSize() }, [2, 3, 1, 1])
         for (i, c) in grouped.enumerated() {
             let (ctx, conv) = makeConv(c, seed: UInt64(50 + i))
             let x = randomTensor([c.n, c.cin, c.h, c.w], seed: UInt64(300 + i))

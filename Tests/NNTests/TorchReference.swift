@@ -4,6 +4,7 @@
 //   m = resnet18(1, 10); sd = m.state_dict()
 //   print(',\n'.join('"%s": [%s]' % (k, ', '.join(map(str, v.shape))) for k, v in sd.items()))
 //   sum(p.numel() for p in m.parameters())  ->  11178378 (76 parameter tensors; 51 buffers)
+// and the geometry table below from m.named_modules() (nn.Conv2d / nn.MaxPool2d attributes).
 
 /// Total number of parameters of the seed's ResNet-18 with 1 input channel and 10 classes.
 let torchResNet18ParameterCount = 11_178_378
@@ -136,5 +137,32 @@ let torchResNet18StateDict: [String: [Int]] = [
     "4.1.bn2.num_batches_tracked": [],
     "7.weight": [10, 512],
     "7.bias": [10]
+
+]
+
+/// Every nn.Conv2d and nn.MaxPool2d of the same model: (name, in, out, kernel, stride, padding)
+/// (in/out 0 for the pool), from `m.named_modules()`.
+let torchResNet18Geometry: [(String, Int, Int, Int, Int, Int)] = [
+    ("0.0", 1, 64, 7, 2, 3),
+    ("0.3", 0, 0, 3, 2, 1),
+    ("1.0.conv1", 64, 64, 3, 1, 1),
+    ("1.0.conv2", 64, 64, 3, 1, 1),
+    ("1.1.conv1", 64, 64, 3, 1, 1),
+    ("1.1.conv2", 64, 64, 3, 1, 1),
+    ("2.0.conv1", 64, 128, 3, 2, 1),
+    ("2.0.conv2", 128, 128, 3, 1, 1),
+    ("2.0.conv3", 64, 128, 1, 2, 0),
+    ("2.1.conv1", 128, 128, 3, 1, 1),
+    ("2.1.conv2", 128, 128, 3, 1, 1),
+    ("3.0.conv1", 128, 256, 3, 2, 1),
+    ("3.0.conv2", 256, 256, 3, 1, 1),
+    ("3.0.conv3", 128, 256, 1, 2, 0),
+    ("3.1.conv1", 256, 256, 3, 1, 1),
+    ("3.1.conv2", 256, 256, 3, 1, 1),
+    ("4.0.conv1", 256, 512, 3, 2, 1),
+    ("4.0.conv2", 512, 512, 3, 1, 1),
+    ("4.0.conv3", 256, 512, 1, 2, 0),
+    ("4.1.conv1", 512, 512, 3, 1, 1),
+    ("4.1.conv2", 512, 512, 3, 1, 1)
 
 ]

@@ -1,0 +1,193 @@
+// Checkpoints of a Trainer: what goes in (parameters, BN buffers, momentum, position, config,
+// world size, metrics so far), writing (rank 0, after the BN sync, all ranks agree on the
+// outcome), and resuming (rank 0 picks and verifies the file, every rank gets the same bytes).
+// Randomness needs no saved generator state: shuffling and augmentation derive from
+// (train.seed, epoch, image index), so (seed, epoch, step in epoch) pins it exactly.
+import Foundation
+import NN
+import Distributed
+import Coordinator
+
+/// `--resume auto` (the newest valid checkpoint of the run folder, or a fresh start) or a file.
+public enum ResumeRequest: Equatable {
+    case auto
+    case file(String)
+    public init(_ arg: String) { self = arg == "auto" ? .auto : .file(arg) }
+}
+
+extension Trainer {
+    static let momentumPrefix = "optimizer.momentum."
+
+    var checkpointStore: CheckpointStore {
+        CheckpointStore(folder: runDir + "/checkpoints", keep: config.checkpoint.keep)
+    }
+
+    /// Syncs BN statistics, rank 0 writes the checkpoint, and every rank learns whether it
+    /// worked before training goes on. Returns the path (on rank 0).
+    @discardableResult
+    func saveCheckpoint() throws -> String? {
+        try ReplicaSync.averageBuffers(model, comm)
+        var status: [UInt8] = []
+        var path: String?
+        if isRoot {
+            do {
+                path = try checkpointStore.write(step: state.globalStep, bytes: checkpointBytes())
+                status = [0]
+            } catch {
+                status = [1] + Array("\(error)".utf8)
+            }
+        }
+        try comm.broadcast(&status, root: 0)
+        if status.first != 0 {
+            throw TrainingError(String(decoding: status.dropFirst(), as: UTF8.self))
+        }
+        return path
+    }
+
+    func checkpointBytes() -> [UInt8] {
+        var tensors = SafeTensors.collect([model.params, model.buffers])
+        optimizer.velocity.withUnsafeBufferPointer { v in
+            for h in model.params.entries {
+                tensors.append(NamedTensor(name: Trainer.momentumPrefix + h.name, shape: h.shape, type: .float32,
+                                           values: Array(v[h.offset..<(h.offset + h.count)])))
+            }
+        }
+        let metricsText = (try? String(contentsOfFile: runDir + "/metrics.jsonl", encoding: .utf8)) ?? ""
+        let meta: [String: String] = [
+            "format": "pt",
+            "global_step": "\(state.globalStep)", "epoch": "\(state.epoch)", "step_in_epoch": "\(state.stepInEpoch)",
+            "lr_schedule_step": "\(state.globalStep)",
+            "rng": "stateless: shuffling and augmentation derive from (train.seed, epoch, image index); seed \(config.train.seed)",
+            "world_size": "\(comm.size)",
+            "epoch_loss_sum": exactString(epochTotals.loss), "epoch_correct": exactString(epochTotals.correct),
+            "epoch_seen": exactString(epochTotals.seen),
+            "config": config.yamlString(),
+            "metrics": metricsText,
+        ]
+        return CheckpointStore.encode(tensors, metadata: meta)
+    }
+
+    /// Resumes every rank from the same checkpoint. Returns a description of what happened.
+    @discardableResult
+    public func resume(_ request: ResumeRequest) throws -> String {
+        var payload: [UInt8] = []   // [0] = fresh start, [1] + path length (4) + path + file bytes
+        if isRoot {
+            switch request {
+            case .auto:
+                if let found = checkpointStore.newestValid(log: { print($0) }) {
+                    payload = pack(path: found.path, bytes: found.bytes)
+                } else {
+                    payload = [0]
+                }
+            case .file(let path):
+                let bytes = try CheckpointStore.readFile(path)
+                _ = try CheckpointStore.verify(bytes, file: path)
+                payload = pack(path: path, bytes: bytes)
+            }
+        }
+        try comm.broadcast(&payload, root: 0)
+        guard payload.first == 1, payload.count >= 5 else {
+            let msg = "no valid checkpoint in \(runDir)/checkpoints: starting fresh"
+            if isRoot { print(msg) }
+            return msg
+        }
+        let n = Int(payload[1]) | Int(payload[2]) << 8 | Int(payload[3]) << 16 | Int(payload[4]) << 24
+        let path = String(decoding: payload[5..<(5 + n)], as: UTF8.self)
+        let bytes = Array(payload[(5 + n)...])
+        try restore(bytes: bytes, file: path)
+        let msg = "resumed from \(path) at step \(state.globalStep) (epoch \(state.epoch + 1), step \(state.stepInEpoch) of it)"
+        if isRoot { print(msg) }
+        return msg
+    }
+
+    private func pack(path: String, bytes: [UInt8]) -> [UInt8] {
+        let p = Array(path.utf8)
+        return [1, UInt8(p.count & 0xff), UInt8((p.count >> 8) & 0xff), UInt8((p.count >> 16) & 0xff), UInt8(p.count >> 24)] + p + bytes
+    }
+
+    func restore(bytes: [UInt8], file: String) throws {
+        let (tensors, meta) = try CheckpointStore.verify(bytes, file: file)
+        guard let yaml = meta["config"] else { throw CheckpointError("\(file): no config in the metadata") }
+        let saved: RunConfig
+        do { saved = try RunConfig.parse(yaml: yaml, file: file + " (stored config)") } catch {
+            throw CheckpointError("\(file): stored config unreadable: \(error)")
+        }
+        try Trainer.checkResumable(saved: saved, current: config, file: file)
+        func int(_ k: String) throws -> Int {
+            guard let v = meta[k].flatMap({ Int($0) }), v >= 0 else { throw CheckpointError("\(file): metadata field \(k) missing or not a count") }
+            return v
+        }
+        func dbl(_ k: String) throws -> Double {
+            guard let v = meta[k].flatMap({ Double($0) }) else { throw CheckpointError("\(file): metadata field \(k) missing or not a number") }
+            return v
+        }
+        var s = TrainState()
+        s.globalStep = try int("global_step"); s.epoch = try int("epoch"); s.stepInEpoch = try int("step_in_epoch")
+        guard s.stepInEpoch <= sampler.stepsPerEpoch else {
+            throw CheckpointError("\(file): step_in_epoch \(s.stepInEpoch) exceeds the \(sampler.stepsPerEpoch) steps of an epoch")
+        }
+        let totals = (try dbl("epoch_loss_sum"), try dbl("epoch_correct"), try dbl("epoch_seen"))
+        // Parameters and BN buffers (strict: every name, every shape), then the momentum buffer.
+        let momentumNames = Set(tensors.keys.filter { $0.hasPrefix(Trainer.momentumPrefix) })
+        try SafeTensors.load(tensors, into: [model.params, model.buffers], file: file, ignoring: momentumNames)
+        var velocity = [Float](repeating: 0, count: model.params.totalCount)
+        for h in model.params.entries {
+            let name = Trainer.momentumPrefix + h.name
+            guard let t = tensors[name] else { throw CheckpointError("\(file): missing tensor \(name)") }
+            guard t.shape == h.shape else { throw CheckpointError("\(file): tensor \(name) has shape \(t.shape), expected \(h.shape)") }
+            for i in 0..<h.count { velocity[h.offset + i] = t.values[i] }
+        }
+        guard momentumNames.count == model.params.entries.count else {
+            throw CheckpointError("\(file): \(momentumNames.count) momentum tensors, expected \(model.params.entries.count)")
+        }
+        optimizer.setVelocity(velocity)
+        state = s
+        epochTotals = totals
+        restoredMetrics = meta["metrics"] ?? ""
+        rebuildCurves(from: restoredMetrics ?? "")
+    }
+
+    /// The model must be the same; fields that change the arithmetic of the run may not change.
+    /// Free to change: train.epochs, train.max_steps, checkpoint.*, output.dir, train.log_every,
+    /// train.debug, train.threads, train.bucket_mb, train.eval_every_epoch — and the world size
+    /// (when it divides train.batch_size).
+    static func checkResumable(saved: RunConfig, current: RunConfig, file: String) throws {
+        let model: [(String, String, String)] = [
+            ("model.depth", "\(saved.model.depth)", "\(current.model.depth)"),
+            ("model.width", "\(saved.model.width)", "\(current.model.width)"),
+            ("model.num_classes", "\(saved.model.numClasses)", "\(current.model.numClasses)"),
+            ("model.in_channels", "\(saved.model.inChannels)", "\(current.model.inChannels)"),
+        ]
+        for (k, a, b) in model where a != b {
+            throw CheckpointError("\(file): checkpoint model differs from the config: \(k) is \(a) in the checkpoint, \(b) in the config")
+        }
+        let fixed: [(String, String, String)] = [
+            ("data", "\(saved.data)", "\(current.data)"),
+            ("train.batch_size", "\(saved.train.batchSize)", "\(current.train.batchSize)"),
+            ("train.seed", "\(saved.train.seed)", "\(current.train.seed)"),
+            ("train.sync_bn", "\(saved.train.syncBN)", "\(current.train.syncBN)"),
+            ("optimizer", "\(saved.optimizer)", "\(current.optimizer)"),
+            ("schedule", "\(saved.schedule)", "\(current.schedule)"),
+        ]
+        for (k, a, b) in fixed where a != b {
+            throw CheckpointError("\(file): \(k) differs from the checkpoint's (\(a) vs \(b)); it changes the run's arithmetic and cannot change on resume (free to change: train.epochs, train.max_steps, checkpoint.*, output.dir, train.log_every, train.debug, train.threads, train.bucket_mb)")
+        }
+    }
+
+    func rebuildCurves(from metricsText: String) {
+        stepCurve = []; history = []
+        for line in metricsText.split(separator: "\n") {
+            guard let obj = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { continue }
+            func d(_ k: String) -> Double { (obj[k] as? NSNumber)?.doubleValue ?? .nan }
+            switch obj["kind"] as? String {
+            case "step": stepCurve.append((Int(d("step")), d("loss"), d("accuracy")))
+            case "epoch": history.append(EpochRecord(epoch: Int(d("epoch")), step: Int(d("step")), trainLoss: d("train_loss"),
+                                                     trainAcc: d("train_accuracy"), testLoss: d("test_loss"), testAcc: d("test_accuracy")))
+            default: break
+            }
+        }
+    }
+}
+
+/// A Double written so that parsing it back gives the same bits.
+func exactString(_ v: Double) -> String { "\(v)" }

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Run across cluster nodes listed in an Open MPI hostfile ("node1 slots=8" per line).
+# The binary and the dataset must be at the same paths on every node (shared file system).
+# Ranks are bound to cores; THREADS (default 1) sets OpenBLAS/worker threads per rank
+# (use one rank per core with THREADS=1, or one rank per node with THREADS=cores-per-node
+# and MAP_BY=node). BTL picks the transport (default tcp,self; e.g. BTL=^openib).
+# Example:  launch/hostfile.sh hosts.txt 16 train --config configs/fashion-mnist-resnet18.yaml
+set -euo pipefail
+source "$(dirname "$0")/common.sh"
+[ $# -ge 3 ] || { echo "usage: $0 HOSTFILE RANKS COMMAND [ARGS...]" >&2; exit 2; }
+hostfile=$1; ranks=$2; shift 2
+[ -r "$hostfile" ] || { echo "hostfile '$hostfile' not found or not readable" >&2; exit 2; }
+bin=$(ensure_binary)
+export OPENBLAS_NUM_THREADS=${THREADS:-1}
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+exec mpirun --hostfile "$hostfile" -np "$ranks" \
+    --map-by "${MAP_BY:-core}" --bind-to "${BIND_TO:-core}" \
+    --mca btl "${BTL:-tcp,self}" \
+    -x OPENBLAS_NUM_THREADS -x PATH -x LD_LIBRARY_PATH \
+    "$bin" "$@"

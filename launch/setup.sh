@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Checks (and installs, when missing) the system packages, then builds the release binary.
+# Example:  launch/setup.sh            (WITH_TORCH=1 also installs python3-torch for the parity tests)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+pkgs=(libopenmpi-dev openmpi-bin libopenblas-dev zlib1g-dev dataset-fashion-mnist pkg-config)
+[ "${WITH_TORCH:-0}" = 1 ] && pkgs+=(python3-torch)
+missing=()
+for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing: ${missing[*]}"
+    sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+    $sudo_cmd apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+swift build -c release --product resnet 2>&1 | tail -1
