@@ -43,7 +43,7 @@ let package = Package(
         .testTarget(name: "NNTests", dependencies: ["NN", "TestSupport"]),
         .testTarget(name: "DataTests", dependencies: ["Data", "NN", "CZlib"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Coordinator", "Data", "NN", "TestSupport"]),
-        .testTarget(name: "TorchParityTests", dependencies: ["NN", "TestSupport"], exclude: ["torch"]),
+        .testTarget(name: "TorchParityTests", dependencies: ["NN", "Training", "TestSupport"], exclude: ["torch"]),
         .testTarget(name: "DistributedTests", dependencies: ["Distributed", "Training", "Coordinator", "NN"]),
     ],
     swiftLanguageModes: [.v5]

@@ -86,7 +86,7 @@ public struct CheckpointStore {
         do {
             try makeFolder(folder)
             let path = folder + "/" + CheckpointStore.fileName(step: step)
-            try SafeTensors.writeAtomically(bytes, to: path)
+            try SafeTensors.writeAtomically(bytes, to: path, beforeRename: CheckpointStore.testPause)
             prune()
             return path
         } catch let e as CheckpointError { throw e } catch {
@@ -141,6 +141,13 @@ public struct CheckpointStore {
     }
 
     // MARK: Helpers
+
+    /// Test hook: RESNET_TEST_CHECKPOINT_PAUSE=SECONDS sleeps after the temporary file is written
+    /// and fsynced, before the rename (the tests SIGKILL a rank inside this window).
+    static let testPause: (() -> Void)? = {
+        guard let v = getenv("RESNET_TEST_CHECKPOINT_PAUSE"), let s = Double(String(cString: v)), s > 0 else { return nil }
+        return { usleep(UInt32(s * 1_000_000)) }
+    }()
 
     static func headerEnd(_ b: [UInt8]) -> Int {
         guard b.count >= 8 else { return 0 }

@@ -37,8 +37,10 @@ public final class ResNet {
         let ctx = ModelContext()
         self.ctx = ctx
         let w = spec.width
+        let stem = Conv2D(ctx, name: "0.0", inChannels: spec.inChannels, outChannels: w, kernel: 7, stride: 2, padding: 3)
+        stem.needsInputGradient = false   // nothing consumes the gradient of the images
         let b1 = Sequential(ctx, name: "0", [
-            Conv2D(ctx, name: "0.0", inChannels: spec.inChannels, outChannels: w, kernel: 7, stride: 2, padding: 3),
+            stem,
             BatchNorm2D(ctx, name: "0.1", channels: w),
             ReLU(name: "0.2"),
             MaxPool2D(name: "0.3", kernel: 3, stride: 2, padding: 1),

@@ -34,7 +34,7 @@ public func spacedTensor(_ shape: [Int], seed: UInt64, spacing: Float = 0.02) ->
 }
 
 /// Fills one tensor with uniform values in [lo, hi).
-public func fill(_ h: ParamHandle, seed: UInt64, lo: Float, hi: Float) {
+public func fillUniform(_ h: ParamHandle, seed: UInt64, lo: Float, hi: Float) {
     let v = randomArray(h.count, seed: mixSeed(seed, fnv1a(Array(h.name.utf8))), lo: lo, hi: hi)
     for i in 0..<h.count { h.value[i] = v[i] }
 }
@@ -51,8 +51,8 @@ public func randomizeParameters(_ ctx: ModelContext, seed: UInt64, scale: Float 
     precondition(ctx.params.isFinalized, "finalize the context first")
     let bnWeights = Set(batchNormWeightNames(ctx))
     for p in ctx.params.entries {
-        if bnWeights.contains(p.name) { fill(p, seed: seed, lo: 0.5, hi: 1.5) }
-        else { fill(p, seed: seed, lo: -scale, hi: scale) }
+        if bnWeights.contains(p.name) { fillUniform(p, seed: seed, lo: 0.5, hi: 1.5) }
+        else { fillUniform(p, seed: seed, lo: -scale, hi: scale) }
     }
 }
 

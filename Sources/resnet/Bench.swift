@@ -53,7 +53,7 @@ struct Bench: ParsableCommand {
                          seconds / Double(steps) * 1000, gflops, 100 * wait / seconds))
             let total = profiler.seconds.values.reduce(0, +)
             for (k, v) in profiler.seconds.sorted(by: { $0.value > $1.value }) {
-                print("  " + k.padding(toLength: 22, withPad: " ", startingAt: 0) + String(format: "%8.1f ms/step  %5.1f%%", v / Double(steps) * 1000, 100 * v / max(total, 1e-12)))
+                print("  " + k.padding(toLength: 32, withPad: " ", startingAt: 0) + String(format: "%8.1f ms/step  %5.1f%%", v / Double(steps) * 1000, 100 * v / max(total, 1e-12)))
             }
             print(String(format: "%.1f images/s", ips))
         }

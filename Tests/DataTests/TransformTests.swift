@@ -177,5 +177,4 @@ final class TransformTests: XCTestCase {
         XCTAssertTrue(x.array.allSatisfy { $0.isFinite })
         XCTAssertEqual(labels, (0..<256).map { ds.label($0) })
     }
-    }
 }

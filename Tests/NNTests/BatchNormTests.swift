@@ -11,8 +11,8 @@ func makeBN(channels: Int, seed: UInt64 = 3, reducer: ((UnsafeMutablePointer<Dou
     let bn = BatchNorm2D(ctx, name: "bn", channels: channels)
     ctx.finalize()
     bn.resetParameters()
-    fill(bn.weight, seed: seed, lo: 0.5, hi: 1.5)
-    fill(bn.bias, seed: seed, lo: -0.5, hi: 0.5)
+    fillUniform(bn.weight, seed: seed, lo: 0.5, hi: 1.5)
+    fillUniform(bn.bias, seed: seed, lo: -0.5, hi: 0.5)
     ctx.statReducer = reducer
     return (ctx, bn)
 }
@@ -145,23 +145,18 @@ final class BatchNormTests: XCTestCase {
         let (ctxG, bnG) = makeBN(channels: 3)
         let x = input([5, 3, 4, 3], seed: 15), dy = randomTensor([5, 3, 4, 3], seed: 16)
         let parts = [(0, 2), (2, 5)]
-        var results = [([Float], [Float])](repeating: ([], []), count: 2)
-        let thread = Thread {
-            let (ctx, bn) = ranks[1]
+        let results = ResultSlots()
+        func rank(_ r: Int) {
+            let (ctx, bn) = ranks[r]
             ctx.params.zeroGrad()
-            let y = bn.forward(x.slice(parts[1].0, parts[1].1), training: true).array
-            let dx = bn.backward(dy.slice(parts[1].0, parts[1].1)).array
-            results[1] = (y, dx)
-            exchange.done.signal()
+            let y = bn.forward(x.slice(parts[r].0, parts[r].1), training: true).array
+            let dx = bn.backward(dy.slice(parts[r].0, parts[r].1)).array
+            results.set(r, (y, dx))
         }
+        let job = UncheckedJob { rank(1); exchange.done.signal() }
+        let thread = Thread { job.run() }
         thread.start()
-        do {
-            let (ctx, bn) = ranks[0]
-            ctx.params.zeroGrad()
-            let y = bn.forward(x.slice(parts[0].0, parts[0].1), training: true).array
-            let dx = bn.backward(dy.slice(parts[0].0, parts[0].1)).array
-            results[0] = (y, dx)
-        }
+        rank(0)
         exchange.done.wait()
         ctxG.params.zeroGrad()
         let yG = bnG.forward(x, training: true).array
@@ -176,6 +171,38 @@ final class BatchNormTests: XCTestCase {
         assertClose(sumGrad { $0.weight.grads }, bnG.weight.grads, rtol: 1e-5, atol: 1e-5, "dgamma summed over ranks")
         assertClose(sumGrad { $0.bias.grads }, bnG.bias.grads, rtol: 1e-5, atol: 1e-5, "dbeta summed over ranks")
     }
+
+    /// Known weakness (skipped unless NN_KNOWN_ISSUES=1): the training-mode statistics come from
+    /// float32 sums of (x - K) and (x - K)^2 with K = running_mean, so E[x^2] - E[x]^2 cancels
+    /// while K is far from the batch mean (the first batches, or after a shift): a channel with
+    /// mean 1000 and std 1 is normalized with an error of ~0.4 on the first step.
+    func testBatchNormStatisticsFarFromRunningMean() throws {
+        try XCTSkipUnless(ProcessInfo.processInfo.environment["NN_KNOWN_ISSUES"] == "1",
+                          "known float32 cancellation in BatchNorm2D statistics; set NN_KNOWN_ISSUES=1")
+        for (mean, std, hw) in [(1000 as Float, 1 as Float, 14), (100, 0.1, 28)] {
+            let (_, bn) = makeBN(channels: 1)
+            let x = Tensor(shape: [8, 1, hw, hw], values: randomNormalArray(8 * hw * hw, seed: 1, mean: mean, std: std))
+            let y = bn.forward(x, training: true)
+            let ref = referenceBatchNormTraining(x.array, shape: x.shape, gamma: bn.weight.values, beta: bn.bias.values)
+            assertClose(y.array, ref.y, rtol: 1e-3, atol: 1e-3, "mean \(mean) std \(std): output")
+            assertClose(bn.runningVar.values, [0.9 + 0.1 * ref.unbiasedVar[0]], rtol: 1e-4, atol: 1e-6,
+                        "mean \(mean) std \(std): running_var")
+        }
+    }
+}
+
+/// A closure handed to another thread (the test joins it through a semaphore).
+final class UncheckedJob: @unchecked Sendable {
+    let run: () -> Void
+    init(_ run: @escaping () -> Void) { self.run = run }
+}
+
+/// What each simulated rank produced (written by two threads).
+final class ResultSlots: @unchecked Sendable {
+    private let lock = NSLock()
+    private var slots = [([Float], [Float])](repeating: ([], []), count: 2)
+    func set(_ r: Int, _ v: ([Float], [Float])) { lock.lock(); slots[r] = v; lock.unlock() }
+    subscript(r: Int) -> ([Float], [Float]) { lock.lock(); defer { lock.unlock() }; return slots[r] }
 }
 
 /// An in-process allreduce (sum) of two ranks running on two threads.

@@ -1,8 +1,12 @@
 // The project's SGD (Training module) against torch.optim.SGD(lr 0.05, momentum 0.9,
 // weight_decay 5e-4, nesterov False): a fresh optimizer, then two steps with PyTorch's gradients
 // from reference.py (the second step checks the momentum buffer). Needs "Training" in the
-// TorchParityTests target's dependencies; until then this file compiles to nothing.
-#if canImport(Training)
+// TorchParityTests target's dependencies; until then a loudly skipped placeholder stands in.
+// Why not plain canImport(Training): SwiftPM puts every Swift module in one folder, so once
+// Training has been built, canImport(Training) is true even without the dependency, and then
+// `import Training` fails with "missing required module 'CMPI'" (its C modules' module maps are
+// only passed to dependents). CMPI and CZlib are visible only with the real dependency.
+#if canImport(Training) && canImport(CMPI) && canImport(CZlib)
 import Foundation
 import XCTest
 import NN
@@ -15,11 +19,10 @@ final class SGDParityTests: XCTestCase {
 
     func testSGDStepsMatchPyTorch() throws {
         let files = try TorchReferenceFiles.get()
-        let ref = try SafeTensors.read(path: files.reference).tensors
+        let ref = try files.referenceTensors()
         let sgdFile = try SafeTensors.read(path: files.sgd)
         let model = ResNet(TorchParityTests.spec, seed: 123)
-        let weights = try SafeTensors.read(path: files.weights)
-        try SafeTensors.load(weights.tensors, into: [model.params, model.buffers], file: files.weights)
+        try SafeTensors.load(files.weightTensors(), into: [model.params, model.buffers], file: files.weights)
 
         // PyTorch's gradients into the flat gradient buffer, so this checks the optimizer alone.
         model.params.zeroGrad()
@@ -47,6 +50,17 @@ final class SGDParityTests: XCTestCase {
         }
         XCTAssertEqual(Set(sgdFile.tensors.keys.filter { $0.hasPrefix("step1.") }.map { String($0.dropFirst(6)) }),
                        Set(store.entries.map(\.name)), "sgd.safetensors names the model's parameters")
+    }
+}
+#else
+import XCTest
+
+final class SGDParityTests: XCTestCase {
+    func testSGDStepsMatchPyTorch() throws {
+        let msg = "\n!!!!!!!! SGD PARITY NOT CHECKED: the TorchParityTests target cannot import Training. !!!!!!!!\n"
+            + "!!!!!!!! Add \"Training\" to its dependencies in Package.swift. This is NOT a pass.\n"
+        print(msg)
+        throw XCTSkip(msg)
     }
 }
 #endif

@@ -26,3 +26,23 @@ extension ModelContext {
         return r
     }
 }
+
+/// Phase times inside a parallel loop, measured on worker 0 (its share approximates the wall
+/// time, as the workers get equal slices of the batch). Off unless a profiler is attached.
+final class PhaseClock {
+    let enabled: Bool
+    private var last = 0.0
+    private(set) var seconds = [Double](repeating: 0, count: 8)
+    init(enabled: Bool) { self.enabled = enabled }
+    @inline(__always) func start(_ worker: Int) {
+        if enabled && worker == 0 { last = monotonicSeconds() }
+    }
+    @inline(__always) func lap(_ worker: Int, _ phase: Int) {
+        guard enabled && worker == 0 else { return }
+        let t = monotonicSeconds(); seconds[phase] += t - last; last = t
+    }
+    func report(_ p: LayerProfiler?, _ names: [String]) {
+        guard let p = p else { return }
+        for (i, n) in names.enumerated() { p.add(n, seconds[i]) }
+    }
+}

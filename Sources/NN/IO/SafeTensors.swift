@@ -83,7 +83,8 @@ public enum SafeTensors {
     }
 
     /// Atomic file replacement (temp file + fsync + rename + directory fsync).
-    public static func writeAtomically(_ bytes: [UInt8], to path: String) throws {
+    /// `beforeRename` runs once the temporary file is complete and fsynced (a test hook).
+    public static func writeAtomically(_ bytes: [UInt8], to path: String, beforeRename: (() -> Void)? = nil) throws {
         let url = URL(fileURLWithPath: path)
         let dir = url.deletingLastPathComponent().path
         let tmp = dir + "/." + url.lastPathComponent + ".tmp.\(getpid())"
@@ -106,6 +107,7 @@ public enum SafeTensors {
         if let failure { close(fd); throw SafeTensorsError("\(path): write failed: \(failure)") }
         if fsync(fd) != 0 { let e = errnoString(); close(fd); throw SafeTensorsError("\(path): fsync failed: \(e)") }
         if close(fd) != 0 { throw SafeTensorsError("\(path): close failed: \(errnoString())") }
+        beforeRename?()
         if rename(tmp, path) != 0 { throw SafeTensorsError("\(path): rename from \(tmp) failed: \(errnoString())") }
         ok = true
         let dfd = open(dir.isEmpty ? "." : dir, O_RDONLY)

@@ -13,6 +13,9 @@ public final class Conv2D: Layer {
     private var input: Tensor?              // (N, Cin, H, W), kept for backward
     private var out: Tensor?                // (N, Cout, Ho, Wo)
     private var dx: Tensor?                 // (N, Cin, H, W)
+    /// False for the stem: nothing needs the gradient of the images, so backward skips
+    /// W^T * dY and col2im and returns a zero tensor.
+    public var needsInputGradient = true
 
     public init(_ ctx: ModelContext, name: String, inChannels: Int, outChannels: Int,
                 kernel: Int, stride: Int = 1, padding: Int = 0, bias: Bool = true) {
@@ -58,17 +61,21 @@ public final class Conv2D: Layer {
              yg: Workspace.shared.buffer(worker: w, slot: 1, count: outChannels * p.group * p.hw))
         }
         let bv = bias?.value
+        let clock = PhaseClock(enabled: ctx.profiler != nil)
         Parallel.forRanges(p.workers) { workers in for wk in workers {
             let (cols, yg) = ws[wk]
             let mine = p.images(wk)
             var n0 = mine.lowerBound
             while n0 < mine.upperBound {
                 let gi = min(p.group, mine.upperBound - n0), ncols = gi * p.hw
+                clock.start(wk)
                 for i in 0..<gi {
                     self.im2col(x.data + (n0 + i) * inImage, p, cols, ld: ncols, col0: i * p.hw)
                 }
+                clock.lap(wk, 0)
                 gemm(m: self.outChannels, n: ncols, k: p.kdim, a: self.weight.value, lda: p.kdim,
                      b: cols, ldb: ncols, c: yg, ldc: ncols)
+                clock.lap(wk, 1)
                 for i in 0..<gi {   // (Cout, g, HoWo) -> (g, Cout, HoWo), plus bias
                     let dst = y.data + (n0 + i) * outImage
                     for c in 0..<self.outChannels {
@@ -77,15 +84,18 @@ public final class Conv2D: Layer {
                         for j in 0..<p.hw { d[j] = src[j] + b }
                     }
                 }
+                clock.lap(wk, 2)
                 n0 += gi
             }
         }}
+        clock.report(ctx.profiler, ["Conv2D forward im2col", "Conv2D forward gemm", "Conv2D forward scatter"])
         return y
     }
 
     public func backward(_ dy: Tensor) -> Tensor {
         guard let x = input else { preconditionFailure("\(name): backward before forward") }
         let d = Tensor.reuse(dx, x.shape, zeroed: true); dx = d
+        let needDX = needsInputGradient
         let p = plan(x.shape)
         let inImage = inChannels * p.h * p.w, outImage = outChannels * p.hw
         let wcount = outChannels * p.kdim
@@ -105,6 +115,7 @@ public final class Conv2D: Layer {
                 }}
             }
         }
+        let clock = PhaseClock(enabled: ctx.profiler != nil)
         Parallel.forRanges(p.workers) { workers in for wk in workers {
             let (cols, g, dw) = ws[wk]
             dw.update(repeating: 0, count: wcount)
@@ -112,21 +123,30 @@ public final class Conv2D: Layer {
             var n0 = mine.lowerBound
             while n0 < mine.upperBound {
                 let gi = min(p.group, mine.upperBound - n0), ncols = gi * p.hw
+                clock.start(wk)
                 for i in 0..<gi {   // gather dY (g, Cout, HoWo) -> (Cout, g*HoWo); recompute the columns
                     let src = dy.data + (n0 + i) * outImage
                     for c in 0..<self.outChannels { (g + c * ncols + i * p.hw).update(from: src + c * p.hw, count: p.hw) }
                     self.im2col(x.data + (n0 + i) * inImage, p, cols, ld: ncols, col0: i * p.hw)
                 }
+                clock.lap(wk, 0)
                 // dW[Cout, K] += dY[Cout, cols] * cols[K, cols]^T
                 gemm(transB: true, m: self.outChannels, n: p.kdim, k: ncols, a: g, lda: ncols,
                      b: cols, ldb: ncols, beta: 1, c: dw, ldc: p.kdim)
-                // dcols[K, cols] = W^T * dY
-                gemm(transA: true, m: p.kdim, n: ncols, k: self.outChannels, a: self.weight.value, lda: p.kdim,
-                     b: g, ldb: ncols, c: cols, ldc: ncols)
-                for i in 0..<gi { self.col2im(cols, ld: ncols, col0: i * p.hw, p, d.data + (n0 + i) * inImage) }
+                clock.lap(wk, 1)
+                if needDX {
+                    // dcols[K, cols] = W^T * dY
+                    gemm(transA: true, m: p.kdim, n: ncols, k: self.outChannels, a: self.weight.value, lda: p.kdim,
+                         b: g, ldb: ncols, c: cols, ldc: ncols)
+                    clock.lap(wk, 2)
+                    for i in 0..<gi { self.col2im(cols, ld: ncols, col0: i * p.hw, p, d.data + (n0 + i) * inImage) }
+                    clock.lap(wk, 3)
+                }
                 n0 += gi
             }
         }}
+        clock.report(ctx.profiler, ["Conv2D backward gather+im2col", "Conv2D backward gemm dW",
+                                    "Conv2D backward gemm dX", "Conv2D backward col2im"])
         let wg = weight.grad
         Parallel.forRanges(wcount, minChunk: 4096) { r in   // sum the workers' partial dW
             for (_, _, dw) in ws { for i in r { wg[i] += dw[i] } }
