@@ -230,6 +230,9 @@ final class TrainingMPITests: XCTestCase {
         }
         let allowed: Set<String> = ["model.safetensors", "metrics.jsonl", "config.yaml", "curves.svg", "checkpoints"]
         XCTAssertTrue(files.isSubset(of: allowed), "unexpected files in the run dir: \(files.subtracting(allowed).sorted())")
+        let checkpoints = listDir(run.dir + "/checkpoints")
+        XCTAssertTrue(checkpoints.allSatisfy { !$0.contains("rank") && !$0.hasSuffix(".tmp") },
+                      "per-rank or half-written checkpoint files: \(checkpoints)")
         // A second writer would duplicate, interleave or truncate lines.
         let lines = try metricsLines(run.dir)
         XCTAssertEqual(lines.filter { $0["kind"] as? String == "step" }.compactMap { $0["step"] as? Int }, [1, 2, 3, 4, 5])

@@ -1,6 +1,7 @@
 // The whole network: finite-difference gradients through trainStep, ResNet-34/50 smoke steps,
 // the seed's shape table and PyTorch names, the flat layout, and the debugging hooks.
 import XCTest
+import Foundation
 import NN
 import TestSupport
 
@@ -83,6 +84,7 @@ final class ResNetTests: XCTestCase {
                                            loss: loss)
         recorder.uninstall()
         print("ResNet-18 width 2: \(report.summary)")
+        if ProcessInfo.processInfo.environment["NN_VERBOSE"] == "1" { print(report) }
         assertGradientsMatch(report, "ResNet-18 whole network")
         // The parameters that matter most were really compared, not lost to kinks.
         for n in ["input", "0.0.weight", "0.1.weight", "2.0.conv3.weight", "7.weight"] {

@@ -221,6 +221,27 @@ final class CheckpointStoreTests: XCTestCase {
         XCTAssertEqual(accepted, [], "bit flips not detected")
     }
 
+    /// And exhaustively: every bit of every byte of the small checkpoint (~8000 flips, ~1 s).
+    func testEverySingleBitFlipIsRefused() {
+        let bytes = Self.sampleBytes()
+        var accepted: [String] = [], otherErrors = 0
+        for offset in 0..<bytes.count {
+            for bit in 0..<8 {
+                var b = bytes
+                b[offset] ^= UInt8(1 << bit)
+                do {
+                    _ = try CheckpointStore.verify(b, file: Self.fileLabel)
+                    accepted.append("byte \(offset) bit \(bit)")
+                } catch is CheckpointError {
+                } catch {
+                    otherErrors += 1
+                }
+            }
+        }
+        XCTAssertEqual(accepted, [], "bit flips not detected")
+        XCTAssertEqual(otherErrors, 0, "errors that are not CheckpointError")
+    }
+
     /// A flip in the tensor data passes every structural check: only the checksum catches it,
     /// and the error says so.
     func testFlipInTheDataIsReportedAsAChecksumMismatch() {

@@ -66,13 +66,11 @@ public final class BatchNorm2D: Layer {
         // K = running_mean (the same on every rank) keeps E[x^2] - E[x]^2 from cancelling.
         Parallel.forRanges(c) { r in
             for ch in r {
-                var s = 0.0, s2 = 0.0
-                let shift = rm[ch]
+                var s = 0.0, s2 = 0.0   // in Double: no cancellation even far from K
+                let shift = Double(rm[ch])
                 for i in 0..<n {
                     let p = x.data + (i * c + ch) * hw
-                    var a: Float = 0, b: Float = 0
-                    for j in 0..<hw { let v = p[j] - shift; a += v; b += v * v }
-                    s += Double(a); s2 += Double(b)
+                    for j in 0..<hw { let v = Double(p[j]) - shift; s += v; s2 += v * v }
                 }
                 sums[ch] = s; sums[c + ch] = s2
             }

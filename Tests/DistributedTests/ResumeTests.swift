@@ -1,0 +1,810 @@
+// End-to-end tests of checkpoints and resume (issue 4) with the real `resnet` binary, alone and
+// under `mpirun`:
+//   a/b. stopping at a checkpoint and resuming (`--resume auto`) gives BIT-IDENTICAL final weights
+//        to the uninterrupted run, at 1 process and at 2 ranks, mid-epoch, shuffle and augment on;
+//   c.   resuming at another world size (2 -> 1, 1 -> 2, 2 -> 4) stays within float tolerance;
+//   d.   SIGTERM (one process; both ranks of an MPI job, as SLURM does) finishes the step, writes a
+//        checkpoint, exits 0, and the run resumes from it; a second signal exits at once;
+//   e.   SIGKILL while a checkpoint is being written (RESNET_TEST_CHECKPOINT_PAUSE) leaves the
+//        previous checkpoint, from which `--resume auto` completes the run;
+//   f.   a checkpoint of another model is refused naming the field; a corrupt newest checkpoint is
+//        skipped with a message; `--resume FILE` on a corrupt file names it and the checksum;
+//   g.   `resnet eval --checkpoint` and `resnet export`.
+//
+// They run the RELEASE binary: $RESNET_BIN, else <package>/.build/release/resnet (built once with
+// `swift build -c release --product resnet` when missing). Every run is tiny (smoke config:
+// ResNet-18 width 8 on 28x28 Fashion-MNIST, a few dozen steps) and every subprocess has a timeout
+// after which it (and any rank it left) is killed. Each run uses its own temporary folder.
+import Foundation
+import XCTest
+import NN
+import Coordinator
+#if canImport(Glibc)
+import Glibc
+#endif
+
+final class ResumeTests: XCTestCase {
+
+    // MARK: - a. Same world size, one process: bit-identical
+
+    /// A: 30 steps uninterrupted (checkpoints every 12). B: the same config stopped at 12 (a
+    /// checkpoint mid-epoch: an epoch is 937 steps), then `--resume auto` to 30.
+    func testResumeOneProcessIsBitIdentical() throws {
+        let a = try cachedRun(np: 1, Self.bitwiseArgs(maxSteps: 30))
+        let b = try makeRunDir("a-resume")
+        try run(np: 1, Self.bitwiseArgs(maxSteps: 12), dir: b, "leg 1 (12 steps)")
+        let leg2 = try run(np: 1, Self.bitwiseArgs(maxSteps: 30) + ["--resume", "auto"], dir: b, "leg 2 (--resume auto to 30)")
+        XCTAssertTrue(leg2.stdout.contains("resumed from \(b)/checkpoints/ckpt-step-000000012.safetensors at step 12"),
+                      "leg 2 did not report resuming from step 12:\n\(leg2.stdout)")
+        try assertBitIdentical(reference: a.dir, candidate: b, label: "1 process: uninterrupted vs stopped at 12 + resumed")
+        try assertSameStepLines(reference: a.dir, candidate: b, label: "1 process, resumed at 12")
+    }
+
+    /// Stopped at a step that is not one of A's checkpoint steps (17: A writes at 12 and 24).
+    func testResumeOneProcessAtAnotherStepIsBitIdentical() throws {
+        let a = try cachedRun(np: 1, Self.bitwiseArgs(maxSteps: 30))
+        let b = try makeRunDir("a-resume17")
+        try run(np: 1, Self.bitwiseArgs(maxSteps: 17), dir: b, "leg 1 (17 steps)")
+        try run(np: 1, Self.bitwiseArgs(maxSteps: 30) + ["--resume", "auto"], dir: b, "leg 2 (--resume auto to 30)")
+        try assertBitIdentical(reference: a.dir, candidate: b, label: "1 process: uninterrupted vs stopped at 17 + resumed")
+    }
+
+    // MARK: - b. Same world size, 2 ranks: bit-identical
+
+    func testResumeTwoRanksIsBitIdentical() throws {
+        try requireMPI()
+        let a = try cachedRun(np: 2, Self.bitwiseArgs(maxSteps: 30))
+        let b = try makeRunDir("b-resume")
+        try run(np: 2, Self.bitwiseArgs(maxSteps: 12), dir: b, "2 ranks, leg 1 (12 steps)")
+        let leg2 = try run(np: 2, Self.bitwiseArgs(maxSteps: 30) + ["--resume", "auto"], dir: b, "2 ranks, leg 2 (--resume auto)")
+        XCTAssertTrue(leg2.stdout.contains("resumed from \(b)/checkpoints/ckpt-step-000000012.safetensors at step 12"),
+                      "leg 2 did not report resuming from step 12:\n\(leg2.stdout)")
+        XCTAssertEqual(leg2.stdout.components(separatedBy: "resumed from").count - 1, 1, "only rank 0 reports the resume")
+        try assertBitIdentical(reference: a.dir, candidate: b, label: "2 ranks: uninterrupted vs stopped at 12 + resumed")
+        try assertSameStepLines(reference: a.dir, candidate: b, label: "2 ranks, resumed at 12")
+    }
+
+    /// 2 ranks (no sync_bn), stopped at 17, which is not one of A's checkpoint steps. A checkpoint
+    /// averages the ranks' BN running statistics in place; if that happens at a step where the
+    /// uninterrupted run does not average, the running statistics can differ in the last bits.
+    func testResumeTwoRanksAtAnotherStepIsBitIdentical() throws {
+        try requireMPI()
+        let a = try cachedRun(np: 2, Self.bitwiseArgs(maxSteps: 30))
+        let b = try makeRunDir("b-resume17")
+        try run(np: 2, Self.bitwiseArgs(maxSteps: 17), dir: b, "2 ranks, leg 1 (17 steps)")
+        try run(np: 2, Self.bitwiseArgs(maxSteps: 30) + ["--resume", "auto"], dir: b, "2 ranks, leg 2 (--resume auto)")
+        try assertBitIdentical(reference: a.dir, candidate: b, label: "2 ranks: uninterrupted vs stopped at 17 + resumed")
+    }
+
+    // MARK: - c. Another world size: float tolerance
+
+    /// sync_bn, lr 0.01, seed 1 (the equivalence recipe of TrainingMPITests: no ReLU-kink flip in 5
+    /// steps at 1, 2 or 4 ranks): 2 steps at one world size, then `--resume auto` to 5 at another.
+    func testResumeAtAnotherWorldSizeStaysWithinTolerance() throws {
+        try requireMPI()
+        let ref1 = try cachedRun(np: 1, Self.crossArgs(maxSteps: 5))
+        let ref2 = try cachedRun(np: 2, Self.crossArgs(maxSteps: 5))
+        for (from, to) in [(2, 1), (1, 2)] {
+            let dir = try makeRunDir("c-\(from)to\(to)")
+            try run(np: from, Self.crossArgs(maxSteps: 2), dir: dir, "\(from) rank(s), leg 1 (2 steps)")
+            let leg2 = try run(np: to, Self.crossArgs(maxSteps: 5) + ["--resume", "auto"], dir: dir,
+                               "\(to) rank(s), leg 2 (--resume auto to 5)")
+            XCTAssertTrue(leg2.stdout.contains("at step 2"), "leg 2 did not resume at step 2:\n\(leg2.stdout)")
+            try assertWeightsClose(reference: (from == 1 ? ref1 : ref2).dir, candidate: dir, tolerance: 1e-4,
+                                   label: "written at \(from) rank(s), resumed at \(to) vs uninterrupted at \(from)")
+            try assertWeightsClose(reference: (to == 1 ? ref1 : ref2).dir, candidate: dir, tolerance: 1e-4,
+                                   label: "written at \(from) rank(s), resumed at \(to) vs uninterrupted at \(to)")
+        }
+    }
+
+    /// 2 -> 4 ranks (--oversubscribe on a small machine; 16 images per rank).
+    func testResumeFromTwoToFourRanksStaysWithinTolerance() throws {
+        try requireMPI()
+        let ref2 = try cachedRun(np: 2, Self.crossArgs(maxSteps: 5))
+        let dir = try makeRunDir("c-2to4")
+        try run(np: 2, Self.crossArgs(maxSteps: 2), dir: dir, "2 ranks, leg 1 (2 steps)")
+        let leg2 = try run(np: 4, Self.crossArgs(maxSteps: 5) + ["--resume", "auto"], dir: dir, "4 ranks, leg 2 (--resume auto to 5)")
+        XCTAssertTrue(leg2.stdout.contains("4 rank(s)"), "leg 2 banner:\n\(leg2.stdout)")
+        try assertWeightsClose(reference: ref2.dir, candidate: dir, tolerance: 1e-4,
+                               label: "written at 2 ranks, resumed at 4 vs uninterrupted at 2")
+    }
+
+    /// A world size that does not divide the global batch is refused on resume too.
+    func testResumeAtAWorldSizeThatDoesNotDivideTheBatchIsRefused() throws {
+        try requireMPI()
+        let source = try cachedRun(np: 1, Self.bitwiseArgs(maxSteps: 30))
+        let dir = try makeRunDir("c-np3")
+        try copyCheckpoints(from: source.dir, to: dir)
+        let r = try run(np: 3, Self.bitwiseArgs(maxSteps: 30) + ["--resume", "auto"], dir: dir, "3 ranks", expectFailure: true)
+        let text = r.stdout + r.stderr
+        XCTAssertTrue(text.contains("train.batch_size"), "the error does not name train.batch_size:\n\(text)")
+    }
+
+    // MARK: - d. SIGTERM
+
+    /// One process, many steps: SIGTERM after >= 5 logged steps -> exit 0 within 30 s, the message
+    /// names a checkpoint that exists and verifies; `--resume auto` finishes the run, bit-identical
+    /// to a run never stopped (and with the same metrics lines).
+    func testSigtermOneProcessCheckpointsExitsZeroAndResumes() throws {
+        let dir = try makeRunDir("d-sigterm")
+        let job = try ResumeJob(np: 1, executable: try resnetBinary(),
+                                args: Self.trainArgs(dir: dir, Self.signalArgs(maxSteps: 2000)), env: [:])
+        defer { job.killEverything(matching: dir) }
+        try waitForSteps(5, dir: dir, job: job)
+        XCTAssertEqual(kill(job.pid, SIGTERM), 0)
+        let signalled = Date()
+        XCTAssertTrue(job.wait(timeout: 30), "still running 30 s after SIGTERM:\n\(job.stdout.suffix(2000))")
+        let seconds = Date().timeIntervalSince(signalled)
+        XCTAssertEqual(job.status, 0, "exit status after SIGTERM (reason \(job.reason)):\n\(job.stdout.suffix(2000))\n\(job.stderr)")
+        let (step, path) = try stoppedLine(job.stdout)
+        XCTAssertGreaterThanOrEqual(step, 5)
+        XCTAssertEqual(path, "\(dir)/checkpoints/\(CheckpointStore.fileName(step: step))")
+        let meta = try CheckpointStore.verify(try CheckpointStore.readFile(path), file: path).metadata
+        XCTAssertEqual(meta["global_step"], "\(step)")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/model.safetensors"), "final weights written by a stopped run")
+        print("[ResumeTests] SIGTERM: stopped after step \(step), exit 0 after \(String(format: "%.2f", seconds)) s")
+
+        // Resume to a few steps further; compare with a run that was never stopped.
+        let total = step + 4
+        let resumed = try run(np: 1, Self.signalArgs(maxSteps: total) + ["--resume", "auto"], dir: dir, "resume after SIGTERM")
+        XCTAssertTrue(resumed.stdout.contains("resumed from \(path) at step \(step)"), resumed.stdout)
+        let reference = try makeRunDir("d-reference")
+        try run(np: 1, Self.signalArgs(maxSteps: total), dir: reference, "uninterrupted \(total) steps")
+        try assertBitIdentical(reference: reference, candidate: dir, label: "1 process: SIGTERM at \(step) + resumed vs uninterrupted")
+        try assertSameStepLines(reference: reference, candidate: dir, label: "SIGTERM + resume")
+        XCTAssertEqual(try metricsLines(dir).filter { $0["kind"] as? String == "epoch" }.count, 1,
+                       "a preempted run must not add an epoch record")
+    }
+
+    /// Two signals in a row: the second ends the process at once (status 128 + SIGTERM), without
+    /// waiting for a checkpoint.
+    func testSecondSignalExitsAtOnce() throws {
+        let dir = try makeRunDir("d-twice")
+        let job = try ResumeJob(np: 1, executable: try resnetBinary(),
+                                args: Self.trainArgs(dir: dir, Self.signalArgs(maxSteps: 2000)), env: [:])
+        defer { job.killEverything(matching: dir) }
+        try waitForSteps(3, dir: dir, job: job)
+        kill(job.pid, SIGTERM)
+        kill(job.pid, SIGTERM)
+        XCTAssertTrue(job.wait(timeout: 10), "still running 10 s after two SIGTERMs")
+        XCTAssertEqual(job.status, 128 + SIGTERM, "exit status after two signals (reason \(job.reason)):\n\(job.stdout.suffix(1000))\n\(job.stderr)")
+        XCTAssertFalse(job.stdout.contains("stopped by signal"), "the second signal did not exit at once:\n\(job.stdout.suffix(1000))")
+    }
+
+    /// 2 ranks; SIGTERM to BOTH rank processes (what SLURM does): mpirun exits 0, one message,
+    /// a valid checkpoint; the job resumes from it on 2 ranks.
+    func testSigtermBothRanksCheckpointsAndExitsZero() throws {
+        #if os(Linux)
+        try requireMPI()
+        let dir = try makeRunDir("d-sigterm2")
+        let job = try ResumeJob(np: 2, executable: try resnetBinary(),
+                                args: Self.trainArgs(dir: dir, Self.signalArgs(maxSteps: 2000)), env: [:])
+        defer { job.killEverything(matching: dir) }
+        try waitForSteps(5, dir: dir, job: job)
+        let ranks = rankProcesses(runDir: dir)
+        XCTAssertEqual(ranks.keys.sorted(), [0, 1], "rank processes found: \(ranks)")
+        guard ranks.count == 2 else { return }
+        for pid in ranks.values { XCTAssertEqual(kill(pid, SIGTERM), 0) }
+        XCTAssertTrue(job.wait(timeout: 30), "mpirun still running 30 s after SIGTERM to both ranks:\n\(job.stdout.suffix(2000))")
+        XCTAssertEqual(job.status, 0, "mpirun exit status (reason \(job.reason)):\n\(job.stdout.suffix(2000))\n\(job.stderr.suffix(2000))")
+        XCTAssertEqual(job.stdout.components(separatedBy: "stopped by signal").count - 1, 1, "one message (rank 0):\n\(job.stdout)")
+        let (step, path) = try stoppedLine(job.stdout)
+        XCTAssertNoThrow(try CheckpointStore.verify(try CheckpointStore.readFile(path), file: path))
+        let resumed = try run(np: 2, Self.signalArgs(maxSteps: step + 2) + ["--resume", "auto"], dir: dir, "2 ranks, resume after SIGTERM")
+        XCTAssertTrue(resumed.stdout.contains("resumed from \(path) at step \(step)"), resumed.stdout)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/model.safetensors"))
+        #else
+        throw XCTSkip("needs /proc (Linux)")
+        #endif
+    }
+
+    // MARK: - e. SIGKILL while a checkpoint is written
+
+    /// One process, a checkpoint every 4 steps, each pausing 2 s before its rename: SIGKILL while
+    /// the step-8 one waits. The folder then holds the step-4 checkpoint and a stray temp file;
+    /// `--resume auto` takes step 4 and completes, bit-identical to a run never killed.
+    func testSigkillDuringCheckpointWriteOneProcess() throws {
+        let dir = try makeRunDir("e-kill1")
+        try killDuringSecondCheckpoint(np: 1, dir: dir)
+        let resumed = try run(np: 1, Self.killArgs(maxSteps: 10) + ["--resume", "auto"], dir: dir, "resume after SIGKILL")
+        XCTAssertTrue(resumed.stdout.contains("resumed from \(dir)/checkpoints/ckpt-step-000000004.safetensors at step 4"),
+                      "did not resume from the previous checkpoint:\n\(resumed.stdout)")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/model.safetensors"))
+        let reference = try makeRunDir("e-reference")
+        try run(np: 1, Self.killArgs(maxSteps: 10), dir: reference, "uninterrupted 10 steps")
+        try assertBitIdentical(reference: reference, candidate: dir, label: "SIGKILL during checkpoint 8, resumed from 4")
+    }
+
+    /// The same with 2 ranks: SIGKILL rank 0 (the writer) inside the pause -> the job ends
+    /// (non-zero); `--resume auto` on 2 ranks resumes from step 4 and completes.
+    func testSigkillRankZeroDuringCheckpointWrite() throws {
+        #if os(Linux)
+        try requireMPI()
+        let dir = try makeRunDir("e-kill2")
+        try killDuringSecondCheckpoint(np: 2, dir: dir)
+        let resumed = try run(np: 2, Self.killArgs(maxSteps: 10) + ["--resume", "auto"], dir: dir, "2 ranks, resume after SIGKILL")
+        XCTAssertTrue(resumed.stdout.contains("resumed from \(dir)/checkpoints/ckpt-step-000000004.safetensors at step 4"),
+                      "did not resume from the previous checkpoint:\n\(resumed.stdout)")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/model.safetensors"))
+        #else
+        throw XCTSkip("needs /proc (Linux)")
+        #endif
+    }
+
+    /// Starts the run with RESNET_TEST_CHECKPOINT_PAUSE, lets the step-4 checkpoint complete, and
+    /// SIGKILLs rank 0 (or the process) while the step-8 one sits in its temp file.
+    private func killDuringSecondCheckpoint(np: Int, dir: String) throws {
+        let ckpts = dir + "/checkpoints"
+        let job = try ResumeJob(np: np, executable: try resnetBinary(),
+                                args: Self.trainArgs(dir: dir, Self.killArgs(maxSteps: 40)),
+                                env: ["RESNET_TEST_CHECKPOINT_PAUSE": "2"])
+        defer { job.killEverything(matching: dir) }
+        let started = Date()
+        var victim: pid_t?
+        while victim == nil {
+            guard job.isRunning else {
+                throw ResumeFailure("the run ended before the step-8 checkpoint was written (status \(job.status)); files: \(listDir(ckpts))\n\(job.stdout.suffix(2000))\n\(job.stderr.suffix(2000))")
+            }
+            if Date().timeIntervalSince(started) > 120 {
+                throw ResumeFailure("no temp file of the step-8 checkpoint after 120 s; files: \(listDir(ckpts))\n\(job.stdout.suffix(2000))")
+            }
+            let names = listDir(ckpts)
+            if names.contains(where: { $0.hasPrefix(".ckpt-step-000000008.safetensors.tmp.") }) {
+                XCTAssertTrue(names.contains("ckpt-step-000000004.safetensors"), "step-4 checkpoint missing: \(names)")
+                victim = np == 1 ? job.pid : rankProcesses(runDir: dir)[0]
+                if victim == nil { throw ResumeFailure("rank 0 not found among \(rankProcesses(runDir: dir))") }
+            } else {
+                usleep(20_000)
+            }
+        }
+        XCTAssertEqual(kill(victim!, SIGKILL), 0)
+        let killedAt = Date()
+        XCTAssertTrue(job.wait(timeout: 30), "the job still runs 30 s after its rank 0 was killed")
+        XCTAssertNotEqual(job.status, 0, "the job exited 0 although rank 0 was killed")
+        print("[ResumeTests] SIGKILL during a checkpoint write (\(np) rank(s)): job ended after \(String(format: "%.1f", Date().timeIntervalSince(killedAt))) s, status \(job.status)")
+        let names = listDir(ckpts)
+        XCTAssertFalse(names.contains("ckpt-step-000000008.safetensors"), "the killed write was completed: \(names)")
+        XCTAssertTrue(names.contains { $0.hasPrefix(".ckpt-step-000000008.safetensors.tmp.") }, "expected the stray temp file: \(names)")
+        let store = CheckpointStore(folder: ckpts, keep: 3)
+        XCTAssertEqual(store.candidates(), [ckpts + "/ckpt-step-000000004.safetensors"], "the temp file is taken for a checkpoint")
+        XCTAssertEqual(store.newestValid(log: { XCTFail("unexpected: \($0)") })?.path, ckpts + "/ckpt-step-000000004.safetensors")
+    }
+
+    // MARK: - f. Refusals and fallback
+
+    /// A width-8 checkpoint into a width-16 config: refused, naming model.width (auto and FILE).
+    func testModelMismatchIsRefusedNamingTheField() throws {
+        let source = try cachedRun(np: 1, Self.bitwiseArgs(maxSteps: 30))
+        let dir = try makeRunDir("f-width")
+        try copyCheckpoints(from: source.dir, to: dir)
+        let auto = try run(np: 1, Self.bitwiseArgs(maxSteps: 40) + ["--set", "model.width=16", "--resume", "auto"], dir: dir,
+                           "resume a width-8 checkpoint at width 16", expectFailure: true)
+        let text = auto.stdout + auto.stderr
+        XCTAssertTrue(text.contains("model.width"), "the error does not name model.width:\n\(text)")
+        XCTAssertTrue(text.contains("ckpt-step-000000030.safetensors"), "the error does not name the file:\n\(text)")
+        let file = dir + "/checkpoints/ckpt-step-000000024.safetensors"
+        let explicit = try run(np: 1, Self.bitwiseArgs(maxSteps: 40) + ["--set", "model.width=16", "--resume", file], dir: dir,
+                               "--resume FILE at width 16", expectFailure: true)
+        XCTAssertTrue((explicit.stdout + explicit.stderr).contains("model.width"), explicit.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/model.safetensors"), "a refused resume trained anyway")
+    }
+
+    /// The newest checkpoint corrupt (one byte flipped): `--resume auto` says so, falls back to the
+    /// previous one, and the run still ends bit-identical to the uninterrupted one.
+    func testCorruptNewestCheckpointFallsBackToThePrevious() throws {
+        let source = try cachedRun(np: 1, Self.bitwiseArgs(maxSteps: 30))
+        let dir = try makeRunDir("f-corrupt")
+        try copyCheckpoints(from: source.dir, to: dir)
+        let newest = dir + "/checkpoints/ckpt-step-000000030.safetensors"
+        try flipByte(newest, at: -100)
+        let r = try run(np: 1, Self.bitwiseArgs(maxSteps: 30) + ["--resume", "auto"], dir: dir, "--resume auto past a corrupt file")
+        XCTAssertTrue(r.stdout.contains("\(newest) is invalid ("), r.stdout)
+        XCTAssertTrue(r.stdout.contains("falling back to the previous one"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("resumed from \(dir)/checkpoints/ckpt-step-000000024.safetensors at step 24"), r.stdout)
+        try assertBitIdentical(reference: source.dir, candidate: dir, label: "resumed from 24 after skipping a corrupt 30")
+    }
+
+    /// `--resume FILE` on a corrupt file: an error naming the file and the checksum, no training.
+    func testResumeFromACorruptFileNamesItAndTheChecksum() throws {
+        let source = try cachedRun(np: 1, Self.bitwiseArgs(maxSteps: 30))
+        let dir = try makeRunDir("f-file")
+        let file = dir + "/my-checkpoint.safetensors"
+        try FileManager.default.copyItem(atPath: source.dir + "/checkpoints/ckpt-step-000000024.safetensors", toPath: file)
+        try flipByte(file, at: -100)
+        let r = try run(np: 1, Self.bitwiseArgs(maxSteps: 30) + ["--resume", file], dir: dir, "--resume corrupt FILE", expectFailure: true)
+        let text = r.stdout + r.stderr
+        XCTAssertTrue(text.contains(file), "the error does not name the file:\n\(text)")
+        XCTAssertTrue(text.contains("checksum"), "the error does not mention the checksum:\n\(text)")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/model.safetensors"))
+        // A missing file is an error too, not a fresh start.
+        let missing = try run(np: 1, Self.bitwiseArgs(maxSteps: 30) + ["--resume", dir + "/nope.safetensors"], dir: dir,
+                              "--resume missing FILE", expectFailure: true)
+        XCTAssertTrue((missing.stdout + missing.stderr).contains(dir + "/nope.safetensors"), missing.stderr)
+    }
+
+    /// `--resume auto` with no checkpoint at all: a fresh start, said so.
+    func testResumeAutoWithoutCheckpointsStartsFresh() throws {
+        let dir = try makeRunDir("f-fresh")
+        let r = try run(np: 1, Self.bitwiseArgs(maxSteps: 2) + ["--resume", "auto"], dir: dir, "--resume auto, empty folder")
+        XCTAssertTrue(r.stdout.contains("starting fresh"), r.stdout)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/model.safetensors"))
+    }
+
+    /// Something that is not a readable file under a checkpoint's name (here a directory, as
+    /// left by a failed copy or a mistaken `mkdir`) must be skipped like any invalid checkpoint,
+    /// not crash the resume.
+    func testResumeAutoSkipsADirectoryNamedLikeACheckpoint() throws {
+        let source = try cachedRun(np: 1, Self.bitwiseArgs(maxSteps: 30))
+        let dir = try makeRunDir("f-dir")
+        try copyCheckpoints(from: source.dir, to: dir)
+        let bogus = dir + "/checkpoints/ckpt-step-000000099.safetensors"
+        try FileManager.default.createDirectory(atPath: bogus, withIntermediateDirectories: false)
+        let r = try run(np: 1, Self.bitwiseArgs(maxSteps: 30) + ["--resume", "auto"], dir: dir,
+                        "--resume auto with a directory named like a checkpoint", expectFailure: nil)
+        XCTAssertEqual(r.status, 0, "--resume auto crashed or failed on a directory named like a checkpoint (status \(r.status)):\n\(r.stdout.suffix(1500))\n\(r.stderr.suffix(1500))")
+        XCTAssertTrue(r.stdout.contains("\(bogus) is invalid ("), r.stdout)
+        XCTAssertTrue(r.stdout.contains("resumed from \(dir)/checkpoints/ckpt-step-000000030.safetensors"), r.stdout)
+    }
+
+    // MARK: - g. eval --checkpoint and export
+
+    /// The final checkpoint holds the final weights: `eval --checkpoint` reports the accuracy the
+    /// run reported, and `export` writes exactly model.safetensors' tensors (no optimizer state).
+    func testEvalCheckpointAndExport() throws {
+        let source = try cachedRun(np: 1, Self.bitwiseArgs(maxSteps: 30))
+        let ckpt = source.dir + "/checkpoints/ckpt-step-000000030.safetensors"
+        let eval = try runTool(["eval", "--checkpoint", ckpt], "resnet eval --checkpoint")
+        guard let accLine = eval.stdout.split(separator: "\n").first(where: { $0.contains("test loss") && $0.contains("accuracy") }) else {
+            return XCTFail("no 'test loss ... accuracy' line:\n\(eval.stdout)\n\(eval.stderr)")
+        }
+        let accuracy = try XCTUnwrap(Self.number(after: "accuracy ", in: String(accLine)), String(accLine))
+        XCTAssertTrue(accuracy > 0.2 && accuracy <= 1, "accuracy \(accuracy)")
+        XCTAssertTrue(accLine.contains("10000 images"), String(accLine))
+        if let final = source.stdout.split(separator: "\n").first(where: { $0.hasPrefix("final test accuracy") }),
+           let trained = Self.number(after: "final test accuracy ", in: String(final)) {
+            XCTAssertEqual(accuracy, trained, accuracy: 1e-9, "eval of the final checkpoint vs the run's final test accuracy")
+        } else {
+            XCTFail("no 'final test accuracy' line in the run's output:\n\(source.stdout.suffix(1000))")
+        }
+        print("[ResumeTests] eval --checkpoint: \(accLine)")
+
+        let out = try makeRunDir("g-export") + "/exported.safetensors"
+        let export = try runTool(["export", ckpt, "--out", out], "resnet export")
+        XCTAssertTrue(export.stdout.contains(out), export.stdout)
+        let exported = try SafeTensors.read(path: out)
+        let model = try SafeTensors.read(path: source.dir + "/model.safetensors")
+        XCTAssertEqual(exported.tensors.keys.filter { $0.hasPrefix("optimizer.") }, [], "optimizer state in the export")
+        XCTAssertEqual(Set(exported.tensors.keys), Set(model.tensors.keys), "exported names vs the model's")
+        assertTensorsBitIdentical(model.tensors, exported.tensors, label: "export of the final checkpoint vs model.safetensors")
+
+        // A corrupt checkpoint: both refuse, naming it.
+        let bad = (out as NSString).deletingLastPathComponent + "/bad.safetensors"
+        try FileManager.default.copyItem(atPath: ckpt, toPath: bad)
+        try flipByte(bad, at: -100)
+        for args in [["eval", "--checkpoint", bad], ["export", bad, "--out", bad + ".out"]] {
+            let r = try runTool(args, "resnet \(args[0]) on a corrupt checkpoint", expectFailure: true)
+            XCTAssertTrue((r.stdout + r.stderr).contains(bad), "\(args[0]): \(r.stderr)")
+            XCTAssertTrue((r.stdout + r.stderr).contains("checksum"), "\(args[0]): \(r.stderr)")
+        }
+    }
+
+    // MARK: - Run configurations
+
+    static let singleTimeout = 120.0
+    static let mpiTimeout = 180.0
+
+    static func trainArgs(dir: String, _ extra: [String]) -> [String] {
+        ["train", "--config", packageRoot + "/configs/smoke.yaml"] + extra + ["--set", "output.dir=\(dir)"]
+    }
+
+    /// Smoke config (lr 0.05, momentum, weight decay), shuffle + augment, a checkpoint every 12.
+    static func bitwiseArgs(maxSteps: Int) -> [String] {
+        ["--set", "data.augment=true", "--set", "data.shuffle=true", "--set", "checkpoint.every_steps=12",
+         "--set", "train.log_every=1", "--set", "train.max_steps=\(maxSteps)"]
+    }
+
+    /// Across world sizes: sync_bn, lr 0.01, seed 1 (see TrainingMPITests.equivalenceArgs).
+    static func crossArgs(maxSteps: Int) -> [String] {
+        ["--set", "train.sync_bn=true", "--set", "data.augment=true", "--set", "data.shuffle=true",
+         "--set", "optimizer.lr=0.01", "--set", "train.batch_size=64", "--set", "train.seed=1",
+         "--set", "train.log_every=1", "--set", "train.max_steps=\(maxSteps)"]
+    }
+
+    static func signalArgs(maxSteps: Int) -> [String] {
+        ["--set", "data.augment=true", "--set", "data.shuffle=true", "--set", "train.log_every=1",
+         "--set", "train.max_steps=\(maxSteps)"]
+    }
+
+    static func killArgs(maxSteps: Int) -> [String] {
+        ["--set", "data.augment=true", "--set", "checkpoint.every_steps=4", "--set", "train.log_every=1",
+         "--set", "train.max_steps=\(maxSteps)"]
+    }
+
+    // MARK: - Running
+
+    struct RunResult { var dir: String; var status: Int32; var stdout: String; var stderr: String }
+
+    /// Runs `resnet train` (1 process directly, N ranks under mpirun) with a timeout.
+    /// expectFailure: false = must exit 0, true = must exit non-zero (and not time out), nil = either.
+    @discardableResult
+    func run(np: Int, _ extra: [String], dir: String, _ what: String, expectFailure: Bool? = false) throws -> RunResult {
+        let bin = try resnetBinary()
+        let args = Self.trainArgs(dir: dir, extra)
+        let r: (status: Int32, stdout: String, stderr: String, timedOut: Bool)
+        if np == 1 {
+            r = runProcess(bin, args, environment: Self.singleProcessEnvironment(), timeout: Self.singleTimeout)
+        } else {
+            try requireMPI()
+            r = runMPI(np: np, executable: bin, args: args, env: ["OPENBLAS_NUM_THREADS": "1"], timeout: Self.mpiTimeout)
+            ResumeJob.killLeftovers(matching: dir)
+        }
+        let result = RunResult(dir: dir, status: r.status, stdout: r.stdout, stderr: r.stderr)
+        let cmd = "\(what): \(np == 1 ? "resnet" : "mpirun -np \(np) resnet") \(args.joined(separator: " "))"
+        if r.timedOut { throw ResumeFailure("\(cmd)\ntimed out and was killed\nstdout:\n\(r.stdout.suffix(3000))\nstderr:\n\(r.stderr.suffix(3000))") }
+        if expectFailure == false && r.status != 0 {
+            throw ResumeFailure("\(cmd)\nexit status \(r.status)\nstdout:\n\(r.stdout.suffix(3000))\nstderr:\n\(r.stderr.suffix(3000))")
+        }
+        if expectFailure == true && r.status == 0 {
+            throw ResumeFailure("\(cmd)\nexited 0, expected a failure\nstdout:\n\(r.stdout.suffix(3000))\nstderr:\n\(r.stderr.suffix(3000))")
+        }
+        return result
+    }
+
+    /// Runs `resnet <args>` (not train) as one process.
+    func runTool(_ args: [String], _ what: String, expectFailure: Bool = false) throws -> RunResult {
+        let r = runProcess(try resnetBinary(), args, environment: Self.singleProcessEnvironment(), timeout: Self.singleTimeout)
+        let text = "\(what): resnet \(args.joined(separator: " "))\nstatus \(r.status)\(r.timedOut ? " (timed out)" : "")\nstdout:\n\(r.stdout.suffix(3000))\nstderr:\n\(r.stderr.suffix(3000))"
+        if r.timedOut || (r.status == 0) == expectFailure { throw ResumeFailure(text) }
+        return RunResult(dir: "", status: r.status, stdout: r.stdout, stderr: r.stderr)
+    }
+
+    private static var cache: [String: RunResult] = [:]
+    private static var cacheFailures: [String: String] = [:]
+    private static let lock = NSRecursiveLock()
+    private static var createdDirs: [String] = []
+
+    /// An uninterrupted run shared by several tests (run once per test process).
+    func cachedRun(np: Int, _ extra: [String]) throws -> RunResult {
+        Self.lock.lock(); defer { Self.lock.unlock() }
+        let key = "\(np) " + extra.joined(separator: " ")
+        if let r = Self.cache[key] { return r }
+        if let f = Self.cacheFailures[key] { throw ResumeFailure(f) }
+        let dir = try makeRunDir("reference")
+        do {
+            let r = try run(np: np, extra, dir: dir, "uninterrupted reference run")
+            Self.cache[key] = r
+            return r
+        } catch {
+            Self.cacheFailures[key] = "\(error)"
+            throw error
+        }
+    }
+
+    func makeRunDir(_ tag: String) throws -> String {
+        Self.lock.lock(); defer { Self.lock.unlock() }
+        let dir = FileManager.default.temporaryDirectory
+            .appendingPathComponent("resnet-resume-\(tag)-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        Self.createdDirs.append(dir)
+        return dir
+    }
+
+    override class func tearDown() {
+        lock.lock(); defer { lock.unlock() }
+        if ProcessInfo.processInfo.environment["RESUME_TESTS_KEEP"] == nil {
+            for dir in createdDirs { try? FileManager.default.removeItem(atPath: dir) }
+        }
+        createdDirs = []
+        cache = [:]
+        cacheFailures = [:]
+        super.tearDown()
+    }
+
+    static func isLauncherVariable(_ name: String) -> Bool {
+        ["OMPI_", "PMIX_", "PMI_", "SLURM_"].contains { name.hasPrefix($0) }
+    }
+
+    /// This process's environment without launcher variables, one BLAS thread.
+    static func singleProcessEnvironment() -> [String: String] {
+        var env = ProcessInfo.processInfo.environment.filter { !isLauncherVariable($0.key) }
+        env["OPENBLAS_NUM_THREADS"] = "1"
+        env.removeValue(forKey: "RESNET_TEST_CHECKPOINT_PAUSE")
+        return env
+    }
+
+    func requireMPI() throws {
+        guard mpirunPath() != nil else { throw XCTSkip("mpirun not found on PATH") }
+    }
+
+    /// Waits until metrics.jsonl holds at least `n` step lines (the job must still run).
+    func waitForSteps(_ n: Int, dir: String, job: ResumeJob, timeout: Double = 120) throws {
+        let started = Date()
+        while true {
+            let steps = ((try? metricsLines(dir)) ?? []).filter { $0["kind"] as? String == "step" }.count
+            if steps >= n { return }
+            if !job.isRunning {
+                throw ResumeFailure("the run ended before \(n) steps were logged (status \(job.status)):\n\(job.stdout.suffix(2000))\n\(job.stderr.suffix(2000))")
+            }
+            if Date().timeIntervalSince(started) > timeout {
+                throw ResumeFailure("fewer than \(n) steps logged after \(timeout) s:\n\(job.stdout.suffix(2000))")
+            }
+            usleep(20_000)
+        }
+    }
+
+    /// Parses "stopped by signal after step N; checkpoint written to PATH; resume with --resume auto".
+    func stoppedLine(_ stdout: String) throws -> (step: Int, path: String) {
+        guard let line = stdout.split(separator: "\n").first(where: { $0.contains("stopped by signal after step ") }) else {
+            throw ResumeFailure("no 'stopped by signal after step' line in:\n\(stdout.suffix(2000))")
+        }
+        let s = String(line)
+        XCTAssertTrue(s.hasSuffix("; resume with --resume auto"), s)
+        guard let a = s.range(of: "after step "), let semi = s.range(of: ";", range: a.upperBound..<s.endIndex),
+              let step = Int(s[a.upperBound..<semi.lowerBound]),
+              let b = s.range(of: "checkpoint written to "), let c = s.range(of: "; resume with", range: b.upperBound..<s.endIndex) else {
+            throw ResumeFailure("cannot parse: \(s)")
+        }
+        return (step, String(s[b.upperBound..<c.lowerBound]))
+    }
+
+    // MARK: - Checks
+
+    func metricsLines(_ dir: String) throws -> [[String: Any]] {
+        let text = try String(contentsOfFile: dir + "/metrics.jsonl", encoding: .utf8)
+        return text.split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
+    }
+
+    /// The step lines (step, epoch, loss, accuracy, lr — not the timings) of both runs are equal.
+    func assertSameStepLines(reference: String, candidate: String, label: String,
+                             file: StaticString = #filePath, line: UInt = #line) throws {
+        func rows(_ dir: String) throws -> [String] {
+            try metricsLines(dir).filter { $0["kind"] as? String == "step" }.map { o in
+                ["step", "epoch", "loss", "accuracy", "lr"].map { "\($0)=\(o[$0].map { "\($0)" } ?? "nil")" }.joined(separator: " ")
+            }
+        }
+        let a = try rows(reference), b = try rows(candidate)
+        XCTAssertEqual(a.count, b.count, "\(label): step lines in metrics.jsonl", file: file, line: line)
+        for (i, (x, y)) in zip(a, b).enumerated() where x != y {
+            XCTFail("\(label): metrics step line \(i + 1) differs:\n  \(x)\n  \(y)", file: file, line: line)
+            break
+        }
+    }
+
+    /// Both runs' model.safetensors: same names, shapes and bit patterns (and same file bytes).
+    func assertBitIdentical(reference: String, candidate: String, label: String,
+                            file: StaticString = #filePath, line: UInt = #line) throws {
+        let a = try SafeTensors.read(path: reference + "/model.safetensors").tensors
+        let b = try SafeTensors.read(path: candidate + "/model.safetensors").tensors
+        assertTensorsBitIdentical(a, b, label: label, file: file, line: line)
+        let fa = FileManager.default.contents(atPath: reference + "/model.safetensors")
+        let fb = FileManager.default.contents(atPath: candidate + "/model.safetensors")
+        XCTAssertTrue(fa == fb, "\(label): model.safetensors files differ byte-wise", file: file, line: line)
+    }
+
+    func assertTensorsBitIdentical(_ a: [String: NamedTensor], _ b: [String: NamedTensor], label: String,
+                                   file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertFalse(a.isEmpty, "\(label): no tensors", file: file, line: line)
+        XCTAssertEqual(Set(a.keys), Set(b.keys), "\(label): tensor names differ", file: file, line: line)
+        var differing: [String] = []
+        for name in a.keys.sorted() {
+            guard let x = a[name], let y = b[name] else { continue }
+            if x.shape != y.shape || x.type != y.type || x.values.map(\.bitPattern) != y.values.map(\.bitPattern) {
+                let n = zip(x.values, y.values).filter { $0.0.bitPattern != $0.1.bitPattern }.count
+                differing.append("\(name) (\(n) of \(x.values.count) values, relative \(String(format: "%.1e", Self.relativeDifference(x.values, y.values))))")
+            }
+        }
+        XCTAssertTrue(differing.isEmpty,
+                      "\(label): \(differing.count) tensor(s) not bit-identical: \(differing.prefix(10).joined(separator: ", "))",
+                      file: file, line: line)
+    }
+
+    /// Every tensor within `tolerance` (max |a - b| / max |a|) of the reference's.
+    func assertWeightsClose(reference: String, candidate: String, tolerance: Double, label: String,
+                            file: StaticString = #filePath, line: UInt = #line) throws {
+        let a = try SafeTensors.read(path: reference + "/model.safetensors").tensors
+        let b = try SafeTensors.read(path: candidate + "/model.safetensors").tensors
+        XCTAssertEqual(Set(a.keys), Set(b.keys), "\(label): tensor names differ", file: file, line: line)
+        var rows: [(String, Double)] = []
+        for name in a.keys.sorted() {
+            guard let x = a[name], let y = b[name] else { continue }
+            rows.append((name, x.shape == y.shape ? Self.relativeDifference(x.values, y.values) : .infinity))
+        }
+        rows.sort { $0.1 > $1.1 }
+        let top = rows.prefix(4).map { "\($0.0) \(String(format: "%.2e", $0.1))" }.joined(separator: ", ")
+        print("[ResumeTests] \(label): worst \(top)")
+        let bad = rows.filter { !($0.1 <= tolerance) }
+        XCTAssertFalse(rows.isEmpty, "\(label): no tensors", file: file, line: line)
+        XCTAssertTrue(bad.isEmpty, "\(label): \(bad.count) tensor(s) beyond relative \(tolerance); worst: \(top)", file: file, line: line)
+    }
+
+    static func relativeDifference(_ a: [Float], _ b: [Float]) -> Double {
+        guard a.count == b.count else { return .infinity }
+        var diff = 0.0, scale = 0.0
+        for (x, y) in zip(a, b) {
+            diff = max(diff, abs(Double(x) - Double(y)))
+            scale = max(scale, abs(Double(x)))
+        }
+        if diff.isNaN { return .infinity }
+        return scale > 0 ? diff / scale : diff
+    }
+
+    static func number(after prefix: String, in line: String) -> Double? {
+        guard let r = line.range(of: prefix) else { return nil }
+        return Double(line[r.upperBound...].prefix { "0123456789.-e".contains($0) })
+    }
+
+    // MARK: - Files
+
+    func listDir(_ dir: String) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).sorted()
+    }
+
+    /// Copies run `from`'s checkpoint files into `to`/checkpoints.
+    func copyCheckpoints(from: String, to: String) throws {
+        let src = from + "/checkpoints", dst = to + "/checkpoints"
+        try FileManager.default.createDirectory(atPath: dst, withIntermediateDirectories: true)
+        let names = listDir(src).filter { $0.hasPrefix("ckpt-step-") }
+        XCTAssertFalse(names.isEmpty, "no checkpoints in \(src)")
+        for name in names { try FileManager.default.copyItem(atPath: src + "/" + name, toPath: dst + "/" + name) }
+    }
+
+    func flipByte(_ path: String, at offset: Int) throws {
+        var b = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
+        b[offset < 0 ? b.count + offset : offset] ^= 0x5A
+        try Data(b).write(to: URL(fileURLWithPath: path))
+    }
+
+    // MARK: - The binary
+
+    static let packageRoot: String = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent().path
+
+    private static var binary: Result<String, Error>?
+
+    /// The release `resnet`: $RESNET_BIN, else <package>/.build/release/resnet, built once when
+    /// missing (retried: another build may hold the lock or be relinking it).
+    func resnetBinary() throws -> String {
+        if !FileManager.default.fileExists(atPath: "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz") {
+            throw XCTSkip("Fashion-MNIST not found in /usr/share/datasets/fashion-mnist")
+        }
+        Self.lock.lock(); defer { Self.lock.unlock() }
+        if let b = Self.binary { return try b.get() }
+        let result = Result<String, Error> { try Self.locateOrBuildBinary() }
+        Self.binary = result
+        return try result.get()
+    }
+
+    private static func locateOrBuildBinary() throws -> String {
+        let fm = FileManager.default
+        if let env = ProcessInfo.processInfo.environment["RESNET_BIN"], !env.isEmpty {
+            guard fm.isExecutableFile(atPath: env) else { throw ResumeFailure("RESNET_BIN=\(env) is not an executable file") }
+            return env
+        }
+        let path = packageRoot + "/.build/release/resnet"
+        for _ in 0..<10 {
+            if fm.isExecutableFile(atPath: path) { return path }
+            usleep(500_000)
+        }
+        guard let swift = findOnPath("swift") else { throw ResumeFailure("\(path) is missing and `swift` is not on PATH") }
+        var log = ""
+        for attempt in 1...3 {
+            let r = runProcess("/bin/sh", ["-c", "cd '\(packageRoot)' && exec '\(swift)' build -c release --product resnet"],
+                               environment: ProcessInfo.processInfo.environment, timeout: 1800)
+            if r.status == 0 && !r.timedOut && fm.isExecutableFile(atPath: path) { return path }
+            log = "attempt \(attempt): status \(r.status)\n\(r.stdout.suffix(2000))\n\(r.stderr.suffix(2000))"
+            if fm.isExecutableFile(atPath: path) { return path }
+            sleep(10)
+        }
+        throw ResumeFailure("cannot build \(path):\n\(log)")
+    }
+}
+
+struct ResumeFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}
+
+// MARK: - Processes watched while they run
+
+/// `resnet` alone (np 1) or under `mpirun -np N --oversubscribe`, output to temporary files.
+final class ResumeJob {
+    let process = Process()
+    private let exited = DispatchSemaphore(value: 0)
+    private let outURL: URL, errURL: URL
+    private var done = false
+
+    init(np: Int, executable: String, args: [String], env: [String: String]) throws {
+        var environment = ResumeTests.singleProcessEnvironment()
+        environment.merge(env) { _, new in new }
+        if np == 1 {
+            process.executableURL = URL(fileURLWithPath: executable)
+            process.arguments = args
+        } else {
+            guard let mpirun = mpirunPath() else { throw XCTSkip("mpirun not found on PATH") }
+            environment["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
+            environment["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
+            process.executableURL = URL(fileURLWithPath: mpirun)
+            process.arguments = ["-np", String(np), "--oversubscribe", executable] + args
+        }
+        process.environment = environment
+        let stamp = "\(getpid())-\(UInt64.random(in: 0 ... .max))"
+        outURL = FileManager.default.temporaryDirectory.appendingPathComponent("resumejob-\(stamp).out")
+        errURL = FileManager.default.temporaryDirectory.appendingPathComponent("resumejob-\(stamp).err")
+        _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
+        process.standardInput = FileHandle.nullDevice
+        let out = try FileHandle(forWritingTo: outURL), err = try FileHandle(forWritingTo: errURL)
+        process.standardOutput = out
+        process.standardError = err
+        process.terminationHandler = { [exited] _ in exited.signal() }
+        defer { try? out.close(); try? err.close() }
+        try process.run()
+    }
+
+    deinit {
+        try? FileManager.default.removeItem(at: outURL)
+        try? FileManager.default.removeItem(at: errURL)
+    }
+
+    var pid: pid_t { process.processIdentifier }
+    var isRunning: Bool { !done && process.isRunning }
+    var status: Int32 { process.isRunning ? -1 : process.terminationStatus }
+    var reason: String { process.isRunning ? "running" : (process.terminationReason == .exit ? "exit" : "signal") }
+    var stdout: String { (try? String(contentsOf: outURL, encoding: .utf8)) ?? "" }
+    var stderr: String { (try? String(contentsOf: errURL, encoding: .utf8)) ?? "" }
+
+    func wait(timeout: Double) -> Bool {
+        if done { return true }
+        if exited.wait(timeout: .now() + timeout) == .timedOut { return false }
+        done = true
+        return true
+    }
+
+    /// SIGKILLs the job if it still runs, then any process whose arguments contain `marker`.
+    func killEverything(matching marker: String) {
+        if !done && process.isRunning {
+            kill(pid, SIGKILL)
+            _ = wait(timeout: 10)
+        }
+        ResumeJob.killLeftovers(matching: marker)
+    }
+
+    /// SIGKILLs processes (never this one) with an argument containing `marker` (a unique run dir).
+    static func killLeftovers(matching marker: String) {
+        for pid in processIDs(withArgumentContaining: marker) where pid != getpid() { kill(pid, SIGKILL) }
+    }
+
+    static func processIDs(withArgumentContaining needle: String) -> [pid_t] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { name -> pid_t? in
+            guard let pid = pid_t(name),
+                  let data = FileManager.default.contents(atPath: "/proc/\(name)/cmdline"), !data.isEmpty else { return nil }
+            let args = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            return args.contains { $0.contains(needle) } ? pid : nil
+        }
+    }
+
+    static func environment(of pid: pid_t) -> [String: String] {
+        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/environ") else { return [:] }
+        var env: [String: String] = [:]
+        for entry in data.split(separator: 0) {
+            let s = String(decoding: entry, as: UTF8.self)
+            if let eq = s.firstIndex(of: "=") { env[String(s[..<eq])] = String(s[s.index(after: eq)...]) }
+        }
+        return env
+    }
+}
+
+extension ResumeTests {
+    /// The rank processes of the MPI job training into `runDir`: rank -> pid (from
+    /// OMPI_COMM_WORLD_RANK in /proc/PID/environ).
+    func rankProcesses(runDir: String) -> [Int: pid_t] {
+        var out: [Int: pid_t] = [:]
+        for pid in ResumeJob.processIDs(withArgumentContaining: runDir) {
+            if let r = ResumeJob.environment(of: pid)["OMPI_COMM_WORLD_RANK"].flatMap({ Int($0) }) { out[r] = pid }
+        }
+        return out
+    }
+}
