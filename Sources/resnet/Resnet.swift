@@ -42,7 +42,7 @@ func withCommunicator(_ body: (Communicator) throws -> Void) {
     do {
         try body(comm)
         try comm.barrier()
-        if let mpi = comm as? MPICommunicator { try mpi.finalize() }
+        try comm.finalize()
     } catch {
         if comm.size > 1 {
             FileHandleOutput.error("[rank \(comm.rank)] error: \(error)")
