@@ -313,7 +313,7 @@ enum ConfigSchema {
         ConfigField(key: key, read: { c, node in
             guard let s = node.scalar, !isNull(node) else { return "a string" }
             c[keyPath: kp] = s.string; return nil
-        }, write: { quoted($0[keyPath: kp]) })
+        }, write: { quotedString($0[keyPath: kp]) })
     }
 
     static func optionalString(_ key: String, _ kp: WritableKeyPath<RunConfig, String?>) -> ConfigField {
@@ -321,7 +321,7 @@ enum ConfigSchema {
             if isNull(node) { c[keyPath: kp] = nil; return nil }
             guard let s = node.scalar else { return "a string or null" }
             c[keyPath: kp] = s.string; return nil
-        }, write: { $0[keyPath: kp].map(quoted) ?? "null" })
+        }, write: { $0[keyPath: kp].map(quotedString) ?? "null" })
     }
 
     static func floats(_ key: String, _ kp: WritableKeyPath<RunConfig, [Float]>) -> ConfigField {
@@ -352,7 +352,7 @@ enum ConfigSchema {
             let expected = "one of " + ScheduleKind.allCases.map(\.rawValue).joined(separator: ", ")
             guard let s = node.scalar, let v = ScheduleKind(rawValue: s.string) else { return expected }
             c[keyPath: kp] = v; return nil
-        }, write: { quoted($0[keyPath: kp].rawValue) })
+        }, write: { quotedString($0[keyPath: kp].rawValue) })
     }
 
     // MARK: Helpers
@@ -396,27 +396,7 @@ enum ConfigSchema {
         return s
     }
 
-    /// A YAML double-quoted string.
-    static func quoted(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\t": out += "\\t"
-            case "\r": out += "\\r"
-            default:
-                if u.value < 0x20 || u.value == 0x7f {
-                    out += "\\x" + String(format: "%02x", u.value)
-                } else {
-                    out.unicodeScalars.append(u)
-                }
-            }
-        }
-        return out + "\""
-    }
-
+    
     /// " (did you mean 'x'?)" when a valid key is within edit distance 2.
     static func suggestion(_ key: String, _ valid: [String]) -> String {
         let scored = valid.map { ($0, editDistance(key, $0)) }.min { $0.1 < $1.1 }

@@ -1,6 +1,7 @@
 // metrics.jsonl: one JSON object per line (keys sorted), flushed after every line so a crash
 // loses at most the line being written. Non-finite numbers are written as null.
 import Foundation
+import NN
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -27,7 +28,7 @@ public enum MetricValue: Equatable, Sendable, ExpressibleByIntegerLiteral, Expre
         switch self {
         case .int(let v): return String(v)
         case .double(let v): return v.isFinite ? MetricsLog.jsonNumber(v) : "null"
-        case .string(let s): return MetricsLog.jsonString(s)
+        case .string(let s): return quotedString(s)
         case .bool(let b): return b ? "true" : "false"
         }
     }
@@ -74,7 +75,7 @@ public final class MetricsLog {
 
     /// The JSON object text of a record, keys sorted, without the newline.
     public static func jsonLine(_ record: [String: MetricValue]) -> String {
-        "{" + record.keys.sorted().map { "\(jsonString($0)):\(record[$0]!.json)" }.joined(separator: ",") + "}"
+        "{" + record.keys.sorted().map { "\(quotedString($0)):\(record[$0]!.json)" }.joined(separator: ",") + "}"
     }
 
     /// Every record of a metrics file. A last line without its newline that does not parse
@@ -111,19 +112,4 @@ public final class MetricsLog {
         return "\(v)"
     }
 
-    static func jsonString(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if u.value < 0x20 { out += String(format: "\\u%04x", u.value) } else { out.unicodeScalars.append(u) }
-            }
-        }
-        return out + "\""
-    }
 }

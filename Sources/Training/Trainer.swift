@@ -127,7 +127,12 @@ public final class Trainer {
         let grads = model.params.grads
         if comm.size > 1 {
             model.params.onGradientReady = { [unowned self] h in
-                do { try self.buckets.markReady(grads, lo: h.offset, hi: h.offset + h.count) } catch {
+                // Mark the tensor final (a full bucket starts its allreduce), then let MPI progress
+                // the reductions in flight while backward goes on.
+                do {
+                    try self.buckets.markReady(grads, lo: h.offset, hi: h.offset + h.count)
+                    try self.buckets.poll()
+                } catch {
                     if self.bucketError == nil { self.bucketError = error }
                 }
             }

@@ -346,12 +346,12 @@ final class TrainingMPITests: XCTestCase {
                                _ run: (String) throws -> ((status: Int32, stdout: String, stderr: String, timedOut: Bool), String)) throws -> Run {
         cacheLock.lock(); defer { cacheLock.unlock() }
         if let r = cache[key] { return r }
-        if let failure = cacheFailures[key] { throw TestFailure(failure) }
+        if let failure = cacheFailures[key] { throw MPITestFailure(failure) }
         let dir = try makeTempDir("cached")
         let (r, what) = try run(dir)
         if let problem = failureText(r, what) {
             cacheFailures[key] = problem
-            throw TestFailure(problem)
+            throw MPITestFailure(problem)
         }
         let result = Run(dir: dir, stdout: r.stdout, stderr: r.stderr)
         cache[key] = result
@@ -409,7 +409,7 @@ final class TrainingMPITests: XCTestCase {
     private static func locateOrBuildBinary() throws -> String {
         let fm = FileManager.default
         if let env = ProcessInfo.processInfo.environment["RESNET_BIN"], !env.isEmpty {
-            guard fm.isExecutableFile(atPath: env) else { throw TestFailure("RESNET_BIN=\(env) is not an executable file") }
+            guard fm.isExecutableFile(atPath: env) else { throw MPITestFailure("RESNET_BIN=\(env) is not an executable file") }
             return env
         }
         let path = packageRoot + "/.build/release/resnet"
@@ -417,7 +417,7 @@ final class TrainingMPITests: XCTestCase {
             if fm.isExecutableFile(atPath: path) { return path }
             usleep(500_000)
         }
-        guard let swift = findOnPath("swift") else { throw TestFailure("\(path) is missing and `swift` is not on PATH to build it") }
+        guard let swift = findOnPath("swift") else { throw MPITestFailure("\(path) is missing and `swift` is not on PATH to build it") }
         var log = ""
         for attempt in 1...3 {
             let r = runSingle(swift, ["build", "-c", "release", "--product", "resnet"], directory: packageRoot,
@@ -427,13 +427,13 @@ final class TrainingMPITests: XCTestCase {
             if fm.isExecutableFile(atPath: path) { return path }   // the other build finished it
             sleep(10)
         }
-        throw TestFailure("cannot build \(path) with `swift build -c release --product resnet`:\n\(log)")
+        throw MPITestFailure("cannot build \(path) with `swift build -c release --product resnet`:\n\(log)")
     }
 
     // MARK: - Checks
 
     func assertSucceeded(_ r: (status: Int32, stdout: String, stderr: String, timedOut: Bool), _ what: String) throws {
-        if let problem = Self.failureText(r, what) { throw TestFailure(problem) }
+        if let problem = Self.failureText(r, what) { throw MPITestFailure(problem) }
     }
 
     static func failureText(_ r: (status: Int32, stdout: String, stderr: String, timedOut: Bool), _ what: String) -> String? {
@@ -497,7 +497,7 @@ final class TrainingMPITests: XCTestCase {
         let text = try String(contentsOfFile: dir + "/metrics.jsonl", encoding: .utf8)
         return try text.split(separator: "\n").map { line in
             guard let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
-                throw TestFailure("metrics.jsonl: not a JSON object: \(line)")
+                throw MPITestFailure("metrics.jsonl: not a JSON object: \(line)")
             }
             return object
         }
@@ -508,7 +508,7 @@ final class TrainingMPITests: XCTestCase {
     }
 }
 
-struct TestFailure: Error, CustomStringConvertible {
+private struct MPITestFailure: Error, CustomStringConvertible {
     let description: String
     init(_ d: String) { description = d }
 }

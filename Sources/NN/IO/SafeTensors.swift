@@ -39,7 +39,7 @@ public enum SafeTensors {
         var first = true
         if !metadata.isEmpty {
             header += "\"__metadata__\":{"
-            header += metadata.keys.sorted().map { "\(jsonString($0)):\(jsonString(metadata[$0]!))" }
+            header += metadata.keys.sorted().map { "\(quotedString($0)):\(quotedString(metadata[$0]!))" }
                 .joined(separator: ",")
             header += "}"
             first = false
@@ -54,7 +54,7 @@ public enum SafeTensors {
             let bytes = count * (t.type == .int64 ? 8 : 4)
             if !first { header += "," }
             first = false
-            header += "\(jsonString(t.name)):{\"dtype\":\"\(t.type.rawValue)\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + bytes)]}"
+            header += "\(quotedString(t.name)):{\"dtype\":\"\(t.type.rawValue)\",\"shape\":[\(t.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + bytes)]}"
             offset += bytes
         }
         header += "}"
@@ -328,21 +328,6 @@ public enum SafeTensors {
         return Int64(v.rounded())
     }
 
-    static func jsonString(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if u.value < 0x20 { out += String(format: "\\u%04x", u.value) } else { out.unicodeScalars.append(u) }
-            }
-        }
-        return out + "\""
-    }
 
     @inline(__always) static func appendLE<T: FixedWidthInteger>(_ v: T, to out: inout [UInt8]) {
         var x = v.littleEndian
