@@ -155,7 +155,10 @@ public final class Trainer {
         let spe = sampler.stepsPerEpoch
         let maxSteps = config.train.maxSteps
         let totalSteps = schedule.totalSteps
-        let progress = isRoot ? ProgressReporter(total: totalSteps, isTerminal: ProgressReporter.stdoutIsTerminal,
+        // Under mpirun every rank's stdout is a pty even when the job's output goes to a log file,
+        // so launched runs print plain lines; the redrawn bar is for single-process runs.
+        let terminal = ProgressReporter.stdoutIsTerminal && !Launch.underMPILauncher
+        let progress = isRoot ? ProgressReporter(total: totalSteps, isTerminal: terminal,
                                                  every: max(config.train.logEvery, 1)) : nil
         if isRoot {
             print("training ResNet-\(config.model.depth) (width \(config.model.width), \(model.params.totalCount) parameters) on \(config.data.dataset): \(comm.size) rank(s), global batch \(config.train.batchSize) (\(sampler.localBatch) per rank), \(spe) steps/epoch, \(totalSteps) steps")

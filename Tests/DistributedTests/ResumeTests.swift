@@ -93,6 +93,36 @@ final class ResumeTests: XCTestCase {
         try assertBitIdentical(reference: a.dir, candidate: b, label: "2 ranks, sync_bn: uninterrupted vs stopped at 17 + resumed")
     }
 
+    /// Epoch boundaries (synthetic data: 512 images, 8 steps per epoch, 3 epochs, shuffle and
+    /// augment): checkpoints at each epoch end; stopped exactly at the end of epoch 1 (step 8) and
+    /// inside epoch 2 (step 10), each resumed to the end: bit-identical, same epoch records.
+    func testResumeAcrossEpochBoundariesIsBitIdentical() throws {
+        let a = try cachedRun(np: 1, Self.epochArgs(maxSteps: 0))
+        XCTAssertEqual(listDir(a.dir + "/checkpoints"), [8, 16, 24].map { CheckpointStore.fileName(step: $0) },
+                       "checkpoint.every_epoch: one per epoch end (the last one at the end of the run)")
+        for stop in [8, 10] {
+            let b = try makeRunDir("a-epoch\(stop)")
+            try run(np: 1, Self.epochArgs(maxSteps: stop), dir: b, "leg 1 (\(stop) steps)")
+            let leg2 = try run(np: 1, Self.epochArgs(maxSteps: 0) + ["--resume", "auto"], dir: b, "leg 2 (--resume auto)")
+            XCTAssertTrue(leg2.stdout.contains("at step \(stop) (epoch 2, step \(stop - 8) of it)"), leg2.stdout)
+            try assertBitIdentical(reference: a.dir, candidate: b, label: "1 process, 3 epochs: stopped at \(stop) + resumed")
+            try assertSameStepLines(reference: a.dir, candidate: b, label: "3 epochs, stopped at \(stop)")
+            try assertSameEpochLines(reference: a.dir, candidate: b, label: "3 epochs, stopped at \(stop)")
+        }
+    }
+
+    /// The same at 2 ranks, stopped at the end of epoch 1 (a step where the uninterrupted run
+    /// writes its epoch checkpoint too).
+    func testResumeTwoRanksAtAnEpochBoundaryIsBitIdentical() throws {
+        try requireMPI()
+        let a = try cachedRun(np: 2, Self.epochArgs(maxSteps: 0))
+        let b = try makeRunDir("b-epoch8")
+        try run(np: 2, Self.epochArgs(maxSteps: 8), dir: b, "2 ranks, leg 1 (8 steps)")
+        try run(np: 2, Self.epochArgs(maxSteps: 0) + ["--resume", "auto"], dir: b, "2 ranks, leg 2 (--resume auto)")
+        try assertBitIdentical(reference: a.dir, candidate: b, label: "2 ranks, 3 epochs: stopped at 8 + resumed")
+        try assertSameEpochLines(reference: a.dir, candidate: b, label: "2 ranks, 3 epochs, stopped at 8")
+    }
+
     // MARK: - c. Another world size: float tolerance
 
     /// sync_bn, lr 0.01, seed 1 (the equivalence recipe of TrainingMPITests: no ReLU-kink flip in 5
@@ -435,6 +465,13 @@ final class ResumeTests: XCTestCase {
          "--set", "train.log_every=1", "--set", "train.max_steps=\(maxSteps)"]
     }
 
+    /// Synthetic data, 512 images of 28x28: 8 steps per epoch at batch 64; 3 epochs (max_steps 0: all).
+    static func epochArgs(maxSteps: Int) -> [String] {
+        ["--set", "data.dataset=synthetic", "--set", "data.synthetic_count=512", "--set", "data.augment=true",
+         "--set", "data.shuffle=true", "--set", "train.epochs=3", "--set", "train.log_every=1",
+         "--set", "train.max_steps=\(maxSteps)"]
+    }
+
     /// Across world sizes: sync_bn, lr 0.01, seed 1 (see TrainingMPITests.equivalenceArgs).
     static func crossArgs(maxSteps: Int) -> [String] {
         ["--set", "train.sync_bn=true", "--set", "data.augment=true", "--set", "data.shuffle=true",
@@ -613,6 +650,26 @@ final class ResumeTests: XCTestCase {
         for (i, (x, y)) in zip(a, b).enumerated() where x != y {
             XCTFail("\(label): metrics step line \(i + 1) differs:\n  \(x)\n  \(y)", file: file, line: line)
             break
+        }
+    }
+
+    /// Every epoch record of the reference appears, equal, in the candidate (which may hold one
+    /// more: the partial epoch a run stopped by max_steps reports).
+    func assertSameEpochLines(reference: String, candidate: String, label: String,
+                              file: StaticString = #filePath, line: UInt = #line) throws {
+        func rows(_ dir: String) throws -> [String] {
+            try metricsLines(dir).filter { $0["kind"] as? String == "epoch" }.map { o in
+                ["epoch", "step", "train_loss", "train_accuracy", "test_loss", "test_accuracy"]
+                    .map { "\($0)=\(o[$0].map { "\($0)" } ?? "nil")" }.joined(separator: " ")
+            }
+        }
+        let a = try rows(reference), b = try rows(candidate)
+        for row in a where !b.contains(row) {
+            XCTFail("\(label): epoch record missing or different in the resumed run:\n  \(row)\nresumed run's records:\n  \(b.joined(separator: "\n  "))",
+                    file: file, line: line)
+        }
+        if b.count != a.count {
+            print("[ResumeTests] \(label): \(b.count) epoch records after resuming vs \(a.count) uninterrupted (extra: \(b.filter { !a.contains($0) }))")
         }
     }
 

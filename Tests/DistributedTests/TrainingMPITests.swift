@@ -24,7 +24,7 @@ final class TrainingMPITests: XCTestCase {
     /// but equally 1 process with 2 BLAS/conv threads instead of 1) can flip the side of 0 on which
     /// one pre-activation falls; the gradient of everything upstream of that ReLU then jumps
     /// (measured: the BN biases upstream go from ~1e-6 to ~1e-3 relative in one step, the layers
-    /// downstream stay at ~1e-7, and from there it grows ~10x per step). With seed 0, 7, 9, 13, 15
+    /// downstream stay at ~1e-7, and from there it grows ~10x per step). With seeds 0, 7, 9, 13 (of 0-15)
     /// such a flip happens within 5 steps — and identically between 1 process on 1 vs 2 threads, so
     /// it is arithmetic, not MPI. Seed 1 has no flip against 2 ranks, 4 ranks, or 1 process on 2 or 3
     /// threads (worst tensor ~2e-6, 50x inside the tolerance). If this test fails after a change to
