@@ -65,13 +65,15 @@ final class ResumeTests: XCTestCase {
     }
 
     /// 2 ranks (no sync_bn), stopped at 17, which is not one of A's checkpoint steps (12, 24) —
-    /// what a SIGTERM at an arbitrary step does. Writing a checkpoint averages the ranks' BN running
-    /// statistics IN PLACE (ReplicaSync.averageBuffers), and BatchNorm2D's training forward uses
-    /// running_mean as the shift K of its sums: so a checkpoint at a step where the uninterrupted
-    /// run writes none changes the following steps' rounding (measured: ~1e-7 relative on every
-    /// tensor after 13 more steps; it grows with the run). Without sync_bn at N > 1 ranks, resume
-    /// is then bit-identical only from steps where the uninterrupted run also checkpointed or
-    /// evaluated — and even an uninterrupted run depends on checkpoint.every_steps.
+    /// what a SIGTERM at an arbitrary step does. KNOWN TO FAIL with the current trainer: writing a
+    /// checkpoint averages the ranks' BN running statistics IN PLACE (saveCheckpoint ->
+    /// ReplicaSync.averageBuffers), so B averages at step 17 and A does not. Exact arithmetic would
+    /// not care (averaging commutes with the running-average update), float rounding does: the
+    /// final running_mean/running_var differ in the last bits (measured: 31 buffers, ~1e-7
+    /// relative; weights identical since BN sums moved to Double — before that, BN's shift
+    /// K = running_mean made every weight differ too). So without sync_bn at N > 1 ranks, resume is
+    /// bit-identical only from steps where the uninterrupted run also checkpointed or evaluated,
+    /// and an uninterrupted run's result depends on checkpoint.every_steps.
     func testResumeTwoRanksAtAnotherStepIsBitIdentical() throws {
         try requireMPI()
         let a = try cachedRun(np: 2, Self.bitwiseArgs(maxSteps: 30))
@@ -125,17 +127,25 @@ final class ResumeTests: XCTestCase {
 
     // MARK: - c. Another world size: float tolerance
 
-    /// sync_bn, lr 0.01, seed 1 (the equivalence recipe of TrainingMPITests: no ReLU-kink flip in 5
-    /// steps at 1, 2 or 4 ranks): 2 steps at one world size, then `--resume auto` to 5 at another.
+    /// sync_bn, lr 0.01, seed 1 (the equivalence recipe of TrainingMPITests): 2 steps at one world
+    /// size, then `--resume auto` to 4 at another. Any resume mistake (momentum, position, BN
+    /// buffers, lr step) shows at >= 1e-3 after 2 steps; float rounding stays near 5e-7.
+    ///
+    /// Why 4 steps and not 5: this tiny net sits next to ReLU kinks and max-pool near-ties; a
+    /// MIXED trajectory (steps 1-2 at 1 process, 3-5 at 2 ranks) can flip one of them where neither
+    /// pure trajectory does. Measured with BN sums in Double: 1 -> 2 at step 5 has 0.0.weight alone
+    /// at 1.1e-4 (everything else ~5e-7: a stem max-pool tie flip), none at step 4. The failure
+    /// message counts the elements beyond tolerance: a handful in one upstream tensor is such a
+    /// flip; differences across every tensor are a resume bug.
     func testResumeAtAnotherWorldSizeStaysWithinTolerance() throws {
         try requireMPI()
-        let ref1 = try cachedRun(np: 1, Self.crossArgs(maxSteps: 5))
-        let ref2 = try cachedRun(np: 2, Self.crossArgs(maxSteps: 5))
+        let ref1 = try cachedRun(np: 1, Self.crossArgs(maxSteps: 4))
+        let ref2 = try cachedRun(np: 2, Self.crossArgs(maxSteps: 4))
         for (from, to) in [(2, 1), (1, 2)] {
             let dir = try makeRunDir("c-\(from)to\(to)")
             try run(np: from, Self.crossArgs(maxSteps: 2), dir: dir, "\(from) rank(s), leg 1 (2 steps)")
-            let leg2 = try run(np: to, Self.crossArgs(maxSteps: 5) + ["--resume", "auto"], dir: dir,
-                               "\(to) rank(s), leg 2 (--resume auto to 5)")
+            let leg2 = try run(np: to, Self.crossArgs(maxSteps: 4) + ["--resume", "auto"], dir: dir,
+                               "\(to) rank(s), leg 2 (--resume auto to 4)")
             XCTAssertTrue(leg2.stdout.contains("at step 2"), "leg 2 did not resume at step 2:\n\(leg2.stdout)")
             try assertWeightsClose(reference: (from == 1 ? ref1 : ref2).dir, candidate: dir, tolerance: 1e-4,
                                    label: "written at \(from) rank(s), resumed at \(to) vs uninterrupted at \(from)")
@@ -147,10 +157,10 @@ final class ResumeTests: XCTestCase {
     /// 2 -> 4 ranks (--oversubscribe on a small machine; 16 images per rank).
     func testResumeFromTwoToFourRanksStaysWithinTolerance() throws {
         try requireMPI()
-        let ref2 = try cachedRun(np: 2, Self.crossArgs(maxSteps: 5))
+        let ref2 = try cachedRun(np: 2, Self.crossArgs(maxSteps: 4))
         let dir = try makeRunDir("c-2to4")
         try run(np: 2, Self.crossArgs(maxSteps: 2), dir: dir, "2 ranks, leg 1 (2 steps)")
-        let leg2 = try run(np: 4, Self.crossArgs(maxSteps: 5) + ["--resume", "auto"], dir: dir, "4 ranks, leg 2 (--resume auto to 5)")
+        let leg2 = try run(np: 4, Self.crossArgs(maxSteps: 4) + ["--resume", "auto"], dir: dir, "4 ranks, leg 2 (--resume auto to 4)")
         XCTAssertTrue(leg2.stdout.contains("4 rank(s)"), "leg 2 banner:\n\(leg2.stdout)")
         try assertWeightsClose(reference: ref2.dir, candidate: dir, tolerance: 1e-4,
                                label: "written at 2 ranks, resumed at 4 vs uninterrupted at 2")
@@ -392,14 +402,17 @@ final class ResumeTests: XCTestCase {
         try FileManager.default.createDirectory(atPath: bogus, withIntermediateDirectories: false)
         let r = try run(np: 1, Self.bitwiseArgs(maxSteps: 30) + ["--resume", "auto"], dir: dir,
                         "--resume auto with a directory named like a checkpoint", expectFailure: nil)
-        XCTAssertEqual(r.status, 0, "--resume auto crashed or failed on a directory named like a checkpoint (status \(r.status)): \(Self.errorLines(r.stderr))")
-        XCTAssertTrue(r.stdout.contains("\(bogus) is invalid ("), "no fallback message for the directory:\n\(r.stdout.suffix(1500))")
-        XCTAssertTrue(r.stdout.contains("resumed from \(dir)/checkpoints/ckpt-step-000000030.safetensors"), r.stdout.suffix(1500).description)
+        if r.status == 0 {
+            XCTAssertTrue(r.stdout.contains("\(bogus) is invalid ("), "no fallback message for the directory:\n\(r.stdout.suffix(1500))")
+            XCTAssertTrue(r.stdout.contains("resumed from \(dir)/checkpoints/ckpt-step-000000030.safetensors"), r.stdout.suffix(1500).description)
+        } else {
+            XCTFail("--resume auto crashed or failed on a directory named like a checkpoint (status \(r.status)): \(Self.errorLines(r.stderr))")
+        }
 
         let explicit = try run(np: 1, Self.bitwiseArgs(maxSteps: 30) + ["--resume", bogus], dir: try makeRunDir("f-dir2"),
                                "--resume DIRECTORY", expectFailure: nil)
-        XCTAssertEqual(explicit.status, 1, "--resume DIRECTORY: expected an error (status 1), got status \(explicit.status): \(Self.errorLines(explicit.stderr))")
-        XCTAssertTrue(explicit.stderr.contains(bogus) && !explicit.stderr.contains("Fatal error"), Self.errorLines(explicit.stderr))
+        XCTAssertTrue(explicit.status == 1 && explicit.stderr.contains(bogus) && !explicit.stderr.contains("Fatal error"),
+                      "--resume DIRECTORY: expected an error naming it (status 1), got status \(explicit.status): \(Self.errorLines(explicit.stderr))")
     }
 
     /// The lines of a child's stderr that say what went wrong (not a whole crash backtrace).
@@ -696,8 +709,9 @@ final class ResumeTests: XCTestCase {
                 differing.append("\(name) (\(n) of \(x.values.count) values, relative \(String(format: "%.1e", Self.relativeDifference(x.values, y.values))))")
             }
         }
+        let buffers = differing.filter { $0.contains("running_") || $0.contains("num_batches_tracked") }.count
         XCTAssertTrue(differing.isEmpty,
-                      "\(label): \(differing.count) tensor(s) not bit-identical: \(differing.prefix(10).joined(separator: ", "))",
+                      "\(label): \(differing.count) tensor(s) not bit-identical (\(differing.count - buffers) parameters, \(buffers) BN buffers): \(differing.prefix(10).joined(separator: ", "))",
                       file: file, line: line)
     }
 
@@ -708,12 +722,16 @@ final class ResumeTests: XCTestCase {
         let b = try SafeTensors.read(path: candidate + "/model.safetensors").tensors
         XCTAssertEqual(Set(a.keys), Set(b.keys), "\(label): tensor names differ", file: file, line: line)
         var rows: [(String, Double)] = []
+        var beyond: [String: Int] = [:]   // elements beyond the tolerance, per tensor
         for name in a.keys.sorted() {
             guard let x = a[name], let y = b[name] else { continue }
             rows.append((name, x.shape == y.shape ? Self.relativeDifference(x.values, y.values) : .infinity))
+            let scale = x.values.map { Double(abs($0)) }.max() ?? 0
+            beyond[name] = zip(x.values, y.values).filter { !(abs(Double($0) - Double($1)) <= tolerance * max(scale, 1e-30)) }.count
         }
         rows.sort { $0.1 > $1.1 }
-        let top = rows.prefix(4).map { "\($0.0) \(String(format: "%.2e", $0.1))" }.joined(separator: ", ")
+        let top = rows.prefix(4).map { "\($0.0) \(String(format: "%.2e", $0.1)) (\(beyond[$0.0] ?? 0) of \(a[$0.0]?.values.count ?? 0) elements beyond)" }
+            .joined(separator: ", ")
         print("[ResumeTests] \(label): worst \(top)")
         let bad = rows.filter { !($0.1 <= tolerance) }
         XCTAssertFalse(rows.isEmpty, "\(label): no tensors", file: file, line: line)
