@@ -96,14 +96,21 @@ public struct CheckpointStore {
 
     /// Checkpoint files in the folder, newest (highest step) first.
     public func candidates() -> [String] {
+        var found: [(step: Int, name: String)] = []
+        for name in entries() where name.hasPrefix("ckpt-step-") && name.hasSuffix(".safetensors") {
+            if let step = Int(name.dropFirst("ckpt-step-".count).dropLast(".safetensors".count)) { found.append((step, name)) }
+        }
+        return found.sorted { $0.step > $1.step }.map { folder + "/" + $0.name }
+    }
+
+    private func entries() -> [String] {
         guard let dir = opendir(folder) else { return [] }
         defer { closedir(dir) }
         var names: [String] = []
         while let e = readdir(dir) {
-            let name = withUnsafePointer(to: e.pointee.d_name) { String(cString: UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self)) }
-            if name.hasPrefix("ckpt-step-") && name.hasSuffix(".safetensors") { names.append(name) }
+            names.append(withUnsafePointer(to: e.pointee.d_name) { String(cString: UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self)) })
         }
-        return names.sorted(by: >).map { folder + "/" + $0 }
+        return names
     }
 
     /// The newest checkpoint that verifies, with its bytes; each invalid newer one is reported
@@ -121,19 +128,24 @@ public struct CheckpointStore {
         return nil
     }
 
+    /// Keeps the newest `keep` checkpoints; also removes temporary files a killed writer left
+    /// (only rank 0 writes, one checkpoint at a time, so none of them is in progress).
     func prune() {
         for old in candidates().dropFirst(keep) { unlink(old) }
+        for name in entries() where name.hasPrefix(".ckpt-step-") && name.contains(".tmp.") { unlink(folder + "/" + name) }
     }
 
     public static func readFile(_ path: String) throws -> [UInt8] {
+        var st = stat()
+        guard stat(path, &st) == 0 else {
+            throw CheckpointError("\(path): cannot open: \(String(cString: strerror(errno)))")
+        }
+        guard (st.st_mode & S_IFMT) == S_IFREG else { throw CheckpointError("\(path): not a regular file") }
         guard let f = fopen(path, "rb") else {
             throw CheckpointError("\(path): cannot open: \(String(cString: strerror(errno)))")
         }
         defer { fclose(f) }
-        fseek(f, 0, SEEK_END)
-        let size = ftell(f)
-        fseek(f, 0, SEEK_SET)
-        guard size >= 0 else { throw CheckpointError("\(path): cannot read its size") }
+        let size = Int(st.st_size)
         var bytes = [UInt8](repeating: 0, count: size)
         let got = bytes.withUnsafeMutableBytes { fread($0.baseAddress, 1, size, f) }
         guard got == size else { throw CheckpointError("\(path): short read (\(got) of \(size) bytes)") }

@@ -26,8 +26,29 @@ public enum ReplicaSync {
         }
     }
 
-    /// Running mean/var (and the rest of the BN buffers) averaged over ranks: before every
-    /// evaluation and before weights or checkpoints are written.
+    /// Runs `body` with the BN buffers averaged over ranks (evaluation, checkpoints), then puts
+    /// each rank's own running statistics back, so that writing a checkpoint or evaluating never
+    /// changes the arithmetic of the run (BN uses running_mean as the shift of its sums).
+    public static func withAveragedBuffers<T>(_ model: ResNet, _ comm: Communicator, _ body: () throws -> T) throws -> T {
+        guard comm.size > 1 else { return try body() }
+        let local = Array(model.buffers.valueBuffer)
+        try averageBuffers(model, comm)
+        defer { local.withUnsafeBufferPointer { model.buffers.values.update(from: $0.baseAddress!, count: $0.count) } }
+        return try body()
+    }
+
+    /// Every rank's own BN buffers, indexed by rank (for checkpoints: a resume at the same world
+    /// size restores each replica exactly).
+    public static func gatherBuffers(_ model: ResNet, _ comm: Communicator) throws -> [[Float]] {
+        guard comm.size > 1 else { return [Array(model.buffers.valueBuffer)] }
+        let bytes = Array(UnsafeRawBufferPointer(model.buffers.valueBuffer))
+        return try comm.allgather(bytes).map { b in
+            b.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) }
+        }
+    }
+
+    /// Running mean/var (and the rest of the BN buffers) averaged over ranks, in place: at the
+    /// end of a run, before the final weights are written.
     public static func averageBuffers(_ model: ResNet, _ comm: Communicator) throws {
         guard comm.size > 1 else { return }
         let n = model.buffers.totalCount

@@ -20,7 +20,7 @@ public func evaluateWeights(config: RunConfig, weights: String, comm: Communicat
     var skip = Set<String>()
     if file.metadata["format_name"] == CheckpointStore.formatName {
         _ = try CheckpointStore.verify(try CheckpointStore.readFile(weights), file: weights)
-        skip = Set(file.tensors.keys.filter { $0.hasPrefix(Trainer.momentumPrefix) })
+        skip = Set(file.tensors.keys.filter { $0.hasPrefix(Trainer.momentumPrefix) || $0.hasPrefix(Trainer.replicaPrefix) })
     }
     try SafeTensors.load(file.tensors, into: [model.params, model.buffers], file: weights, ignoring: skip)
     let loader = BatchLoader(dataset: test, transform: TransformConfig(
@@ -41,7 +41,8 @@ public func checkpointConfig(_ path: String, overrides: [String]) throws -> RunC
 /// `resnet export`: the parameters and BN buffers of a checkpoint, without optimizer state.
 public func exportWeights(checkpoint: String, to out: String) throws -> Int {
     let (tensors, meta) = try CheckpointStore.verify(try CheckpointStore.readFile(checkpoint), file: checkpoint)
-    let plain = tensors.values.filter { !$0.name.hasPrefix(Trainer.momentumPrefix) }.sorted { $0.name < $1.name }
+    let plain = tensors.values.filter { !$0.name.hasPrefix(Trainer.momentumPrefix) && !$0.name.hasPrefix(Trainer.replicaPrefix) }
+        .sorted { $0.name < $1.name }
     var keep: [String: String] = ["format": "pt"]
     for k in ["global_step", "epoch"] { keep[k] = meta[k] }
     try SafeTensors.write(plain, metadata: keep, to: out)

@@ -195,9 +195,11 @@ public final class Trainer {
             return
         }
         if stopped && state.stepInEpoch > 0 && epochTotals.seen > 0 {   // stopped mid-epoch: still report the test figures
-            try endEpoch(trainLoss: epochTotals.loss / epochTotals.seen, trainAcc: epochTotals.correct / epochTotals.seen)
+            try endEpoch(trainLoss: epochTotals.loss / epochTotals.seen, trainAcc: epochTotals.correct / epochTotals.seen,
+                         partial: true)
         }
         try saveCheckpoint()
+        try ReplicaSync.averageBuffers(model, comm)   // the run is over: the weights file gets the averages
         if isRoot { try writeFinalOutputs() }
         if ProcessInfoEnv.flag("RESNET_DUMP_ALL_RANKS") {   // tests: every replica's weights, after the BN sync
             try SafeTensors.write(SafeTensors.collect([model.params, model.buffers]), metadata: [:],
@@ -239,13 +241,15 @@ public final class Trainer {
         return StepResult(loss: stats[0], correct: stats[1], lr: lr, imagesPerSecond: ips, stopRequested: stats[2] > 0)
     }
 
-    func endEpoch(trainLoss: Double, trainAcc: Double) throws {
+    /// Evaluates and records an epoch; `partial` for a run stopped by max_steps inside an epoch
+    /// (recorded as kind "eval", so a resumed run does not list the epoch twice).
+    func endEpoch(trainLoss: Double, trainAcc: Double, partial: Bool = false) throws {
         let (testLoss, testAcc) = try evaluate()
         let rec = EpochRecord(epoch: state.epoch, step: state.globalStep, trainLoss: trainLoss, trainAcc: trainAcc,
                               testLoss: testLoss, testAcc: testAcc)
         history.append(rec)
         if isRoot {
-            try metrics?.write(["kind": .string("epoch"), "epoch": .int(state.epoch), "step": .int(state.globalStep),
+            try metrics?.write(["kind": .string(partial ? "eval" : "epoch"), "epoch": .int(state.epoch), "step": .int(state.globalStep),
                                 "train_loss": .double(trainLoss), "train_accuracy": .double(trainAcc),
                                 "test_loss": .double(testLoss), "test_accuracy": .double(testAcc)])
             print(String(format: "epoch %d  step %d  train loss %.4f acc %.4f  test loss %.4f acc %.4f",
@@ -255,8 +259,9 @@ public final class Trainer {
 
     /// Test loss and top-1 accuracy over the whole test split, each image once across ranks.
     public func evaluate() throws -> (loss: Double, accuracy: Double) {
-        try ReplicaSync.averageBuffers(model, comm)
-        return try Evaluator.evaluate(model: model, loader: testLoader, batch: sampler.localBatch, comm: comm)
+        try ReplicaSync.withAveragedBuffers(model, comm) {
+            try Evaluator.evaluate(model: model, loader: testLoader, batch: sampler.localBatch, comm: comm)
+        }
     }
 
     // MARK: Outputs (rank 0)

@@ -17,6 +17,7 @@ public enum ResumeRequest: Equatable {
 
 extension Trainer {
     static let momentumPrefix = "optimizer.momentum."
+    static let replicaPrefix = "replica."
 
     var checkpointStore: CheckpointStore {
         CheckpointStore(folder: runDir + "/checkpoints", keep: config.checkpoint.keep)
@@ -26,12 +27,13 @@ extension Trainer {
     /// worked before training goes on. Returns the path (on rank 0).
     @discardableResult
     func saveCheckpoint() throws -> String? {
-        try ReplicaSync.averageBuffers(model, comm)
+        let replicas = try ReplicaSync.gatherBuffers(model, comm)
         var status: [UInt8] = []
         var path: String?
-        if isRoot {
+        try ReplicaSync.withAveragedBuffers(model, comm) {
+            guard isRoot else { return }
             do {
-                path = try checkpointStore.write(step: state.globalStep, bytes: checkpointBytes())
+                path = try checkpointStore.write(step: state.globalStep, bytes: checkpointBytes(replicas: replicas))
                 status = [0]
             } catch {
                 status = [1] + Array("\(error)".utf8)
@@ -44,8 +46,18 @@ extension Trainer {
         return path
     }
 
-    func checkpointBytes() -> [UInt8] {
+    /// Parameters and rank-averaged BN buffers under the PyTorch names, momentum, and (with more
+    /// than one rank) every replica's own BN buffers under `replica.<rank>.`.
+    func checkpointBytes(replicas: [[Float]]) -> [UInt8] {
         var tensors = SafeTensors.collect([model.params, model.buffers])
+        if replicas.count > 1 {
+            for (r, values) in replicas.enumerated() {
+                for h in model.buffers.entries {
+                    tensors.append(NamedTensor(name: "\(Trainer.replicaPrefix)\(r).\(h.name)", shape: h.shape, type: h.type,
+                                               values: Array(values[h.offset..<(h.offset + h.count)])))
+                }
+            }
+        }
         optimizer.velocity.withUnsafeBufferPointer { v in
             for h in model.params.entries {
                 tensors.append(NamedTensor(name: Trainer.momentumPrefix + h.name, shape: h.shape, type: .float32,
@@ -129,7 +141,15 @@ extension Trainer {
         let totals = (try dbl("epoch_loss_sum"), try dbl("epoch_correct"), try dbl("epoch_seen"))
         // Parameters and BN buffers (strict: every name, every shape), then the momentum buffer.
         let momentumNames = Set(tensors.keys.filter { $0.hasPrefix(Trainer.momentumPrefix) })
-        try SafeTensors.load(tensors, into: [model.params, model.buffers], file: file, ignoring: momentumNames)
+        let replicaNames = Set(tensors.keys.filter { $0.hasPrefix(Trainer.replicaPrefix) })
+        try SafeTensors.load(tensors, into: [model.params, model.buffers], file: file, ignoring: momentumNames.union(replicaNames))
+        // At the world size it was written at, each rank gets its own running statistics back.
+        if meta["world_size"] == "\(comm.size)" && comm.size > 1 {
+            var own: [String: NamedTensor] = [:]
+            let prefix = "\(Trainer.replicaPrefix)\(comm.rank)."
+            for name in replicaNames where name.hasPrefix(prefix) { own[String(name.dropFirst(prefix.count))] = tensors[name] }
+            try SafeTensors.load(own, into: [model.buffers], file: file + " (rank \(comm.rank)'s BN buffers)")
+        }
         var velocity = [Float](repeating: 0, count: model.params.totalCount)
         for h in model.params.entries {
             let name = Trainer.momentumPrefix + h.name
@@ -147,31 +167,37 @@ extension Trainer {
         rebuildCurves(from: restoredMetrics ?? "")
     }
 
-    /// The model must be the same; fields that change the arithmetic of the run may not change.
-    /// Free to change: train.epochs, train.max_steps, checkpoint.*, output.dir, train.log_every,
-    /// train.debug, train.threads, train.bucket_mb, train.eval_every_epoch — and the world size
-    /// (when it divides train.batch_size).
+    /// Config keys that may differ between a checkpoint and the run resuming from it; every other
+    /// key changes the model or the run's arithmetic and is refused, named. (The world size may
+    /// change too, whenever it divides train.batch_size.)
+    public static let resumableKeys: Set<String> = [
+        "train.epochs", "train.max_steps", "train.log_every", "train.debug", "train.threads",
+        "train.bucket_mb", "train.eval_every_epoch", "data.root",
+        "checkpoint.every_steps", "checkpoint.every_epoch", "checkpoint.keep", "output.dir",
+    ]
+
     static func checkResumable(saved: RunConfig, current: RunConfig, file: String) throws {
-        let model: [(String, String, String)] = [
-            ("model.depth", "\(saved.model.depth)", "\(current.model.depth)"),
-            ("model.width", "\(saved.model.width)", "\(current.model.width)"),
-            ("model.num_classes", "\(saved.model.numClasses)", "\(current.model.numClasses)"),
-            ("model.in_channels", "\(saved.model.inChannels)", "\(current.model.inChannels)"),
-        ]
-        for (k, a, b) in model where a != b {
-            throw CheckpointError("\(file): checkpoint model differs from the config: \(k) is \(a) in the checkpoint, \(b) in the config")
+        let old = flatConfig(saved), new = flatConfig(current)
+        for (key, value) in new where !resumableKeys.contains(key) && old[key] != value {
+            let was = old[key] ?? "(absent)"
+            if key.hasPrefix("model.") {
+                throw CheckpointError("\(file): checkpoint model differs from the config: \(key) is \(was) in the checkpoint, \(value) in the config")
+            }
+            throw CheckpointError("\(file): \(key) is \(was) in the checkpoint but \(value) now; it changes the run's arithmetic and cannot change on resume (free to change: \(resumableKeys.sorted().joined(separator: ", ")))")
         }
-        let fixed: [(String, String, String)] = [
-            ("data", "\(saved.data)", "\(current.data)"),
-            ("train.batch_size", "\(saved.train.batchSize)", "\(current.train.batchSize)"),
-            ("train.seed", "\(saved.train.seed)", "\(current.train.seed)"),
-            ("train.sync_bn", "\(saved.train.syncBN)", "\(current.train.syncBN)"),
-            ("optimizer", "\(saved.optimizer)", "\(current.optimizer)"),
-            ("schedule", "\(saved.schedule)", "\(current.schedule)"),
-        ]
-        for (k, a, b) in fixed where a != b {
-            throw CheckpointError("\(file): \(k) differs from the checkpoint's (\(a) vs \(b)); it changes the run's arithmetic and cannot change on resume (free to change: train.epochs, train.max_steps, checkpoint.*, output.dir, train.log_every, train.debug, train.threads, train.bucket_mb)")
+    }
+
+    /// "section.key" -> value text, from the resolved config's YAML (one key per line).
+    static func flatConfig(_ c: RunConfig) -> [String: String] {
+        var out: [String: String] = [:]
+        var section = ""
+        for line in c.yamlString().split(separator: "\n") {
+            if !line.hasPrefix(" ") { section = String(line.dropLast()); continue }
+            let t = line.drop(while: { $0 == " " })
+            guard let colon = t.firstIndex(of: ":") else { continue }
+            out[section + "." + t[..<colon]] = String(t[t.index(after: colon)...]).trimmingCharacters(in: .whitespaces)
         }
+        return out
     }
 
     func rebuildCurves(from metricsText: String) {
@@ -181,7 +207,7 @@ extension Trainer {
             func d(_ k: String) -> Double { (obj[k] as? NSNumber)?.doubleValue ?? .nan }
             switch obj["kind"] as? String {
             case "step": stepCurve.append((Int(d("step")), d("loss"), d("accuracy")))
-            case "epoch": history.append(EpochRecord(epoch: Int(d("epoch")), step: Int(d("step")), trainLoss: d("train_loss"),
+            case "epoch", "eval": history.append(EpochRecord(epoch: Int(d("epoch")), step: Int(d("step")), trainLoss: d("train_loss"),
                                                      trainAcc: d("train_accuracy"), testLoss: d("test_loss"), testAcc: d("test_accuracy")))
             default: break
             }
