@@ -193,6 +193,27 @@ final class TrainingMPITests: XCTestCase {
 
     // MARK: 4. Global batch not divisible by the world size
 
+    /// Start-up agreement: ranks started with different configs (MPMD: two app contexts with
+    /// different --set) refuse to start, naming the mismatch; a different model names the layout.
+    func testRanksWithDifferentConfigsRefuseToStart() throws {
+        let bin = try resnetBinary()
+        try requireMPI()
+        for (other, expect) in [("optimizer.lr=0.02", "resolved config"), ("model.width=4", "parameter layout")] {
+            let dir = try makeRunDir("mismatch")
+            let a = Self.trainArgs(dir: dir, ["--set", "train.max_steps=2"])
+            let b = Self.trainArgs(dir: dir, ["--set", "train.max_steps=2", "--set", other])
+            var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("OMPI_") && !$0.key.hasPrefix("PMI") }
+            env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"; env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"; env["OPENBLAS_NUM_THREADS"] = "1"
+            let r = runProcess("/usr/bin/mpirun", ["--oversubscribe", "-np", "1", bin] + a + [":", "-np", "1", bin] + b,
+                               environment: env, timeout: 60)
+            let text = r.stdout + r.stderr
+            XCTAssertFalse(r.timedOut, "mpirun hung on mismatched configs")
+            XCTAssertNotEqual(r.status, 0, "ranks with different configs (\(other)) started:\n\(text)")
+            XCTAssertTrue(text.contains("rank 1 has a different \(expect)"), "no '\(expect)' mismatch named:\n\(text)")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/model.safetensors"))
+        }
+    }
+
     func testGlobalBatchNotDivisibleByWorldSizeIsRefused() throws {
         _ = try resnetBinary()
         try requireMPI()
