@@ -27,3 +27,47 @@ public func gemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: 
 
 @inline(__always) public func expf_(_ x: Float) -> Float { expf(x) }
 @inline(__always) public func logf_(_ x: Float) -> Float { logf(x) }
+
+// MARK: Vectorized reductions
+// A plain `s += p[j]` loop is a chain of dependent scalar adds (the compiler may not reorder
+// float additions); these keep 16 (or 4 Double) partial sums in SIMD registers (~5x faster).
+
+/// sum(p[0..<n])
+@inline(__always)
+public func sumFloats(_ p: UnsafePointer<Float>, _ n: Int) -> Float {
+    var s = SIMD16<Float>(repeating: 0)
+    var j = 0
+    while j + 16 <= n { s += UnsafeRawPointer(p + j).loadUnaligned(as: SIMD16<Float>.self); j += 16 }
+    var a = s.sum()
+    while j < n { a += p[j]; j += 1 }
+    return a
+}
+
+/// (sum(a), sum(a * b)) over n elements.
+@inline(__always)
+public func sumAndDot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> (Float, Float) {
+    var s = SIMD16<Float>(repeating: 0), d = SIMD16<Float>(repeating: 0)
+    var j = 0
+    while j + 16 <= n {
+        let x = UnsafeRawPointer(a + j).loadUnaligned(as: SIMD16<Float>.self)
+        s += x; d += x * UnsafeRawPointer(b + j).loadUnaligned(as: SIMD16<Float>.self); j += 16
+    }
+    var ss = s.sum(), dd = d.sum()
+    while j < n { ss += a[j]; dd += a[j] * b[j]; j += 1 }
+    return (ss, dd)
+}
+
+/// (sum(x - shift), sum((x - shift)^2)) in Double: no cancellation even far from the shift.
+@inline(__always)
+public func shiftedSumAndSquares(_ p: UnsafePointer<Float>, _ n: Int, shift: Double) -> (Double, Double) {
+    var s = SIMD4<Double>(repeating: 0), s2 = SIMD4<Double>(repeating: 0)
+    let k = SIMD4<Double>(repeating: shift)
+    var j = 0
+    while j + 4 <= n {
+        let v = SIMD4<Double>(UnsafeRawPointer(p + j).loadUnaligned(as: SIMD4<Float>.self)) - k
+        s += v; s2 += v * v; j += 4
+    }
+    var a = s.sum(), b = s2.sum()
+    while j < n { let v = Double(p[j]) - shift; a += v; b += v * v; j += 1 }
+    return (a, b)
+}

@@ -67,10 +67,9 @@ public final class BatchNorm2D: Layer {
         Parallel.forRanges(c) { r in
             for ch in r {
                 var s = 0.0, s2 = 0.0   // in Double: no cancellation even far from K
-                let shift = Double(rm[ch])
                 for i in 0..<n {
-                    let p = x.data + (i * c + ch) * hw
-                    for j in 0..<hw { let v = Double(p[j]) - shift; s += v; s2 += v * v }
+                    let (a, b) = shiftedSumAndSquares(x.data + (i * c + ch) * hw, hw, shift: Double(rm[ch]))
+                    s += a; s2 += b
                 }
                 sums[ch] = s; sums[c + ch] = s2
             }
@@ -110,9 +109,7 @@ public final class BatchNorm2D: Layer {
             for ch in r {
                 var s = 0.0, s2 = 0.0
                 for i in 0..<n {
-                    let g = dy.data + (i * c + ch) * hw, t = xh.data + (i * c + ch) * hw
-                    var a: Float = 0, b: Float = 0
-                    for j in 0..<hw { a += g[j]; b += g[j] * t[j] }
+                    let (a, b) = sumAndDot(dy.data + (i * c + ch) * hw, xh.data + (i * c + ch) * hw, hw)
                     s += Double(a); s2 += Double(b)
                 }
                 sums[ch] = s; sums[c + ch] = s2

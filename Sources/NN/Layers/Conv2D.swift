@@ -110,12 +110,7 @@ public final class Conv2D: Layer {
         if let b = bias {   // db[c] += sum over images and pixels of dY
             let g = b.grad
             Parallel.forRanges(outChannels) { r in
-                for c in r { for i in 0..<p.n {
-                    let q = dy.data + i * outImage + c * p.hw
-                    var s: Float = 0
-                    for j in 0..<p.hw { s += q[j] }
-                    g[c] += s
-                }}
+                for c in r { for i in 0..<p.n { g[c] += sumFloats(dy.data + i * outImage + c * p.hw, p.hw) } }
             }
         }
         let clock = PhaseClock(enabled: ctx.profiler != nil)

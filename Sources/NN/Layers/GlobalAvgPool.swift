@@ -13,10 +13,7 @@ public final class GlobalAvgPool: Layer {
         let y = Tensor.reuse(out, outputShape(x.shape)); out = y
         let hw = x.shape[2] * x.shape[3]
         for pl in 0..<(x.shape[0] * x.shape[1]) {
-            var s: Float = 0
-            let p = x.data + pl * hw
-            for j in 0..<hw { s += p[j] }
-            y.data[pl] = s / Float(hw)
+            y.data[pl] = sumFloats(x.data + pl * hw, hw) / Float(hw)
         }
         return y
     }
