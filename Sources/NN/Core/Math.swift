@@ -71,3 +71,17 @@ public func shiftedSumAndSquares(_ p: UnsafePointer<Float>, _ n: Int, shift: Dou
     while j < n { let v = Double(p[j]) - shift; a += v; b += v * v; j += 1 }
     return (a, b)
 }
+
+/// out[i] = y[i] > 0 ? g[i] : 0 — the ReLU backward mask, 16 lanes at a time.
+@inline(__always)
+public func reluMask(_ y: UnsafePointer<Float>, _ g: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ n: Int) {
+    var j = 0
+    let zero = SIMD16<Float>(repeating: 0)
+    while j + 16 <= n {
+        let yv = UnsafeRawPointer(y + j).loadUnaligned(as: SIMD16<Float>.self)
+        let gv = UnsafeRawPointer(g + j).loadUnaligned(as: SIMD16<Float>.self)
+        UnsafeMutableRawPointer(out + j).storeBytes(of: gv.replacing(with: zero, where: yv .<= zero), as: SIMD16<Float>.self)
+        j += 16
+    }
+    while j < n { out[j] = y[j] > 0 ? g[j] : 0; j += 1 }
+}

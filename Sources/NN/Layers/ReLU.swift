@@ -17,7 +17,7 @@ public final class ReLU: Layer {
         guard let y = out else { preconditionFailure("\(name): backward before forward") }
         let d = Tensor.reuse(dx, dy.shape); dx = d
         let (yv, g, dst) = (y.data, dy.data, d.data)
-        Parallel.forRanges(dy.count, minChunk: 1 << 14) { r in for i in r { dst[i] = yv[i] > 0 ? g[i] : 0 } }
+        Parallel.forRanges(dy.count, minChunk: 1 << 14) { r in reluMask(yv + r.lowerBound, g + r.lowerBound, dst + r.lowerBound, r.count) }
         return d
     }
 }

@@ -32,7 +32,7 @@ public final class ResidualBlock: Layer {
         guard let y = out else { preconditionFailure("\(name): backward before forward") }
         let g = Tensor.reuse(dsum, dy.shape); dsum = g
         let (yv, dv, gv) = (y.data, dy.data, g.data)
-        Parallel.forRanges(g.count, minChunk: 1 << 14) { r in for i in r { gv[i] = yv[i] > 0 ? dv[i] : 0 } }
+        Parallel.forRanges(g.count, minChunk: 1 << 14) { r in reluMask(yv + r.lowerBound, dv + r.lowerBound, gv + r.lowerBound, r.count) }
         var h = g
         for l in main.reversed() { h = ctx.backward(l, h) }
         let d = Tensor.reuse(dx, h.shape); dx = d
