@@ -178,11 +178,12 @@ public final class Trainer {
                 if every > 0 && state.globalStep % every == 0 && state.stepInEpoch < spe { try saveCheckpoint() }
             }
             if state.stepInEpoch >= spe {
+                let last = state.epoch + 1 >= config.train.epochs || (maxSteps > 0 && state.globalStep >= maxSteps)
                 try endEpoch(trainLoss: epochTotals.loss / max(epochTotals.seen, 1),
-                             trainAcc: epochTotals.correct / max(epochTotals.seen, 1))
+                             trainAcc: epochTotals.correct / max(epochTotals.seen, 1),
+                             evaluate: config.train.evalEveryEpoch || last)
                 epochTotals = (0, 0, 0)
                 state.epoch += 1; state.stepInEpoch = 0
-                let last = state.epoch >= config.train.epochs || (maxSteps > 0 && state.globalStep >= maxSteps)
                 if !preempted && !last && (config.checkpoint.everyEpoch || (every > 0 && state.globalStep % every == 0)) {
                     try saveCheckpoint()
                 }
@@ -243,8 +244,10 @@ public final class Trainer {
 
     /// Evaluates and records an epoch; `partial` for a run stopped by max_steps inside an epoch
     /// (recorded as kind "eval", so a resumed run does not list the epoch twice).
-    func endEpoch(trainLoss: Double, trainAcc: Double, partial: Bool = false) throws {
-        let (testLoss, testAcc) = try evaluate()
+    /// Without `evaluate` (train.eval_every_epoch: false, not the last epoch) the test figures are NaN
+    /// (null in metrics.jsonl).
+    func endEpoch(trainLoss: Double, trainAcc: Double, partial: Bool = false, evaluate runEval: Bool = true) throws {
+        let (testLoss, testAcc) = runEval ? try evaluate() : (Double.nan, Double.nan)
         let rec = EpochRecord(epoch: state.epoch, step: state.globalStep, trainLoss: trainLoss, trainAcc: trainAcc,
                               testLoss: testLoss, testAcc: testAcc)
         history.append(rec)

@@ -51,6 +51,15 @@ final class TrainingRunTests: XCTestCase {
         XCTAssertEqual(Set(w.tensors.keys), Set(trainer.model.params.entries.map(\.name) + trainer.model.buffers.entries.map(\.name)))
     }
 
+    func testEvalEveryEpochOffEvaluatesOnlyAtTheEnd() throws {
+        var c = tinyConfig(tempDir()); c.train.evalEveryEpoch = false; c.train.epochs = 3
+        let t = try Trainer(config: c, comm: LocalCommunicator())
+        try t.run()
+        XCTAssertEqual(t.history.count, 3)
+        XCTAssertTrue(t.history[0].testAcc.isNaN && t.history[1].testAcc.isNaN, "epochs 1-2 were evaluated")
+        XCTAssertTrue(t.history[2].testAcc.isFinite, "the last epoch must be evaluated")
+    }
+
     func testInitWeightsStartsFromTheFile() throws {
         let dirA = tempDir()
         var c = tinyConfig(dirA); c.train.maxSteps = 3; c.train.epochs = 1
