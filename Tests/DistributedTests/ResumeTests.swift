@@ -11,8 +11,8 @@
 //        skipped with a message; `--resume FILE` on a corrupt file names it and the checksum;
 //   g.   `resnet eval --checkpoint` and `resnet export`.
 //
-// They run the RELEASE binary: $RESNET_BIN, else <package>/.build/release/resnet (built once with
-// `swift build -c release --product resnet` when missing). Every run is tiny (smoke config:
+// They run the RELEASE binary: resnetBinary() in ProcessSupport.swift ($RESNET_BIN, else
+// <package>/.build/release/resnet, built once when missing). Every run is tiny (smoke config:
 // ResNet-18 width 8 on 28x28 Fashion-MNIST, a few dozen steps) and every subprocess has a timeout
 // after which it (and any rank it left) is killed. Each run uses its own temporary folder.
 import Foundation
@@ -127,26 +127,21 @@ final class ResumeTests: XCTestCase {
 
     // MARK: - c. Another world size: float tolerance
 
-    /// sync_bn, lr 0.01, seed 1 (the equivalence recipe of TrainingMPITests): 2 steps at one world
-    /// size, then `--resume auto` to 4 at another. Any resume mistake (momentum, position, BN
-    /// buffers, lr step) shows at >= 1e-3 after 2 steps; float rounding stays near 5e-7.
-    ///
-    /// Why 4 steps and not 5: this tiny net sits next to ReLU kinks and max-pool near-ties; a
-    /// MIXED trajectory (steps 1-2 at 1 process, 3-5 at 2 ranks) can flip one of them where neither
-    /// pure trajectory does. Measured with BN sums in Double: 1 -> 2 at step 5 has 0.0.weight alone
-    /// at 1.1e-4 (everything else ~5e-7: a stem max-pool tie flip), none at step 4. The failure
-    /// message counts the elements beyond tolerance: a handful in one upstream tensor is such a
-    /// flip; differences across every tensor are a resume bug.
+    /// sync_bn on synthetic data (the equivalence recipe of TrainingMPITests): 3 steps at one world
+    /// size, then `--resume auto` to 6 at another. Any resume mistake (momentum, position, BN
+    /// buffers, lr step) shows at >= 1e-3; float rounding stays near 2e-6. (On Fashion-MNIST the
+    /// exactly-zero backgrounds made such comparisons flip whole ReLU regions; see
+    /// TrainingMPITests.equivalenceArgs.) The failure message counts the elements beyond tolerance.
     func testResumeAtAnotherWorldSizeStaysWithinTolerance() throws {
         try requireMPI()
-        let ref1 = try cachedRun(np: 1, Self.crossArgs(maxSteps: 4))
-        let ref2 = try cachedRun(np: 2, Self.crossArgs(maxSteps: 4))
+        let ref1 = try cachedRun(np: 1, Self.crossArgs(maxSteps: 6))
+        let ref2 = try cachedRun(np: 2, Self.crossArgs(maxSteps: 6))
         for (from, to) in [(2, 1), (1, 2)] {
             let dir = try makeRunDir("c-\(from)to\(to)")
-            try run(np: from, Self.crossArgs(maxSteps: 2), dir: dir, "\(from) rank(s), leg 1 (2 steps)")
-            let leg2 = try run(np: to, Self.crossArgs(maxSteps: 4) + ["--resume", "auto"], dir: dir,
-                               "\(to) rank(s), leg 2 (--resume auto to 4)")
-            XCTAssertTrue(leg2.stdout.contains("at step 2"), "leg 2 did not resume at step 2:\n\(leg2.stdout)")
+            try run(np: from, Self.crossArgs(maxSteps: 3), dir: dir, "\(from) rank(s), leg 1 (3 steps)")
+            let leg2 = try run(np: to, Self.crossArgs(maxSteps: 6) + ["--resume", "auto"], dir: dir,
+                               "\(to) rank(s), leg 2 (--resume auto to 6)")
+            XCTAssertTrue(leg2.stdout.contains("at step 3"), "leg 2 did not resume at step 3:\n\(leg2.stdout)")
             try assertWeightsClose(reference: (from == 1 ? ref1 : ref2).dir, candidate: dir, tolerance: 1e-4,
                                    label: "written at \(from) rank(s), resumed at \(to) vs uninterrupted at \(from)")
             try assertWeightsClose(reference: (to == 1 ? ref1 : ref2).dir, candidate: dir, tolerance: 1e-4,
@@ -157,10 +152,10 @@ final class ResumeTests: XCTestCase {
     /// 2 -> 4 ranks (--oversubscribe on a small machine; 16 images per rank).
     func testResumeFromTwoToFourRanksStaysWithinTolerance() throws {
         try requireMPI()
-        let ref2 = try cachedRun(np: 2, Self.crossArgs(maxSteps: 4))
+        let ref2 = try cachedRun(np: 2, Self.crossArgs(maxSteps: 6))
         let dir = try makeRunDir("c-2to4")
-        try run(np: 2, Self.crossArgs(maxSteps: 2), dir: dir, "2 ranks, leg 1 (2 steps)")
-        let leg2 = try run(np: 4, Self.crossArgs(maxSteps: 4) + ["--resume", "auto"], dir: dir, "4 ranks, leg 2 (--resume auto to 4)")
+        try run(np: 2, Self.crossArgs(maxSteps: 3), dir: dir, "2 ranks, leg 1 (3 steps)")
+        let leg2 = try run(np: 4, Self.crossArgs(maxSteps: 6) + ["--resume", "auto"], dir: dir, "4 ranks, leg 2 (--resume auto to 6)")
         XCTAssertTrue(leg2.stdout.contains("4 rank(s)"), "leg 2 banner:\n\(leg2.stdout)")
         try assertWeightsClose(reference: ref2.dir, candidate: dir, tolerance: 1e-4,
                                label: "written at 2 ranks, resumed at 4 vs uninterrupted at 2")
@@ -184,8 +179,7 @@ final class ResumeTests: XCTestCase {
     /// to a run never stopped (and with the same metrics lines).
     func testSigtermOneProcessCheckpointsExitsZeroAndResumes() throws {
         let dir = try makeRunDir("d-sigterm")
-        let job = try ResumeJob(np: 1, executable: try resnetBinary(),
-                                args: Self.trainArgs(dir: dir, Self.signalArgs(maxSteps: 2000)), env: [:])
+        let job = try startJob(np: 1, args: trainArgs(dir: dir, Self.signalArgs(maxSteps: 2000)))
         defer { job.killEverything(matching: dir) }
         try waitForSteps(5, dir: dir, job: job)
         XCTAssertEqual(kill(job.pid, SIGTERM), 0)
@@ -221,14 +215,12 @@ final class ResumeTests: XCTestCase {
     /// second is sent once the first has been delivered — two pending SIGTERMs merge into one.)
     func testSecondSignalExitsAtOnce() throws {
         let dir = try makeRunDir("d-twice")
-        let job = try ResumeJob(np: 1, executable: try resnetBinary(),
-                                args: Self.trainArgs(dir: dir, Self.signalArgs(maxSteps: 2000) + ["--set", "train.batch_size=512"]),
-                                env: [:])
+        let job = try startJob(np: 1, args: trainArgs(dir: dir, Self.signalArgs(maxSteps: 2000) + ["--set", "train.batch_size=512"]))
         defer { job.killEverything(matching: dir) }
         try waitForSteps(2, dir: dir, job: job)
         kill(job.pid, SIGTERM)
         let sent = Date()
-        while Self.signalPending(SIGTERM, pid: job.pid) && Date().timeIntervalSince(sent) < 2 { usleep(1_000) }
+        while signalPending(SIGTERM, pid: job.pid) && Date().timeIntervalSince(sent) < 2 { usleep(1_000) }
         kill(job.pid, SIGTERM)
         XCTAssertTrue(job.wait(timeout: 10), "still running 10 s after two SIGTERMs")
         XCTAssertEqual(job.status, 128 + SIGTERM, "exit status after two signals (reason \(job.reason)):\n\(job.stdout.suffix(1000))\n\(job.stderr)")
@@ -241,11 +233,10 @@ final class ResumeTests: XCTestCase {
         #if os(Linux)
         try requireMPI()
         let dir = try makeRunDir("d-sigterm2")
-        let job = try ResumeJob(np: 2, executable: try resnetBinary(),
-                                args: Self.trainArgs(dir: dir, Self.signalArgs(maxSteps: 2000)), env: [:])
+        let job = try startJob(np: 2, args: trainArgs(dir: dir, Self.signalArgs(maxSteps: 2000)))
         defer { job.killEverything(matching: dir) }
         try waitForSteps(5, dir: dir, job: job)
-        let ranks = rankProcesses(runDir: dir)
+        let ranks = rankProcesses(withArgumentContaining: dir)
         XCTAssertEqual(ranks.keys.sorted(), [0, 1], "rank processes found: \(ranks)")
         guard ranks.count == 2 else { return }
         for pid in ranks.values { XCTAssertEqual(kill(pid, SIGTERM), 0) }
@@ -299,24 +290,23 @@ final class ResumeTests: XCTestCase {
     /// SIGKILLs rank 0 (or the process) while the step-8 one sits in its temp file.
     private func killDuringSecondCheckpoint(np: Int, dir: String) throws {
         let ckpts = dir + "/checkpoints"
-        let job = try ResumeJob(np: np, executable: try resnetBinary(),
-                                args: Self.trainArgs(dir: dir, Self.killArgs(maxSteps: 40)),
-                                env: ["RESNET_TEST_CHECKPOINT_PAUSE": "2"])
+        let job = try startJob(np: np, args: trainArgs(dir: dir, Self.killArgs(maxSteps: 40)),
+                               env: ["RESNET_TEST_CHECKPOINT_PAUSE": "2"])
         defer { job.killEverything(matching: dir) }
         let started = Date()
         var victim: pid_t?
         while victim == nil {
             guard job.isRunning else {
-                throw ResumeFailure("the run ended before the step-8 checkpoint was written (status \(job.status)); files: \(listDir(ckpts))\n\(job.stdout.suffix(2000))\n\(job.stderr.suffix(2000))")
+                throw TestFailure("the run ended before the step-8 checkpoint was written (status \(job.status)); files: \(listDir(ckpts))\n\(job.stdout.suffix(2000))\n\(job.stderr.suffix(2000))")
             }
             if Date().timeIntervalSince(started) > 120 {
-                throw ResumeFailure("no temp file of the step-8 checkpoint after 120 s; files: \(listDir(ckpts))\n\(job.stdout.suffix(2000))")
+                throw TestFailure("no temp file of the step-8 checkpoint after 120 s; files: \(listDir(ckpts))\n\(job.stdout.suffix(2000))")
             }
             let names = listDir(ckpts)
             if names.contains(where: { $0.hasPrefix(".ckpt-step-000000008.safetensors.tmp.") }) {
                 XCTAssertTrue(names.contains("ckpt-step-000000004.safetensors"), "step-4 checkpoint missing: \(names)")
-                victim = np == 1 ? job.pid : rankProcesses(runDir: dir)[0]
-                if victim == nil { throw ResumeFailure("rank 0 not found among \(rankProcesses(runDir: dir))") }
+                victim = np == 1 ? job.pid : rankProcesses(withArgumentContaining: dir)[0]
+                if victim == nil { throw TestFailure("rank 0 not found among \(rankProcesses(withArgumentContaining: dir))") }
             } else {
                 usleep(20_000)
             }
@@ -471,10 +461,6 @@ final class ResumeTests: XCTestCase {
     static let singleTimeout = 120.0
     static let mpiTimeout = 180.0
 
-    static func trainArgs(dir: String, _ extra: [String]) -> [String] {
-        ["train", "--config", packageRoot + "/configs/smoke.yaml"] + extra + ["--set", "output.dir=\(dir)"]
-    }
-
     /// Smoke config (lr 0.05, momentum, weight decay), shuffle + augment, a checkpoint every 12.
     static func bitwiseArgs(maxSteps: Int) -> [String] {
         ["--set", "data.augment=true", "--set", "data.shuffle=true", "--set", "checkpoint.every_steps=12",
@@ -488,10 +474,12 @@ final class ResumeTests: XCTestCase {
          "--set", "train.max_steps=\(maxSteps)"]
     }
 
-    /// Across world sizes: sync_bn, lr 0.01, seed 1 (see TrainingMPITests.equivalenceArgs).
+    /// Across world sizes: sync_bn, synthetic data, lr 0.01 (see TrainingMPITests.equivalenceArgs
+    /// for why not Fashion-MNIST).
     static func crossArgs(maxSteps: Int) -> [String] {
-        ["--set", "train.sync_bn=true", "--set", "data.augment=true", "--set", "data.shuffle=true",
-         "--set", "optimizer.lr=0.01", "--set", "train.batch_size=64", "--set", "train.seed=1",
+        ["--set", "train.sync_bn=true", "--set", "data.dataset=synthetic", "--set", "data.synthetic_count=1024",
+         "--set", "data.augment=true", "--set", "data.shuffle=true",
+         "--set", "optimizer.lr=0.01", "--set", "train.batch_size=64",
          "--set", "train.log_every=1", "--set", "train.max_steps=\(maxSteps)"]
     }
 
@@ -514,132 +502,93 @@ final class ResumeTests: XCTestCase {
     @discardableResult
     func run(np: Int, _ extra: [String], dir: String, _ what: String, expectFailure: Bool? = false) throws -> RunResult {
         let bin = try resnetBinary()
-        let args = Self.trainArgs(dir: dir, extra)
-        let r: (status: Int32, stdout: String, stderr: String, timedOut: Bool)
+        let args = trainArgs(dir: dir, extra)
+        let r: ProcessResult
         if np == 1 {
-            r = runProcess(bin, args, environment: Self.singleProcessEnvironment(), timeout: Self.singleTimeout)
+            r = runProcess(bin, args, environment: singleProcessEnvironment(), timeout: Self.singleTimeout)
         } else {
             try requireMPI()
-            r = runMPI(np: np, executable: bin, args: args, env: ["OPENBLAS_NUM_THREADS": "1"], timeout: Self.mpiTimeout)
-            ResumeJob.killLeftovers(matching: dir)
+            r = runMPI(np: np, executable: bin, args: args, env: ["OPENBLAS_NUM_THREADS": "1"], timeout: Self.mpiTimeout,
+                       killMarker: dir)
+            killProcesses(withArgumentContaining: dir)   // any rank left behind, even after a normal exit
         }
         let result = RunResult(dir: dir, status: r.status, stdout: r.stdout, stderr: r.stderr)
         let cmd = "\(what): \(np == 1 ? "resnet" : "mpirun -np \(np) resnet") \(args.joined(separator: " "))"
-        if r.timedOut { throw ResumeFailure("\(cmd)\ntimed out and was killed\nstdout:\n\(r.stdout.suffix(3000))\nstderr:\n\(r.stderr.suffix(3000))") }
+        if r.timedOut { throw TestFailure("\(cmd)\ntimed out and was killed\nstdout:\n\(r.stdout.suffix(3000))\nstderr:\n\(r.stderr.suffix(3000))") }
         if expectFailure == false && r.status != 0 {
-            throw ResumeFailure("\(cmd)\nexit status \(r.status)\nstdout:\n\(r.stdout.suffix(3000))\nstderr:\n\(r.stderr.suffix(3000))")
+            throw TestFailure("\(cmd)\nexit status \(r.status)\nstdout:\n\(r.stdout.suffix(3000))\nstderr:\n\(r.stderr.suffix(3000))")
         }
         if expectFailure == true && r.status == 0 {
-            throw ResumeFailure("\(cmd)\nexited 0, expected a failure\nstdout:\n\(r.stdout.suffix(3000))\nstderr:\n\(r.stderr.suffix(3000))")
+            throw TestFailure("\(cmd)\nexited 0, expected a failure\nstdout:\n\(r.stdout.suffix(3000))\nstderr:\n\(r.stderr.suffix(3000))")
         }
         return result
     }
 
     /// Runs `resnet <args>` (not train) as one process.
     func runTool(_ args: [String], _ what: String, expectFailure: Bool = false) throws -> RunResult {
-        let r = runProcess(try resnetBinary(), args, environment: Self.singleProcessEnvironment(), timeout: Self.singleTimeout)
+        let r = runProcess(try resnetBinary(), args, environment: singleProcessEnvironment(), timeout: Self.singleTimeout)
         let text = "\(what): resnet \(args.joined(separator: " "))\nstatus \(r.status)\(r.timedOut ? " (timed out)" : "")\nstdout:\n\(r.stdout.suffix(3000))\nstderr:\n\(r.stderr.suffix(3000))"
-        if r.timedOut || (r.status == 0) == expectFailure { throw ResumeFailure(text) }
+        if r.timedOut || (r.status == 0) == expectFailure { throw TestFailure(text) }
         return RunResult(dir: "", status: r.status, stdout: r.stdout, stderr: r.stderr)
     }
 
-    private static var cache: [String: RunResult] = [:]
-    private static var cacheFailures: [String: String] = [:]
-    private static let lock = NSRecursiveLock()
-    private static var createdDirs: [String] = []
+    private static let runs = RunCache<RunResult>()
+    private static let dirs = RunDirectories(prefix: "resnet-resume")
 
     /// An uninterrupted run shared by several tests (run once per test process).
     func cachedRun(np: Int, _ extra: [String]) throws -> RunResult {
-        Self.lock.lock(); defer { Self.lock.unlock() }
-        let key = "\(np) " + extra.joined(separator: " ")
-        if let r = Self.cache[key] { return r }
-        if let f = Self.cacheFailures[key] { throw ResumeFailure(f) }
-        let dir = try makeRunDir("reference")
-        do {
-            let r = try run(np: np, extra, dir: dir, "uninterrupted reference run")
-            Self.cache[key] = r
-            return r
-        } catch {
-            Self.cacheFailures[key] = "\(error)"
-            throw error
+        try Self.runs.value(for: "\(np) " + extra.joined(separator: " ")) {
+            try run(np: np, extra, dir: try makeRunDir("reference"), "uninterrupted reference run")
         }
     }
 
     func makeRunDir(_ tag: String) throws -> String {
-        Self.lock.lock(); defer { Self.lock.unlock() }
-        let dir = FileManager.default.temporaryDirectory
-            .appendingPathComponent("resnet-resume-\(tag)-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        Self.createdDirs.append(dir)
-        return dir
+        try Self.dirs.make(tag)
     }
 
     override class func tearDown() {
-        lock.lock(); defer { lock.unlock() }
-        if ProcessInfo.processInfo.environment["RESUME_TESTS_KEEP"] == nil {
-            for dir in createdDirs { try? FileManager.default.removeItem(atPath: dir) }
-        }
-        createdDirs = []
-        cache = [:]
-        cacheFailures = [:]
+        dirs.removeAll(keep: ProcessInfo.processInfo.environment["RESUME_TESTS_KEEP"] != nil)
+        runs.removeAll()
         super.tearDown()
     }
 
-    static func isLauncherVariable(_ name: String) -> Bool {
-        ["OMPI_", "PMIX_", "PMI_", "SLURM_"].contains { name.hasPrefix($0) }
-    }
-
-    /// This process's environment without launcher variables, one BLAS thread.
-    static func singleProcessEnvironment() -> [String: String] {
-        var env = ProcessInfo.processInfo.environment.filter { !isLauncherVariable($0.key) }
-        env["OPENBLAS_NUM_THREADS"] = "1"
-        env.removeValue(forKey: "RESNET_TEST_CHECKPOINT_PAUSE")
-        return env
-    }
-
-    func requireMPI() throws {
-        guard mpirunPath() != nil else { throw XCTSkip("mpirun not found on PATH") }
+    /// `resnet` alone (np 1) or under `mpirun -np N --oversubscribe`, in singleProcessEnvironment()
+    /// plus `env`, watched while it runs.
+    func startJob(np: Int, args: [String], env: [String: String] = [:]) throws -> BackgroundJob {
+        let bin = try resnetBinary()
+        var environment = singleProcessEnvironment()
+        environment.merge(env) { _, new in new }
+        if np == 1 { return try BackgroundJob(executable: bin, args: args, environment: environment) }
+        return try BackgroundJob(mpiNP: np, executable: bin, args: args, environment: mpirunEnvironment(base: environment))
     }
 
     /// Waits until metrics.jsonl holds at least `n` step lines (the job must still run).
-    func waitForSteps(_ n: Int, dir: String, job: ResumeJob, timeout: Double = 120) throws {
+    func waitForSteps(_ n: Int, dir: String, job: BackgroundJob, timeout: Double = 120) throws {
         let started = Date()
         while true {
             let steps = ((try? metricsLines(dir)) ?? []).filter { $0["kind"] as? String == "step" }.count
             if steps >= n { return }
             if !job.isRunning {
-                throw ResumeFailure("the run ended before \(n) steps were logged (status \(job.status)):\n\(job.stdout.suffix(2000))\n\(job.stderr.suffix(2000))")
+                throw TestFailure("the run ended before \(n) steps were logged (status \(job.status)):\n\(job.stdout.suffix(2000))\n\(job.stderr.suffix(2000))")
             }
             if Date().timeIntervalSince(started) > timeout {
-                throw ResumeFailure("fewer than \(n) steps logged after \(timeout) s:\n\(job.stdout.suffix(2000))")
+                throw TestFailure("fewer than \(n) steps logged after \(timeout) s:\n\(job.stdout.suffix(2000))")
             }
             usleep(20_000)
         }
     }
 
-    /// Whether `signal` is pending (not yet delivered) for `pid` (/proc/PID/status SigPnd, ShdPnd).
-    static func signalPending(_ signal: Int32, pid: pid_t) -> Bool {
-        guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return false }
-        let bit = UInt64(1) << UInt64(signal - 1)
-        for line in text.split(separator: "\n") where line.hasPrefix("SigPnd:") || line.hasPrefix("ShdPnd:") {
-            if let mask = UInt64(line.split(separator: ":")[1].trimmingCharacters(in: .whitespaces), radix: 16), mask & bit != 0 {
-                return true
-            }
-        }
-        return false
-    }
-
     /// Parses "stopped by signal after step N; checkpoint written to PATH; resume with --resume auto".
     func stoppedLine(_ stdout: String) throws -> (step: Int, path: String) {
         guard let line = stdout.split(separator: "\n").first(where: { $0.contains("stopped by signal after step ") }) else {
-            throw ResumeFailure("no 'stopped by signal after step' line in:\n\(stdout.suffix(2000))")
+            throw TestFailure("no 'stopped by signal after step' line in:\n\(stdout.suffix(2000))")
         }
         let s = String(line)
         XCTAssertTrue(s.hasSuffix("; resume with --resume auto"), s)
         guard let a = s.range(of: "after step "), let semi = s.range(of: ";", range: a.upperBound..<s.endIndex),
               let step = Int(s[a.upperBound..<semi.lowerBound]),
               let b = s.range(of: "checkpoint written to "), let c = s.range(of: "; resume with", range: b.upperBound..<s.endIndex) else {
-            throw ResumeFailure("cannot parse: \(s)")
+            throw TestFailure("cannot parse: \(s)")
         }
         return (step, String(s[b.upperBound..<c.lowerBound]))
     }
@@ -709,7 +658,7 @@ final class ResumeTests: XCTestCase {
             guard let x = a[name], let y = b[name] else { continue }
             if x.shape != y.shape || x.type != y.type || x.values.map(\.bitPattern) != y.values.map(\.bitPattern) {
                 let n = zip(x.values, y.values).filter { $0.0.bitPattern != $0.1.bitPattern }.count
-                differing.append("\(name) (\(n) of \(x.values.count) values, relative \(String(format: "%.1e", Self.relativeDifference(x.values, y.values))))")
+                differing.append("\(name) (\(n) of \(x.values.count) values, relative \(String(format: "%.1e", relativeDifference(x.values, y.values))))")
             }
         }
         let buffers = differing.filter { $0.contains("running_") || $0.contains("num_batches_tracked") }.count
@@ -728,7 +677,7 @@ final class ResumeTests: XCTestCase {
         var beyond: [String: Int] = [:]   // elements beyond the tolerance, per tensor
         for name in a.keys.sorted() {
             guard let x = a[name], let y = b[name] else { continue }
-            rows.append((name, x.shape == y.shape ? Self.relativeDifference(x.values, y.values) : .infinity))
+            rows.append((name, x.shape == y.shape ? relativeDifference(x.values, y.values) : .infinity))
             let scale = x.values.map { Double(abs($0)) }.max() ?? 0
             beyond[name] = zip(x.values, y.values).filter { !(abs(Double($0) - Double($1)) <= tolerance * max(scale, 1e-30)) }.count
         }
@@ -741,27 +690,12 @@ final class ResumeTests: XCTestCase {
         XCTAssertTrue(bad.isEmpty, "\(label): \(bad.count) tensor(s) beyond relative \(tolerance); worst: \(top)", file: file, line: line)
     }
 
-    static func relativeDifference(_ a: [Float], _ b: [Float]) -> Double {
-        guard a.count == b.count else { return .infinity }
-        var diff = 0.0, scale = 0.0
-        for (x, y) in zip(a, b) {
-            diff = max(diff, abs(Double(x) - Double(y)))
-            scale = max(scale, abs(Double(x)))
-        }
-        if diff.isNaN { return .infinity }
-        return scale > 0 ? diff / scale : diff
-    }
-
     static func number(after prefix: String, in line: String) -> Double? {
         guard let r = line.range(of: prefix) else { return nil }
         return Double(line[r.upperBound...].prefix { "0123456789.-e".contains($0) })
     }
 
     // MARK: - Files
-
-    func listDir(_ dir: String) -> [String] {
-        ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).sorted()
-    }
 
     /// Copies run `from`'s checkpoint files into `to`/checkpoints.
     func copyCheckpoints(from: String, to: String) throws {
@@ -776,157 +710,5 @@ final class ResumeTests: XCTestCase {
         var b = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
         b[offset < 0 ? b.count + offset : offset] ^= 0x5A
         try Data(b).write(to: URL(fileURLWithPath: path))
-    }
-
-    // MARK: - The binary
-
-    static let packageRoot: String = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .deletingLastPathComponent().deletingLastPathComponent().path
-
-    private static var binary: Result<String, Error>?
-
-    /// The release `resnet`: $RESNET_BIN, else <package>/.build/release/resnet, built once when
-    /// missing (retried: another build may hold the lock or be relinking it).
-    func resnetBinary() throws -> String {
-        if !FileManager.default.fileExists(atPath: "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz") {
-            throw XCTSkip("Fashion-MNIST not found in /usr/share/datasets/fashion-mnist")
-        }
-        Self.lock.lock(); defer { Self.lock.unlock() }
-        if let b = Self.binary { return try b.get() }
-        let result = Result<String, Error> { try Self.locateOrBuildBinary() }
-        Self.binary = result
-        return try result.get()
-    }
-
-    private static func locateOrBuildBinary() throws -> String {
-        let fm = FileManager.default
-        if let env = ProcessInfo.processInfo.environment["RESNET_BIN"], !env.isEmpty {
-            guard fm.isExecutableFile(atPath: env) else { throw ResumeFailure("RESNET_BIN=\(env) is not an executable file") }
-            return env
-        }
-        let path = packageRoot + "/.build/release/resnet"
-        for _ in 0..<10 {
-            if fm.isExecutableFile(atPath: path) { return path }
-            usleep(500_000)
-        }
-        guard let swift = findOnPath("swift") else { throw ResumeFailure("\(path) is missing and `swift` is not on PATH") }
-        var log = ""
-        for attempt in 1...3 {
-            let r = runProcess("/bin/sh", ["-c", "cd '\(packageRoot)' && exec '\(swift)' build -c release --product resnet"],
-                               environment: ProcessInfo.processInfo.environment, timeout: 1800)
-            if r.status == 0 && !r.timedOut && fm.isExecutableFile(atPath: path) { return path }
-            log = "attempt \(attempt): status \(r.status)\n\(r.stdout.suffix(2000))\n\(r.stderr.suffix(2000))"
-            if fm.isExecutableFile(atPath: path) { return path }
-            sleep(10)
-        }
-        throw ResumeFailure("cannot build \(path):\n\(log)")
-    }
-}
-
-struct ResumeFailure: Error, CustomStringConvertible {
-    let description: String
-    init(_ d: String) { description = d }
-}
-
-// MARK: - Processes watched while they run
-
-/// `resnet` alone (np 1) or under `mpirun -np N --oversubscribe`, output to temporary files.
-final class ResumeJob {
-    let process = Process()
-    private let exited = DispatchSemaphore(value: 0)
-    private let outURL: URL, errURL: URL
-    private var done = false
-
-    init(np: Int, executable: String, args: [String], env: [String: String]) throws {
-        var environment = ResumeTests.singleProcessEnvironment()
-        environment.merge(env) { _, new in new }
-        if np == 1 {
-            process.executableURL = URL(fileURLWithPath: executable)
-            process.arguments = args
-        } else {
-            guard let mpirun = mpirunPath() else { throw XCTSkip("mpirun not found on PATH") }
-            environment["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
-            environment["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
-            process.executableURL = URL(fileURLWithPath: mpirun)
-            process.arguments = ["-np", String(np), "--oversubscribe", executable] + args
-        }
-        process.environment = environment
-        let stamp = "\(getpid())-\(UInt64.random(in: 0 ... .max))"
-        outURL = FileManager.default.temporaryDirectory.appendingPathComponent("resumejob-\(stamp).out")
-        errURL = FileManager.default.temporaryDirectory.appendingPathComponent("resumejob-\(stamp).err")
-        _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
-        _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
-        process.standardInput = FileHandle.nullDevice
-        let out = try FileHandle(forWritingTo: outURL), err = try FileHandle(forWritingTo: errURL)
-        process.standardOutput = out
-        process.standardError = err
-        process.terminationHandler = { [exited] _ in exited.signal() }
-        defer { try? out.close(); try? err.close() }
-        try process.run()
-    }
-
-    deinit {
-        try? FileManager.default.removeItem(at: outURL)
-        try? FileManager.default.removeItem(at: errURL)
-    }
-
-    var pid: pid_t { process.processIdentifier }
-    var isRunning: Bool { !done && process.isRunning }
-    var status: Int32 { process.isRunning ? -1 : process.terminationStatus }
-    var reason: String { process.isRunning ? "running" : (process.terminationReason == .exit ? "exit" : "signal") }
-    var stdout: String { (try? String(contentsOf: outURL, encoding: .utf8)) ?? "" }
-    var stderr: String { (try? String(contentsOf: errURL, encoding: .utf8)) ?? "" }
-
-    func wait(timeout: Double) -> Bool {
-        if done { return true }
-        if exited.wait(timeout: .now() + timeout) == .timedOut { return false }
-        done = true
-        return true
-    }
-
-    /// SIGKILLs the job if it still runs, then any process whose arguments contain `marker`.
-    func killEverything(matching marker: String) {
-        if !done && process.isRunning {
-            kill(pid, SIGKILL)
-            _ = wait(timeout: 10)
-        }
-        ResumeJob.killLeftovers(matching: marker)
-    }
-
-    /// SIGKILLs processes (never this one) with an argument containing `marker` (a unique run dir).
-    static func killLeftovers(matching marker: String) {
-        for pid in processIDs(withArgumentContaining: marker) where pid != getpid() { kill(pid, SIGKILL) }
-    }
-
-    static func processIDs(withArgumentContaining needle: String) -> [pid_t] {
-        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-        return entries.compactMap { name -> pid_t? in
-            guard let pid = pid_t(name),
-                  let data = FileManager.default.contents(atPath: "/proc/\(name)/cmdline"), !data.isEmpty else { return nil }
-            let args = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
-            return args.contains { $0.contains(needle) } ? pid : nil
-        }
-    }
-
-    static func environment(of pid: pid_t) -> [String: String] {
-        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/environ") else { return [:] }
-        var env: [String: String] = [:]
-        for entry in data.split(separator: 0) {
-            let s = String(decoding: entry, as: UTF8.self)
-            if let eq = s.firstIndex(of: "=") { env[String(s[..<eq])] = String(s[s.index(after: eq)...]) }
-        }
-        return env
-    }
-}
-
-extension ResumeTests {
-    /// The rank processes of the MPI job training into `runDir`: rank -> pid (from
-    /// OMPI_COMM_WORLD_RANK in /proc/PID/environ).
-    func rankProcesses(runDir: String) -> [Int: pid_t] {
-        var out: [Int: pid_t] = [:]
-        for pid in ResumeJob.processIDs(withArgumentContaining: runDir) {
-            if let r = ResumeJob.environment(of: pid)["OMPI_COMM_WORLD_RANK"].flatMap({ Int($0) }) { out[r] = pid }
-        }
-        return out
     }
 }

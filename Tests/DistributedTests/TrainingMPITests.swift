@@ -2,9 +2,9 @@
 // match one process, replicas stay identical without it, a killed rank ends the job, a bad global
 // batch is refused, only rank 0 writes, and a plain start is a single process without MPI.
 //
-// They run the RELEASE binary (debug builds are far too slow to train): $RESNET_BIN, else
-// <package>/.build/release/resnet, built once with `swift build -c release --product resnet` when
-// missing. Every run is tiny (smoke config: ResNet-18 width 8 on 28x28 Fashion-MNIST, a handful of
+// They run the RELEASE binary (debug builds are far too slow to train): resnetBinary() in
+// ProcessSupport.swift ($RESNET_BIN, else <package>/.build/release/resnet, built once when
+// missing). Every run is tiny (smoke config: ResNet-18 width 8 on 28x28 Fashion-MNIST, a handful of
 // steps) and every subprocess has a timeout after which it (and any rank it left) is killed.
 import Foundation
 import XCTest
@@ -121,9 +121,10 @@ final class TrainingMPITests: XCTestCase {
         try requireMPI()
         let dir = try makeRunDir("dump")
         let r = runMPI(np: 2, executable: try resnetBinary(),
-                       args: Self.trainArgs(dir: dir, ["--set", "train.max_steps=3", "--set", "train.sync_bn=false",
-                                                       "--set", "data.augment=true"]),
-                       env: ["OPENBLAS_NUM_THREADS": "1", "RESNET_DUMP_ALL_RANKS": "1"], timeout: Self.mpiTimeout)
+                       args: trainArgs(dir: dir, ["--set", "train.max_steps=3", "--set", "train.sync_bn=false",
+                                                  "--set", "data.augment=true"]),
+                       env: ["OPENBLAS_NUM_THREADS": "1", "RESNET_DUMP_ALL_RANKS": "1"], timeout: Self.mpiTimeout,
+                       killMarker: dir)
         try assertSucceeded(r, "mpirun -np 2 with RESNET_DUMP_ALL_RANKS=1")
         let paths = (0..<2).map { "\(dir)/rank\($0).safetensors" }
         let missing = paths.filter { !FileManager.default.fileExists(atPath: $0) }
@@ -146,8 +147,8 @@ final class TrainingMPITests: XCTestCase {
         try requireMPI()
         let dir = try makeRunDir("kill")
         let job = try BackgroundJob(mpiNP: 2, executable: bin,
-                                    args: Self.trainArgs(dir: dir, ["--set", "train.max_steps=2000", "--set", "train.log_every=1"]),
-                                    env: ["OPENBLAS_NUM_THREADS": "1"])
+                                    args: trainArgs(dir: dir, ["--set", "train.max_steps=2000", "--set", "train.log_every=1"]),
+                                    environment: mpirunEnvironment(["OPENBLAS_NUM_THREADS": "1"]))
         defer { job.killEverything(matching: dir) }
 
         // Wait until training is under way (a few steps logged).
@@ -161,12 +162,9 @@ final class TrainingMPITests: XCTestCase {
             }
             usleep(100_000)
         }
-        let ranks = processes(withArgumentContaining: dir).compactMap { pid -> (Int, pid_t)? in
-            guard let r = environment(of: pid)["OMPI_COMM_WORLD_RANK"].flatMap({ Int($0) }) else { return nil }
-            return (r, pid)
-        }
-        guard let victim = ranks.first(where: { $0.0 == 1 })?.1, let survivor = ranks.first(where: { $0.0 == 0 })?.1 else {
-            return XCTFail("cannot find both rank processes (found ranks \(ranks.map(\.0)))")
+        let ranks = rankProcesses(withArgumentContaining: dir)
+        guard let victim = ranks[1], let survivor = ranks[0] else {
+            return XCTFail("cannot find both rank processes (found ranks \(ranks.keys.sorted()))")
         }
         // Control for test 6: an MPI rank has OpenMPI's components (mca_*.so) mapped.
         XCTAssertTrue(mappedFiles(of: victim).contains { $0.contains("mca_") }, "rank 1 has no OpenMPI component mapped")
@@ -200,12 +198,10 @@ final class TrainingMPITests: XCTestCase {
         try requireMPI()
         for (other, expect) in [("optimizer.lr=0.02", "resolved config"), ("model.width=4", "parameter layout")] {
             let dir = try makeRunDir("mismatch")
-            let a = Self.trainArgs(dir: dir, ["--set", "train.max_steps=2"])
-            let b = Self.trainArgs(dir: dir, ["--set", "train.max_steps=2", "--set", other])
-            var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("OMPI_") && !$0.key.hasPrefix("PMI") }
-            env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"; env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"; env["OPENBLAS_NUM_THREADS"] = "1"
+            let a = trainArgs(dir: dir, ["--set", "train.max_steps=2"])
+            let b = trainArgs(dir: dir, ["--set", "train.max_steps=2", "--set", other])
             let r = runProcess("/usr/bin/mpirun", ["--oversubscribe", "-np", "1", bin] + a + [":", "-np", "1", bin] + b,
-                               environment: env, timeout: 60)
+                               environment: mpirunEnvironment(["OPENBLAS_NUM_THREADS": "1"]), timeout: 60, killMarker: dir)
             let text = r.stdout + r.stderr
             XCTAssertFalse(r.timedOut, "mpirun hung on mismatched configs")
             XCTAssertNotEqual(r.status, 0, "ranks with different configs (\(other)) started:\n\(text)")
@@ -220,8 +216,8 @@ final class TrainingMPITests: XCTestCase {
         let dir = try makeRunDir("batch63")
         let t0 = Date()
         let r = runMPI(np: 2, executable: try resnetBinary(),
-                       args: Self.trainArgs(dir: dir, ["--set", "train.batch_size=63"]),
-                       env: ["OPENBLAS_NUM_THREADS": "1"], timeout: 60)
+                       args: trainArgs(dir: dir, ["--set", "train.batch_size=63"]),
+                       env: ["OPENBLAS_NUM_THREADS": "1"], timeout: 60, killMarker: dir)
         let seconds = Date().timeIntervalSince(t0)
         XCTAssertFalse(r.timedOut, "mpirun hung on a bad batch size")
         XCTAssertNotEqual(r.status, 0, "a global batch of 63 on 2 ranks was accepted")
@@ -269,10 +265,10 @@ final class TrainingMPITests: XCTestCase {
     func testSingleProcessRunsWithoutMPI() throws {
         let bin = try resnetBinary()
         let dir = try makeRunDir("single")
-        let env = Self.singleProcessEnvironment()
-        XCTAssertTrue(env.keys.allSatisfy { !Self.isLauncherVariable($0) })
+        let env = singleProcessEnvironment()
+        XCTAssertTrue(env.keys.allSatisfy { !isLauncherVariable($0) })
         let job = try BackgroundJob(executable: bin,
-                                    args: Self.trainArgs(dir: dir, ["--set", "train.max_steps=60", "--set", "train.log_every=1"]),
+                                    args: trainArgs(dir: dir, ["--set", "train.max_steps=60", "--set", "train.log_every=1"]),
                                     environment: env)
         defer { job.killEverything(matching: dir) }
         #if os(Linux)
@@ -282,11 +278,11 @@ final class TrainingMPITests: XCTestCase {
         while job.isRunning && Date().timeIntervalSince(started) < 120 {
             if ((try? metricsLines(dir).count) ?? 0) >= 2 {
                 let maps = mappedFiles(of: job.pid)
-                let childEnv = environment(of: job.pid)
+                let childEnv = processEnvironment(of: job.pid)
                 if job.isRunning && !maps.isEmpty {
                     sampled = true
                     XCTAssertEqual(maps.filter { $0.contains("mca_") }, [], "OpenMPI components loaded: MPI_Init was called")
-                    XCTAssertEqual(childEnv.keys.filter { Self.isLauncherVariable($0) }.sorted(), [], "launcher variables in the child")
+                    XCTAssertEqual(childEnv.keys.filter { isLauncherVariable($0) }.sorted(), [], "launcher variables in the child")
                 }
                 break
             }
@@ -316,164 +312,70 @@ final class TrainingMPITests: XCTestCase {
     static let singleTimeout = 180.0
     static let mpiTimeout = 240.0
 
-    /// The equivalence recipe: global batch 64, shuffle + augment, lr 0.01, 5 steps, seed 1.
+    /// The equivalence recipe: synthetic data, global batch 64, shuffle + augment, lr 0.01, 5 steps.
+    /// Not Fashion-MNIST: its exactly-zero backgrounds put whole regions of a channel at one
+    /// pre-activation value next to the BN mean, so a rounding-level change of that mean flips the
+    /// ReLU of the whole region at once; even 1 thread vs 2 threads in ONE process then differ by
+    /// 25 % of the update after 5 steps (measured). Synthetic pixels have no such plateaus: 1 vs 2
+    /// threads stay within 3e-6 per tensor after 5 steps even at lr 0.05 with momentum.
     static func equivalenceArgs(syncBN: Bool) -> [String] {
-        ["--set", "train.sync_bn=\(syncBN)", "--set", "data.augment=true", "--set", "data.shuffle=true",
-         "--set", "optimizer.lr=0.01", "--set", "train.max_steps=5", "--set", "train.batch_size=64",
-         "--set", "train.seed=1"]
-    }
-
-    static func trainArgs(dir: String, _ extra: [String]) -> [String] {
-        ["train", "--config", packageRoot + "/configs/smoke.yaml"] + extra + ["--set", "output.dir=\(dir)"]
-    }
-
-    static func isLauncherVariable(_ name: String) -> Bool {
-        ["OMPI_", "PMIX_", "PMI_", "SLURM_"].contains { name.hasPrefix($0) }
-    }
-
-    /// This process's environment without any launcher variable, with one BLAS thread.
-    static func singleProcessEnvironment() -> [String: String] {
-        var env = ProcessInfo.processInfo.environment.filter { !isLauncherVariable($0.key) }
-        env["OPENBLAS_NUM_THREADS"] = "1"
-        return env
+        ["--set", "train.sync_bn=\(syncBN)", "--set", "data.dataset=synthetic", "--set", "data.synthetic_count=1024",
+         "--set", "data.augment=true", "--set", "data.shuffle=true",
+         "--set", "optimizer.lr=0.01", "--set", "train.max_steps=5", "--set", "train.batch_size=64"]
     }
 
     // MARK: - Cached runs (several tests compare against the same run)
 
     struct Run { var dir: String; var stdout: String; var stderr: String }
 
-    private static var cache: [String: Run] = [:]
-    private static var cacheFailures: [String: String] = [:]
-    private static let cacheLock = NSRecursiveLock()
-    private static let binaryLock = NSLock()
-    private static var createdDirs: [String] = []
+    private static let runs = RunCache<Run>()
+    private static let dirs = RunDirectories(prefix: "resnet-mpitest")
 
     func cachedSingle(_ extra: [String]) throws -> Run {
         try Self.cached(key: "single " + extra.joined(separator: " ")) { dir in
-            let r = runSingle(try resnetBinary(), Self.trainArgs(dir: dir, extra),
-                              environment: Self.singleProcessEnvironment(), timeout: Self.singleTimeout)
+            let r = runProcess(try resnetBinary(), trainArgs(dir: dir, extra),
+                               environment: singleProcessEnvironment(), timeout: Self.singleTimeout)
             return (r, "resnet train (1 process) " + extra.joined(separator: " "))
         }
     }
 
     func cachedMPI(np: Int, _ extra: [String], mca: [String] = []) throws -> Run {
         try Self.cached(key: "mpi \(np) \(mca) " + extra.joined(separator: " ")) { dir in
-            let r = runMPI(np: np, executable: try resnetBinary(), args: Self.trainArgs(dir: dir, extra),
-                           extraMCA: mca, env: ["OPENBLAS_NUM_THREADS": "1"], timeout: Self.mpiTimeout)
+            let r = runMPI(np: np, executable: try resnetBinary(), args: trainArgs(dir: dir, extra),
+                           extraMCA: mca, env: ["OPENBLAS_NUM_THREADS": "1"], timeout: Self.mpiTimeout, killMarker: dir)
             return (r, "mpirun -np \(np) \(mca) resnet train " + extra.joined(separator: " "))
         }
     }
 
-    private static func cached(key: String,
-                               _ run: (String) throws -> ((status: Int32, stdout: String, stderr: String, timedOut: Bool), String)) throws -> Run {
-        cacheLock.lock(); defer { cacheLock.unlock() }
-        if let r = cache[key] { return r }
-        if let failure = cacheFailures[key] { throw MPITestFailure(failure) }
-        let dir = try makeTempDir("cached")
-        let (r, what) = try run(dir)
-        if let problem = failureText(r, what) {
-            cacheFailures[key] = problem
-            throw MPITestFailure(problem)
+    private static func cached(key: String, _ run: (String) throws -> (ProcessResult, String)) throws -> Run {
+        try runs.value(for: key) {
+            let dir = try dirs.make("cached")
+            let (r, what) = try run(dir)
+            if let problem = failureText(r, what) { throw TestFailure(problem) }
+            return Run(dir: dir, stdout: r.stdout, stderr: r.stderr)
         }
-        let result = Run(dir: dir, stdout: r.stdout, stderr: r.stderr)
-        cache[key] = result
-        return result
     }
 
     override class func tearDown() {
-        cacheLock.lock(); defer { cacheLock.unlock() }
-        for dir in createdDirs { try? FileManager.default.removeItem(atPath: dir) }
-        createdDirs = []
-        cache = [:]
-        cacheFailures = [:]
+        dirs.removeAll()
+        runs.removeAll()
         super.tearDown()
     }
 
-    static func makeTempDir(_ tag: String) throws -> String {
-        let dir = FileManager.default.temporaryDirectory
-            .appendingPathComponent("resnet-mpitest-\(tag)-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        createdDirs.append(dir)
-        return dir
-    }
-
     func makeRunDir(_ tag: String) throws -> String {
-        Self.cacheLock.lock(); defer { Self.cacheLock.unlock() }
-        return try Self.makeTempDir(tag)
-    }
-
-    // MARK: - Preconditions
-
-    func requireMPI() throws {
-        guard mpirunPath() != nil else { throw XCTSkip("mpirun not found on PATH") }
-    }
-
-    static let packageRoot: String = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .deletingLastPathComponent().deletingLastPathComponent().path
-
-    private static var binary: Result<String, Error>?
-
-    /// The release `resnet`: $RESNET_BIN, else <package>/.build/release/resnet; built (once per
-    /// test process) when missing. Another build may be relinking it right now: a missing binary
-    /// is waited for briefly, and a failed build (lock held, link race) is retried.
-    func resnetBinary() throws -> String {
-        let fm = FileManager.default
-        if !fm.fileExists(atPath: "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz") {
-            throw XCTSkip("Fashion-MNIST not found in /usr/share/datasets/fashion-mnist")
-        }
-        Self.binaryLock.lock(); defer { Self.binaryLock.unlock() }
-        if let b = Self.binary { return try b.get() }
-        let result = Result<String, Error> { try Self.locateOrBuildBinary() }
-        Self.binary = result
-        return try result.get()
-    }
-
-    private static func locateOrBuildBinary() throws -> String {
-        let fm = FileManager.default
-        if let env = ProcessInfo.processInfo.environment["RESNET_BIN"], !env.isEmpty {
-            guard fm.isExecutableFile(atPath: env) else { throw MPITestFailure("RESNET_BIN=\(env) is not an executable file") }
-            return env
-        }
-        let path = packageRoot + "/.build/release/resnet"
-        for _ in 0..<10 {   // briefly missing while someone else relinks it
-            if fm.isExecutableFile(atPath: path) { return path }
-            usleep(500_000)
-        }
-        guard let swift = findOnPath("swift") else { throw MPITestFailure("\(path) is missing and `swift` is not on PATH to build it") }
-        var log = ""
-        for attempt in 1...3 {
-            let r = runSingle(swift, ["build", "-c", "release", "--product", "resnet"], directory: packageRoot,
-                              environment: ProcessInfo.processInfo.environment, timeout: 1800)
-            if r.status == 0 && !r.timedOut && fm.isExecutableFile(atPath: path) { return path }
-            log = "attempt \(attempt): status \(r.status)\(r.timedOut ? " (timed out)" : "")\n\(String(r.stdout.suffix(2000)))\n\(String(r.stderr.suffix(2000)))"
-            if fm.isExecutableFile(atPath: path) { return path }   // the other build finished it
-            sleep(10)
-        }
-        throw MPITestFailure("cannot build \(path) with `swift build -c release --product resnet`:\n\(log)")
+        try Self.dirs.make(tag)
     }
 
     // MARK: - Checks
 
-    func assertSucceeded(_ r: (status: Int32, stdout: String, stderr: String, timedOut: Bool), _ what: String) throws {
-        if let problem = Self.failureText(r, what) { throw MPITestFailure(problem) }
+    func assertSucceeded(_ r: ProcessResult, _ what: String) throws {
+        if let problem = Self.failureText(r, what) { throw TestFailure(problem) }
     }
 
-    static func failureText(_ r: (status: Int32, stdout: String, stderr: String, timedOut: Bool), _ what: String) -> String? {
+    static func failureText(_ r: ProcessResult, _ what: String) -> String? {
         if r.timedOut { return "\(what): timed out and was killed\nstdout:\n\(r.stdout.suffix(3000))\nstderr:\n\(r.stderr.suffix(3000))" }
         if r.status != 0 { return "\(what): exit status \(r.status)\nstdout:\n\(r.stdout.suffix(3000))\nstderr:\n\(r.stderr.suffix(3000))" }
         return nil
-    }
-
-    /// max |a - b| / max |a| (max |a - b| alone when a is all zeros).
-    func relativeDifference(_ a: [Float], _ b: [Float]) -> Double {
-        var diff = 0.0, scale = 0.0
-        for (x, y) in zip(a, b) {
-            diff = max(diff, abs(Double(x) - Double(y)))
-            scale = max(scale, abs(Double(x)))
-        }
-        if a.count != b.count { return .infinity }
-        if diff.isNaN { return .infinity }
-        return scale > 0 ? diff / scale : diff
     }
 
     /// Every tensor of candidate/model.safetensors within `tolerance` of reference's (same names
@@ -519,149 +421,9 @@ final class TrainingMPITests: XCTestCase {
         let text = try String(contentsOfFile: dir + "/metrics.jsonl", encoding: .utf8)
         return try text.split(separator: "\n").map { line in
             guard let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
-                throw MPITestFailure("metrics.jsonl: not a JSON object: \(line)")
+                throw TestFailure("metrics.jsonl: not a JSON object: \(line)")
             }
             return object
         }
     }
-
-    func listDir(_ dir: String) -> [String] {
-        ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).sorted()
-    }
-}
-
-private struct MPITestFailure: Error, CustomStringConvertible {
-    let description: String
-    init(_ d: String) { description = d }
-}
-
-// MARK: - Processes (own helpers: plain runs, and jobs watched while they run)
-
-/// Runs one process (no mpirun), waits at most `timeout` s, SIGKILLs it on overrun.
-private func runSingle(_ executable: String, _ arguments: [String], directory: String? = nil,
-                       environment: [String: String], timeout: Double)
-    -> (status: Int32, stdout: String, stderr: String, timedOut: Bool)
-{
-    do {
-        let job = try BackgroundJob(executable: executable, args: arguments, environment: environment, directory: directory)
-        let finished = job.wait(timeout: timeout)
-        if !finished { job.killEverything(matching: nil) }
-        return (job.status, job.stdout, job.stderr, !finished)
-    } catch {
-        return (127, "", "cannot launch \(executable): \(error)", false)
-    }
-}
-
-/// A child process whose output goes to temporary files; it can be inspected while it runs.
-private final class BackgroundJob {
-    let process = Process()
-    private let exited = DispatchSemaphore(value: 0)
-    private let outURL: URL, errURL: URL
-    private var done = false
-
-    /// `mpirun -np N --oversubscribe executable args` with the environment runMPI uses.
-    convenience init(mpiNP np: Int, executable: String, args: [String], env: [String: String]) throws {
-        guard let mpirun = mpirunPath() else { throw XCTSkip("mpirun not found on PATH") }
-        var environment = ProcessInfo.processInfo.environment.filter { key, _ in
-            !(key.hasPrefix("OMPI_") || key.hasPrefix("PMIX_") || key.hasPrefix("PMI_"))
-        }
-        environment["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
-        environment["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
-        environment.merge(env) { _, new in new }
-        try self.init(executable: mpirun, args: ["-np", String(np), "--oversubscribe", executable] + args,
-                      environment: environment)
-    }
-
-    init(executable: String, args: [String], environment: [String: String], directory: String? = nil) throws {
-        let stamp = "\(getpid())-\(UInt64.random(in: 0 ... .max))"
-        outURL = FileManager.default.temporaryDirectory.appendingPathComponent("mpitest-\(stamp).out")
-        errURL = FileManager.default.temporaryDirectory.appendingPathComponent("mpitest-\(stamp).err")
-        _ = FileManager.default.createFile(atPath: outURL.path, contents: nil)
-        _ = FileManager.default.createFile(atPath: errURL.path, contents: nil)
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = args
-        process.environment = environment
-        if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
-        process.standardInput = FileHandle.nullDevice
-        let out = try FileHandle(forWritingTo: outURL), err = try FileHandle(forWritingTo: errURL)
-        process.standardOutput = out
-        process.standardError = err
-        process.terminationHandler = { [exited] _ in exited.signal() }
-        defer { try? out.close(); try? err.close() }   // the child keeps its own copies
-        try process.run()
-    }
-
-    deinit {
-        try? FileManager.default.removeItem(at: outURL)
-        try? FileManager.default.removeItem(at: errURL)
-    }
-
-    var pid: pid_t { process.processIdentifier }
-    var isRunning: Bool { !done && process.isRunning }
-    var status: Int32 { process.isRunning ? -1 : process.terminationStatus }
-    var stdout: String { (try? String(contentsOf: outURL, encoding: .utf8)) ?? "" }
-    var stderr: String { (try? String(contentsOf: errURL, encoding: .utf8)) ?? "" }
-
-    /// True when the process exited within `timeout` seconds.
-    func wait(timeout: Double) -> Bool {
-        if done { return true }
-        if exited.wait(timeout: .now() + timeout) == .timedOut { return false }
-        done = true
-        return true
-    }
-
-    /// Ends the process (SIGTERM, then SIGKILL after 5 s) and SIGKILLs any leftover process whose
-    /// arguments contain `marker` (ranks this job started: mpirun puts them in their own process groups).
-    func killEverything(matching marker: String?) {
-        if !done && process.isRunning {
-            kill(pid, SIGTERM)
-            if !wait(timeout: 5) {
-                kill(pid, SIGKILL)
-                _ = wait(timeout: 10)
-            }
-        }
-        if let marker {
-            for leftover in processes(withArgumentContaining: marker) where leftover != getpid() {
-                kill(leftover, SIGKILL)
-            }
-        }
-    }
-}
-
-// MARK: - /proc
-
-/// PIDs of processes with an argument containing `needle` (Linux; empty elsewhere).
-private func processes(withArgumentContaining needle: String) -> [pid_t] {
-    let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
-    return entries.compactMap { name -> pid_t? in
-        guard let pid = pid_t(name),
-              let data = FileManager.default.contents(atPath: "/proc/\(name)/cmdline"), !data.isEmpty else { return nil }
-        let args = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
-        return args.contains { $0.contains(needle) } ? pid : nil
-    }
-}
-
-private func environment(of pid: pid_t) -> [String: String] {
-    guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/environ") else { return [:] }
-    var env: [String: String] = [:]
-    for entry in data.split(separator: 0) {
-        let s = String(decoding: entry, as: UTF8.self)
-        if let eq = s.firstIndex(of: "=") { env[String(s[..<eq])] = String(s[s.index(after: eq)...]) }
-    }
-    return env
-}
-
-/// The files mapped into `pid` (shared libraries and plugins).
-private func mappedFiles(of pid: pid_t) -> [String] {
-    guard let text = try? String(contentsOfFile: "/proc/\(pid)/maps", encoding: .utf8) else { return [] }
-    return Array(Set(text.split(separator: "\n").compactMap { line -> String? in
-        guard let slash = line.firstIndex(of: "/") else { return nil }
-        return String(line[slash...])
-    })).sorted()
-}
-
-private func isZombie(_ pid: pid_t) -> Bool {
-    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-          let close = stat.lastIndex(of: ")") else { return false }
-    return stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).hasPrefix("Z")
 }

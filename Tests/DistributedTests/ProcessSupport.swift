@@ -1,0 +1,337 @@
+// Process infrastructure shared by the Distributed tests: one background-job type (ShimTests'
+// plain runs, TrainingMPITests and ResumeTests watch jobs with it while they run), the /proc
+// helpers that find a job's rank processes, and, for the end-to-end tests of `resnet`, the
+// release binary, the run environment, temporary run folders and runs cached per test process.
+import Foundation
+import XCTest
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// What a finished (or killed) process left: exit status, output, and whether it overran.
+typealias ProcessResult = (status: Int32, stdout: String, stderr: String, timedOut: Bool)
+
+/// An error with a message (a failed run, a missing binary).
+struct TestFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}
+
+// MARK: - Jobs
+
+/// A child process whose output goes to temporary files (so a chatty child never blocks on a
+/// pipe); it can be inspected, signalled and waited for while it runs.
+final class BackgroundJob {
+    let process = Process()
+    private let exited = DispatchSemaphore(value: 0)
+    private let outURL: URL, errURL: URL
+    private var done = false
+
+    /// Starts `executable args` in `directory` (nil: this process's) with `environment` (nil: inherit).
+    init(executable: String, args: [String], environment: [String: String]?, directory: String? = nil) throws {
+        let fm = FileManager.default
+        let stamp = "\(getpid())-\(UInt64.random(in: 0 ... .max))"
+        outURL = fm.temporaryDirectory.appendingPathComponent("job-\(stamp).out")
+        errURL = fm.temporaryDirectory.appendingPathComponent("job-\(stamp).err")
+        _ = fm.createFile(atPath: outURL.path, contents: nil)
+        _ = fm.createFile(atPath: errURL.path, contents: nil)
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = args
+        if let environment { process.environment = environment }
+        if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
+        process.standardInput = FileHandle.nullDevice
+        let out = try FileHandle(forWritingTo: outURL), err = try FileHandle(forWritingTo: errURL)
+        process.standardOutput = out
+        process.standardError = err
+        process.terminationHandler = { [exited] _ in exited.signal() }
+        defer { try? out.close(); try? err.close() }   // the child keeps its own copies
+        try process.run()
+    }
+
+    /// `mpirun -np N --oversubscribe [--mca name value]... executable args` in `environment`
+    /// (build it with mpirunEnvironment). Skips the test when mpirun is not on PATH.
+    convenience init(mpiNP np: Int, executable: String, args: [String], extraMCA: [String] = [],
+                     environment: [String: String]) throws {
+        guard let mpirun = mpirunPath() else { throw XCTSkip("mpirun not found on PATH") }
+        try self.init(executable: mpirun,
+                      args: mpirunArguments(np: np, executable: executable, args: args, extraMCA: extraMCA),
+                      environment: environment)
+    }
+
+    deinit {
+        try? FileManager.default.removeItem(at: outURL)
+        try? FileManager.default.removeItem(at: errURL)
+    }
+
+    var pid: pid_t { process.processIdentifier }
+    var isRunning: Bool { !done && process.isRunning }
+    var status: Int32 { process.isRunning ? -1 : process.terminationStatus }
+    var reason: String { process.isRunning ? "running" : (process.terminationReason == .exit ? "exit" : "signal") }
+    var stdout: String { (try? String(contentsOf: outURL, encoding: .utf8)) ?? "" }
+    var stderr: String { (try? String(contentsOf: errURL, encoding: .utf8)) ?? "" }
+
+    /// True when the process exited within `timeout` seconds.
+    func wait(timeout: Double) -> Bool {
+        if done { return true }
+        if exited.wait(timeout: .now() + timeout) == .timedOut { return false }
+        done = true
+        return true
+    }
+
+    /// Ends the process if it still runs: SIGTERM (mpirun forwards it and cleans up its ranks;
+    /// `resnet` checkpoints and exits), then after 5 s SIGKILL to it and its process group
+    /// (Foundation starts the child in its own group). Then SIGKILLs any leftover process whose
+    /// arguments contain `marker` — the ranks of an MPI job, which Open MPI puts in process groups
+    /// of their own; pass something unique to this job, such as its run folder.
+    func killEverything(matching marker: String? = nil) {
+        if !done && process.isRunning {
+            kill(pid, SIGTERM)
+            if !wait(timeout: 5) {
+                kill(-pid, SIGKILL)
+                kill(pid, SIGKILL)
+                _ = wait(timeout: 10)
+            }
+        }
+        if let marker { killProcesses(withArgumentContaining: marker) }
+    }
+}
+
+/// Runs one process in `directory` (nil: this process's) with `environment` (nil: inherit) and
+/// waits at most `timeout` seconds. On overrun the process is ended as BackgroundJob.killEverything
+/// does, with every process whose arguments contain `killMarker` (when given); the result then
+/// has timedOut == true.
+func runProcess(_ executable: String, _ arguments: [String], environment: [String: String]? = nil,
+                directory: String? = nil, timeout: Double, killMarker: String? = nil) -> ProcessResult {
+    let job: BackgroundJob
+    do {
+        job = try BackgroundJob(executable: executable, args: arguments, environment: environment, directory: directory)
+    } catch {
+        return (127, "", "cannot launch \(executable): \(error)", false)
+    }
+    let finished = job.wait(timeout: timeout)
+    if !finished { job.killEverything(matching: killMarker) }
+    return (job.status, job.stdout, job.stderr, !finished)
+}
+
+// MARK: - /proc (Linux; the lookups find nothing elsewhere)
+
+/// PIDs of the processes with an argument containing `needle`.
+func processIDs(withArgumentContaining needle: String) -> [pid_t] {
+    let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+    return entries.compactMap { name -> pid_t? in
+        guard let pid = pid_t(name),
+              let data = FileManager.default.contents(atPath: "/proc/\(name)/cmdline"), !data.isEmpty else { return nil }
+        let args = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        return args.contains { $0.contains(needle) } ? pid : nil
+    }
+}
+
+/// SIGKILLs the processes (never this one) with an argument containing `marker`.
+func killProcesses(withArgumentContaining marker: String) {
+    for pid in processIDs(withArgumentContaining: marker) where pid != getpid() { kill(pid, SIGKILL) }
+}
+
+/// The environment `pid` was started with (/proc/PID/environ).
+func processEnvironment(of pid: pid_t) -> [String: String] {
+    guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/environ") else { return [:] }
+    var env: [String: String] = [:]
+    for entry in data.split(separator: 0) {
+        let s = String(decoding: entry, as: UTF8.self)
+        if let eq = s.firstIndex(of: "=") { env[String(s[..<eq])] = String(s[s.index(after: eq)...]) }
+    }
+    return env
+}
+
+/// The rank processes of the MPI job whose arguments contain `marker` (e.g. its run folder):
+/// rank -> pid, from OMPI_COMM_WORLD_RANK in their environment.
+func rankProcesses(withArgumentContaining marker: String) -> [Int: pid_t] {
+    var ranks: [Int: pid_t] = [:]
+    for pid in processIDs(withArgumentContaining: marker) {
+        if let r = processEnvironment(of: pid)["OMPI_COMM_WORLD_RANK"].flatMap({ Int($0) }) { ranks[r] = pid }
+    }
+    return ranks
+}
+
+/// The files mapped into `pid` (shared libraries and plugins).
+func mappedFiles(of pid: pid_t) -> [String] {
+    guard let text = try? String(contentsOfFile: "/proc/\(pid)/maps", encoding: .utf8) else { return [] }
+    return Array(Set(text.split(separator: "\n").compactMap { line -> String? in
+        guard let slash = line.firstIndex(of: "/") else { return nil }
+        return String(line[slash...])
+    })).sorted()
+}
+
+func isZombie(_ pid: pid_t) -> Bool {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+          let close = stat.lastIndex(of: ")") else { return false }
+    return stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).hasPrefix("Z")
+}
+
+/// Whether `signal` is pending (not yet delivered) for `pid` (/proc/PID/status SigPnd, ShdPnd).
+func signalPending(_ signal: Int32, pid: pid_t) -> Bool {
+    guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return false }
+    let bit = UInt64(1) << UInt64(signal - 1)
+    for line in text.split(separator: "\n") where line.hasPrefix("SigPnd:") || line.hasPrefix("ShdPnd:") {
+        if let mask = UInt64(line.split(separator: ":")[1].trimmingCharacters(in: .whitespaces), radix: 16), mask & bit != 0 {
+            return true
+        }
+    }
+    return false
+}
+
+// MARK: - The release `resnet` (end-to-end tests)
+
+/// The package root, from this file's path: <package>/Tests/DistributedTests/ProcessSupport.swift.
+let packageRoot: String = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+    .deletingLastPathComponent().deletingLastPathComponent().path
+
+/// The release `resnet` (debug builds are far too slow to train): $RESNET_BIN, else
+/// <package>/.build/release/resnet, built (once per test process) with
+/// `swift build -c release --product resnet` when missing. Another build may be relinking it
+/// right now: a missing binary is waited for briefly, and a failed build (lock held, link race)
+/// is retried. Skips the test when the Fashion-MNIST data the runs train on is not installed.
+func resnetBinary() throws -> String {
+    if !FileManager.default.fileExists(atPath: "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz") {
+        throw XCTSkip("Fashion-MNIST not found in /usr/share/datasets/fashion-mnist")
+    }
+    return try ResnetBinary.located()
+}
+
+private enum ResnetBinary {
+    private static let lock = NSLock()
+    private static var result: Result<String, Error>?
+
+    static func located() throws -> String {
+        lock.lock(); defer { lock.unlock() }
+        if let result { return try result.get() }
+        let r = Result<String, Error> { try locateOrBuild() }
+        result = r
+        return try r.get()
+    }
+
+    private static func locateOrBuild() throws -> String {
+        let fm = FileManager.default
+        if let env = ProcessInfo.processInfo.environment["RESNET_BIN"], !env.isEmpty {
+            guard fm.isExecutableFile(atPath: env) else { throw TestFailure("RESNET_BIN=\(env) is not an executable file") }
+            return env
+        }
+        let path = packageRoot + "/.build/release/resnet"
+        for _ in 0..<10 {   // briefly missing while someone else relinks it
+            if fm.isExecutableFile(atPath: path) { return path }
+            usleep(500_000)
+        }
+        guard let swift = findOnPath("swift") else { throw TestFailure("\(path) is missing and `swift` is not on PATH to build it") }
+        var log = ""
+        for attempt in 1...3 {
+            let r = runProcess(swift, ["build", "-c", "release", "--product", "resnet"], environment: ProcessInfo.processInfo.environment,
+                               directory: packageRoot, timeout: 1800)
+            if r.status == 0 && !r.timedOut && fm.isExecutableFile(atPath: path) { return path }
+            log = "attempt \(attempt): status \(r.status)\(r.timedOut ? " (timed out)" : "")\n\(String(r.stdout.suffix(2000)))\n\(String(r.stderr.suffix(2000)))"
+            if fm.isExecutableFile(atPath: path) { return path }   // the other build finished it
+            sleep(10)
+        }
+        throw TestFailure("cannot build \(path) with `swift build -c release --product resnet`:\n\(log)")
+    }
+}
+
+/// `resnet train` on the smoke config (ResNet-18 width 8 on 28x28 Fashion-MNIST), `extra`
+/// settings, writing into `dir`.
+func trainArgs(dir: String, _ extra: [String]) -> [String] {
+    ["train", "--config", packageRoot + "/configs/smoke.yaml"] + extra + ["--set", "output.dir=\(dir)"]
+}
+
+func requireMPI() throws {
+    guard mpirunPath() != nil else { throw XCTSkip("mpirun not found on PATH") }
+}
+
+func isLauncherVariable(_ name: String) -> Bool {
+    ["OMPI_", "PMIX_", "PMI_", "SLURM_"].contains { name.hasPrefix($0) }
+}
+
+/// This process's environment without any launcher variable or test hook
+/// (RESNET_TEST_CHECKPOINT_PAUSE), with one BLAS thread.
+func singleProcessEnvironment() -> [String: String] {
+    var env = ProcessInfo.processInfo.environment.filter { !isLauncherVariable($0.key) }
+    env["OPENBLAS_NUM_THREADS"] = "1"
+    env.removeValue(forKey: "RESNET_TEST_CHECKPOINT_PAUSE")
+    return env
+}
+
+/// max |a - b| / max |a| (max |a - b| alone when a is all zeros); infinity for different
+/// lengths or a NaN difference.
+func relativeDifference(_ a: [Float], _ b: [Float]) -> Double {
+    guard a.count == b.count else { return .infinity }
+    var diff = 0.0, scale = 0.0
+    for (x, y) in zip(a, b) {
+        diff = max(diff, abs(Double(x) - Double(y)))
+        scale = max(scale, abs(Double(x)))
+    }
+    if diff.isNaN { return .infinity }
+    return scale > 0 ? diff / scale : diff
+}
+
+func listDir(_ dir: String) -> [String] {
+    ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).sorted()
+}
+
+// MARK: - Run folders and cached runs
+
+/// Temporary folders named <prefix>-<tag>-<UUID>, removed together (at a test class's tearDown).
+final class RunDirectories {
+    private let prefix: String
+    private let lock = NSLock()
+    private var created: [String] = []
+
+    init(prefix: String) { self.prefix = prefix }
+
+    func make(_ tag: String) throws -> String {
+        lock.lock(); defer { lock.unlock() }
+        let dir = FileManager.default.temporaryDirectory
+            .appendingPathComponent("\(prefix)-\(tag)-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        created.append(dir)
+        return dir
+    }
+
+    /// Removes every folder made so far (`keep`: forgets them but leaves them on disk).
+    func removeAll(keep: Bool = false) {
+        lock.lock(); defer { lock.unlock() }
+        if !keep {
+            for dir in created { try? FileManager.default.removeItem(atPath: dir) }
+        }
+        created = []
+    }
+}
+
+/// Runs several tests compare against, made once per test process: a value is made on first
+/// request; a failure is remembered too and thrown again (with its message) without running
+/// again. A skip is not remembered.
+final class RunCache<Value> {
+    private var values: [String: Value] = [:]
+    private var failures: [String: String] = [:]
+    private let lock = NSRecursiveLock()
+
+    func value(for key: String, _ make: () throws -> Value) throws -> Value {
+        lock.lock(); defer { lock.unlock() }
+        if let value = values[key] { return value }
+        if let failure = failures[key] { throw TestFailure(failure) }
+        do {
+            let value = try make()
+            values[key] = value
+            return value
+        } catch let skip as XCTSkip {
+            throw skip
+        } catch {
+            failures[key] = "\(error)"
+            throw error
+        }
+    }
+
+    func removeAll() {
+        lock.lock(); defer { lock.unlock() }
+        values = [:]
+        failures = [:]
+    }
+}
