@@ -2,8 +2,6 @@
 // Data-parallel ResNet training over MPI with hand-written forward and backward passes.
 import PackageDescription
 
-let release: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
-
 let package = Package(
     name: "resnet",
     products: [
@@ -24,17 +22,15 @@ let package = Package(
                        providers: [.apt(["zlib1g-dev"])]),
 
         // MARK: Modules (each depends only on the ones above it)
-        .target(name: "NN", dependencies: ["CBLAS"], swiftSettings: release),
-        .target(name: "Data", dependencies: ["NN", "CZlib"], swiftSettings: release),
-        .target(name: "Distributed", dependencies: ["CMPI"], swiftSettings: release),
-        .target(name: "Coordinator", dependencies: ["NN", "Data", "Distributed", "CZlib"], swiftSettings: release),
+        .target(name: "NN", dependencies: ["CBLAS"]),
+        .target(name: "Data", dependencies: ["NN", "CZlib"]),
+        .target(name: "Distributed", dependencies: ["CMPI"]),
+        .target(name: "Coordinator", dependencies: ["NN", "Data", "Distributed", "CZlib"]),
         .target(name: "Training",
-                dependencies: ["NN", "Data", "Distributed", "Coordinator", "Yams"],
-                swiftSettings: release),
+                dependencies: ["NN", "Data", "Distributed", "Coordinator", "Yams"]),
         .executableTarget(name: "resnet",
                           dependencies: ["Training", "Coordinator", "Distributed", "NN", "Data",
-                                         .product(name: "ArgumentParser", package: "swift-argument-parser")],
-                          swiftSettings: release),
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         .executableTarget(name: "mpi-selftest", dependencies: ["Distributed"], path: "Sources/mpi-selftest"),
 

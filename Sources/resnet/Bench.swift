@@ -31,6 +31,7 @@ struct Bench: ParsableCommand {
             config.train.batchSize = batch * comm.size; config.train.epochs = 1
             config.train.bucketMB = bucketMb
             config.output.dir = "/nonexistent-bench-writes-nothing"
+            try config.validate(source: "resnet bench options")   // e.g. --depth 20 is refused, named
             let trainer = try Trainer(config: config, comm: comm)
             _ = try trainer.runSteps(warmup)
             let profiler = LayerProfiler()
