@@ -105,7 +105,8 @@ public final class Conv2D: Layer {
         let ws = (0..<p.workers).map { w in
             (cols: Workspace.shared.buffer(worker: w, slot: 0, count: p.kdim * p.group * p.hw),
              g: Workspace.shared.buffer(worker: w, slot: 1, count: outChannels * p.group * p.hw),
-             dw: Workspace.shared.buffer(worker: w, slot: 2, count: wcount))
+             // Worker 0 accumulates straight into the gradient buffer; the others into partial sums.
+             dw: w == 0 ? weight.grad : Workspace.shared.buffer(worker: w, slot: 2, count: wcount))
         }
         if let b = bias {   // db[c] += sum over images and pixels of dY
             let g = b.grad
@@ -116,7 +117,7 @@ public final class Conv2D: Layer {
         let clock = PhaseClock(enabled: ctx.profiler != nil)
         Parallel.forRanges(p.workers) { workers in for wk in workers {
             let (cols, g, dw) = ws[wk]
-            dw.update(repeating: 0, count: wcount)
+            if wk > 0 { dw.update(repeating: 0, count: wcount) }
             let mine = p.images(wk)
             var n0 = mine.lowerBound
             while n0 < mine.upperBound {
@@ -146,8 +147,10 @@ public final class Conv2D: Layer {
         clock.report(ctx.profiler, ["Conv2D backward gather+im2col", "Conv2D backward gemm dW",
                                     "Conv2D backward gemm dX", "Conv2D backward col2im"])
         let wg = weight.grad
-        Parallel.forRanges(wcount, minChunk: 4096) { r in   // sum the workers' partial dW
-            for (_, _, dw) in ws { for i in r { wg[i] += dw[i] } }
+        if ws.count > 1 {
+            Parallel.forRanges(wcount, minChunk: 4096) { r in   // add workers 1...'s partial dW, in order
+                for (_, _, dw) in ws.dropFirst() { for i in r { wg[i] += dw[i] } }
+            }
         }
         return d
     }
