@@ -3,6 +3,9 @@
 // them into its own workspace and runs one single-threaded gemm per group (darknet's scheme):
 //   forward:  Y[Cout, g*Ho*Wo] = W[Cout, Cin*kH*kW] * cols[Cin*kH*kW, g*Ho*Wo]  (+ bias)
 //   backward: dW += dY * cols^T ; db += sum(dY) ; dcols = W^T * dY, col2im(dcols) = dX
+// 3x3 stride-1 padding-1 convolutions on maps of 4x4 or more use Winograd F(2x2, 3x3) instead for
+// the forward pass and for dX (= the same convolution of dY with W transposed and rotated 180°):
+// 2.25x fewer multiplications and lighter transforms than im2col (Winograd.swift).
 
 public final class Conv2D: Layer {
     public let name: String
@@ -30,6 +33,35 @@ public final class Conv2D: Layer {
     }
 
     public var parameters: [ParamHandle] { [weight] + (bias.map { [$0] } ?? []) }
+    /// Winograd-transformed weights for forward, U[16][Cout][Cin], and for dX, U'[16][Cin][Cout].
+    private var uForward: UnsafeMutablePointer<Float>?
+    private var uInputGradient: UnsafeMutablePointer<Float>?
+    deinit { uForward?.deallocate(); uInputGradient?.deallocate() }
+
+    /// Winograd applies to 3x3/stride 1/padding 1; on 3x3 maps or smaller it is no faster (measured).
+    private func usesWinograd(_ x: [Int]) -> Bool {
+        kernel == 3 && stride == 1 && padding == 1 && min(x[2], x[3]) >= 4
+    }
+
+    private func transformedWeights(forInputGradient: Bool) -> UnsafeMutablePointer<Float> {
+        let count = 16 * inChannels * outChannels
+        let u: UnsafeMutablePointer<Float>
+        if forInputGradient {
+            if uInputGradient == nil { uInputGradient = .allocate(capacity: count) }
+            u = uInputGradient!
+        } else {
+            if uForward == nil { uForward = .allocate(capacity: count) }
+            u = uForward!
+        }
+        let (w, co, ci) = (weight.value, outChannels, inChannels)
+        // Split by output rows of the transformed convolution (Cout forward, Cin for dX).
+        Parallel.forRanges(forInputGradient ? ci : co) { rows in
+            if forInputGradient { winogradTransformWeightsForInputGradient(w, cout: co, cin: ci, into: u, rows: rows) }
+            else { winogradTransformWeights(w, cout: co, cin: ci, into: u, rows: rows) }
+        }
+        return u
+    }
+
     /// Shape of the last forward's output (for FLOP counts).
     public var lastOutputShape: [Int]? { out?.shape }
 
@@ -58,6 +90,17 @@ public final class Conv2D: Layer {
         input = x
         let y = Tensor.reuse(out, outputShape(x.shape)); out = y
         let p = plan(x.shape)
+        if usesWinograd(x.shape) {
+            let u = transformedWeights(forInputGradient: false)
+            let bv = bias.map { UnsafePointer($0.value) }
+            ctx.timed("Conv2D forward winograd") {
+                Parallel.forRanges(p.workers) { workers in for wk in workers {
+                    winogradForward(x: x.data, u: u, bias: bv, y: y.data, cin: self.inChannels, cout: self.outChannels,
+                                    h: p.h, w: p.w, images: p.images(wk), worker: wk)
+                }}
+            }
+            return y
+        }
         let inImage = inChannels * p.h * p.w, outImage = outChannels * p.hw
         let ws = (0..<p.workers).map { w in
             (cols: Workspace.shared.buffer(worker: w, slot: 0, count: p.kdim * p.group * p.hw),
@@ -97,8 +140,9 @@ public final class Conv2D: Layer {
 
     public func backward(_ dy: Tensor) -> Tensor {
         guard let x = input else { preconditionFailure("\(name): backward before forward") }
-        let d = Tensor.reuse(dx, x.shape, zeroed: true); dx = d
-        let needDX = needsInputGradient
+        let winograd = usesWinograd(x.shape)
+        let d = Tensor.reuse(dx, x.shape, zeroed: !(winograd && needsInputGradient)); dx = d   // Winograd overwrites dX
+        let needDX = needsInputGradient && !winograd
         let p = plan(x.shape)
         let inImage = inChannels * p.h * p.w, outImage = outChannels * p.hw
         let wcount = outChannels * p.kdim
@@ -146,6 +190,15 @@ public final class Conv2D: Layer {
         }}
         clock.report(ctx.profiler, ["Conv2D backward gather+im2col", "Conv2D backward gemm dW",
                                     "Conv2D backward gemm dX", "Conv2D backward col2im"])
+        if winograd && needsInputGradient {   // dX = conv(dY, W transposed and rotated 180°)
+            let u = transformedWeights(forInputGradient: true)
+            ctx.timed("Conv2D backward winograd dX") {
+                Parallel.forRanges(p.workers) { workers in for wk in workers {
+                    winogradForward(x: dy.data, u: u, bias: nil, y: d.data, cin: self.outChannels, cout: self.inChannels,
+                                    h: p.h, w: p.w, images: p.images(wk), worker: wk)
+                }}
+            }
+        }
         let wg = weight.grad
         if ws.count > 1 {
             Parallel.forRanges(wcount, minChunk: 4096) { r in   // add workers 1...'s partial dW, in order
