@@ -4,8 +4,8 @@
 //   forward:  Y[Cout, g*Ho*Wo] = W[Cout, Cin*kH*kW] * cols[Cin*kH*kW, g*Ho*Wo]  (+ bias)
 //   backward: dW += dY * cols^T ; db += sum(dY) ; dcols = W^T * dY, col2im(dcols) = dX
 // 3x3 stride-1 padding-1 convolutions on maps of 4x4 or more use Winograd F(2x2, 3x3) instead for
-// the forward pass and for dX (= the same convolution of dY with W transposed and rotated 180°):
-// 2.25x fewer multiplications and lighter transforms than im2col (Winograd.swift).
+// the forward pass, for dX (= the same convolution of dY with W transposed and rotated 180°) and
+// for dW (WinogradWeightGradient.swift): 2.25x fewer multiplications and lighter transforms than im2col.
 
 public final class Conv2D: Layer {
     public let name: String
@@ -158,8 +158,18 @@ public final class Conv2D: Layer {
                 for c in r { for i in 0..<p.n { g[c] += sumFloats(dy.data + i * outImage + c * p.hw, p.hw) } }
             }
         }
+        if winograd {   // dW with Winograd too: G^T [ sum_tiles (A dY A^T) ⊙ (B^T x B) ] G
+            ctx.timed("Conv2D backward winograd dW") {
+                Parallel.forRanges(p.workers) { workers in for wk in workers {
+                    let dw = ws[wk].dw
+                    if wk > 0 { dw.update(repeating: 0, count: wcount) }
+                    winogradWeightGradient(x: x.data, dy: dy.data, dw: dw, cin: self.inChannels, cout: self.outChannels,
+                                           h: p.h, w: p.w, images: p.images(wk), worker: wk)
+                }}
+            }
+        }
         let clock = PhaseClock(enabled: ctx.profiler != nil)
-        Parallel.forRanges(p.workers) { workers in for wk in workers {
+        if !winograd { Parallel.forRanges(p.workers) { workers in for wk in workers {
             let (cols, g, dw) = ws[wk]
             if wk > 0 { dw.update(repeating: 0, count: wcount) }
             let mine = p.images(wk)
@@ -187,7 +197,7 @@ public final class Conv2D: Layer {
                 }
                 n0 += gi
             }
-        }}
+        }}}
         clock.report(ctx.profiler, ["Conv2D backward gather+im2col", "Conv2D backward gemm dW",
                                     "Conv2D backward gemm dX", "Conv2D backward col2im"])
         if winograd && needsInputGradient {   // dX = conv(dY, W transposed and rotated 180°)

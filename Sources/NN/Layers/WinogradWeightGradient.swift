@@ -1,0 +1,272 @@
+// Weight gradient of a 3x3 stride-1 padding-1 convolution with Winograd F(2x2, 3x3).
+// The forward is, per 2x2 output tile t, y_t = A^T [(G g G^T) ⊙ (B^T d_t B)] A, linear in g, so
+// its exact adjoint is
+//   dL/dg = G^T [ Σ_t (A dY_t A^T) ⊙ (B^T d_t B) ] G
+// With V[16][Cin][T] = B^T d B (the forward's input transform, same tiling) and
+// DY[16][Cout][T] = A dY A^T (dY_t the 2x2 output-gradient block of tile t, zero beyond H x W):
+//   Mw[xi][co][ci] = Σ_t DY[xi][co][t] * V[xi][ci][t]     (16 gemms [Cout x T] x [T x Cin]^T, accumulated over blocks)
+//   dW[co][ci] += G^T Mw[co][ci] G                          (once per call)
+// The input transform is a copy of Winograd.swift's (private there), under DW names.
+import Foundation
+
+/// Tiles (gemm K) per block for the weight gradient; 0 = automatic, max(64, 32768 / (Cin + Cout)):
+/// V and DY of a block then take about 2 MiB (measured best single-threaded: 256 for 64 channels,
+/// 128 for 128, 64 for 256). Each worker needs 16 * ((Cin + Cout) * T + Cin * Cout) floats of scratch.
+nonisolated(unsafe) public var winogradWeightGradientTargetTiles = 0
+
+/// Per-worker scratch of the weight gradient (separate from the forward's, which has other sizes).
+private let winogradDWScratch = WinogradScratch()
+
+/// Adds dL/dW (weight [Cout, Cin, 3, 3]) from images `images` of x (N, Cin, H, W) and dy (N, Cout, H, W)
+/// into dw (Cout*Cin*9 floats; ADDS, the caller zeroes partial buffers). Callable concurrently from worker threads
+/// with distinct `worker` ids and disjoint image ranges (use your own per-worker scratch, like WinogradScratch).
+public func winogradWeightGradient(x: UnsafePointer<Float>, dy: UnsafePointer<Float>, dw: UnsafeMutablePointer<Float>,
+                                   cin: Int, cout: Int, h: Int, w: Int, images: Range<Int>, worker: Int) {
+    if images.isEmpty || h <= 0 || w <= 0 || cin <= 0 || cout <= 0 { return }
+    let th = (h + 1) / 2, tw = (w + 1) / 2, tpi = th * tw
+    let wp = 2 * tw + 2, padded = (2 * th + 2) * wp     // zero-bordered x (as in the forward)
+    let wq = 2 * tw, paddedDY = 2 * th * wq              // dY padded to even size with zeros
+    let total = images.count * tpi
+    let target = winogradWeightGradientTargetTiles > 0 ? winogradWeightGradientTargetTiles : max(64, 32768 / (cin + cout))
+    let blocks = max(1, (total + target / 2) / target)
+    let tmax = (total + blocks - 1) / blocks
+    // Planes padded by a cache line: the 16 streams of a transform must not alias in the cache
+    // (cout * cin * 4 bytes is often a multiple of 4 KiB).
+    let vPlaneMax = cin * tmax + 16, dPlaneMax = cout * tmax + 16, mPlane = cout * cin + 16
+    let scratch = winogradDWScratch.buffer(worker: worker,
+                                           count: 16 * (vPlaneMax + dPlaneMax + mPlane) + padded + paddedDY)
+    let v = scratch, dt = v + 16 * vPlaneMax, mw = dt + 16 * dPlaneMax
+    let pbuf = mw + 16 * mPlane, qbuf = pbuf + padded
+    pbuf.update(repeating: 0, count: padded)
+    qbuf.update(repeating: 0, count: paddedDY)
+    // offs[k], offsDY[k]: where tile k of an image starts in pbuf, qbuf
+    let offs = UnsafeMutablePointer<Int32>.allocate(capacity: 2 * tpi), offsDY = offs + tpi
+    defer { offs.deallocate() }
+    for k in 0..<tpi {
+        offs[k] = Int32(2 * (k / tw) * wp + 2 * (k % tw))
+        offsDY[k] = Int32(2 * (k / tw) * wq + 2 * (k % tw))
+    }
+    let geo = WinogradDWGeometry(h: h, w: w, tw: tw, tpi: tpi, wp: wp)
+    var t0 = 0, firstBlock = true
+    while t0 < total {
+        let nt = min(tmax, total - t0)
+        let first = images.lowerBound * tpi + t0
+        let vPlane = cin * nt + 16, dPlane = cout * nt + 16
+        winogradDWInputTransform(x, v, pbuf, offs, geo, plane: vPlane, cin: cin, first: first, nt: nt)
+        winogradDWOutputGradientTransform(dy, dt, qbuf, offsDY, geo, wq: wq, plane: dPlane, cout: cout, first: first, nt: nt)
+        for xi in 0..<16 {
+            gemm(transB: true, m: cout, n: cin, k: nt, a: dt + xi * dPlane, lda: nt,
+                 b: v + xi * vPlane, ldb: nt, beta: firstBlock ? 0 : 1, c: mw + xi * mPlane, ldc: cin)
+        }
+        firstBlock = false
+        t0 += nt
+    }
+    winogradDWWeightTransform(mw, plane: mPlane, dw: dw, count: cout * cin)
+}
+
+/// dw[q*9 ..< q*9+9] += G^T M_q G for q in 0..<count, M_q[xi] = m[xi * plane + q],
+/// G^T = [1 .5 .5 0; 0 .5 -.5 0; 0 .5 .5 1]. 8 kernels at a time in SIMD8 lanes.
+private func winogradDWWeightTransform(_ m: UnsafePointer<Float>, plane: Int, dw: UnsafeMutablePointer<Float>, count: Int) {
+    let half = SIMD8<Float>(repeating: 0.5)
+    let tmp = UnsafeMutablePointer<Float>.allocate(capacity: 144)
+    defer { tmp.deallocate() }
+    var q = 0
+    while q < count {
+        let n = min(8, count - q)
+        let p = m + q
+        @inline(__always) func ld(_ k: Int) -> SIMD8<Float> {
+            if n == 8 { return UnsafeRawPointer(p + k * plane).loadUnaligned(as: SIMD8<Float>.self) }
+            var r = SIMD8<Float>()
+            for l in 0..<n { r[l] = p[k * plane + l] }
+            return r
+        }
+        // Q = G^T M (3x4), column j from column j of M (rows ld(j), ld(4+j), ld(8+j), ld(12+j))
+        @inline(__always) func qcol(_ j: Int) -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
+            let m0 = ld(j), m1 = ld(4 + j), m2 = ld(8 + j), m3 = ld(12 + j)
+            let s = half * (m1 + m2)
+            return (m0 + s, half * (m1 - m2), s + m3)
+        }
+        let c0 = qcol(0), c1 = qcol(1), c2 = qcol(2), c3 = qcol(3)
+        // R = Q G (3x3): R[i] = (Q[i,0] + .5(Q[i,1] + Q[i,2]), .5(Q[i,1] - Q[i,2]), .5(Q[i,1] + Q[i,2]) + Q[i,3])
+        let s0 = half * (c1.0 + c2.0), s1 = half * (c1.1 + c2.1), s2 = half * (c1.2 + c2.2)
+        let r = (c0.0 + s0, half * (c1.0 - c2.0), s0 + c3.0,
+                 c0.1 + s1, half * (c1.1 - c2.1), s1 + c3.1,
+                 c0.2 + s2, half * (c1.2 - c2.2), s2 + c3.2)
+        if n == 8 {   // transpose through tmp ([8][9] = the 72 contiguous floats of dw), then 9 vector adds
+            let rt = UnsafeMutableRawPointer(tmp)
+            rt.storeBytes(of: r.0, as: SIMD8<Float>.self); rt.storeBytes(of: r.1, toByteOffset: 32, as: SIMD8<Float>.self)
+            rt.storeBytes(of: r.2, toByteOffset: 64, as: SIMD8<Float>.self); rt.storeBytes(of: r.3, toByteOffset: 96, as: SIMD8<Float>.self)
+            rt.storeBytes(of: r.4, toByteOffset: 128, as: SIMD8<Float>.self); rt.storeBytes(of: r.5, toByteOffset: 160, as: SIMD8<Float>.self)
+            rt.storeBytes(of: r.6, toByteOffset: 192, as: SIMD8<Float>.self); rt.storeBytes(of: r.7, toByteOffset: 224, as: SIMD8<Float>.self)
+            rt.storeBytes(of: r.8, toByteOffset: 256, as: SIMD8<Float>.self)
+            let out = tmp + 72
+            for l in 0..<8 { for k in 0..<9 { out[l * 9 + k] = tmp[k * 8 + l] } }
+            let d = UnsafeMutableRawPointer(dw + q * 9), o = UnsafeRawPointer(out)
+            for j in 0..<9 {
+                let cur = d.loadUnaligned(fromByteOffset: j * 32, as: SIMD8<Float>.self)
+                d.storeBytes(of: cur + o.loadUnaligned(fromByteOffset: j * 32, as: SIMD8<Float>.self),
+                             toByteOffset: j * 32, as: SIMD8<Float>.self)
+            }
+        } else {
+            for l in 0..<n {
+                let d = dw + (q + l) * 9
+                d[0] += r.0[l]; d[1] += r.1[l]; d[2] += r.2[l]
+                d[3] += r.3[l]; d[4] += r.4[l]; d[5] += r.5[l]
+                d[6] += r.6[l]; d[7] += r.7[l]; d[8] += r.8[l]
+            }
+        }
+        q += n
+    }
+}
+
+/// DY[xi][co][t] = (A dY_t A^T)[xi] for the block's tiles, A = [1 0; 1 1; 1 -1; 0 -1]; dY_t is the
+/// 2x2 block at (2 ty, 2 tx) of dy, zero beyond H x W. Per (channel, image) the needed rows of dy go
+/// into `qbuf` (2*th x wq, wq = 2*tw, the odd edge stays zero); 8 tiles at a time in SIMD8 lanes.
+private func winogradDWOutputGradientTransform(_ dy: UnsafePointer<Float>, _ d: UnsafeMutablePointer<Float>,
+                                               _ qbuf: UnsafeMutablePointer<Float>, _ offs: UnsafePointer<Int32>,
+                                               _ geo: WinogradDWGeometry,
+                                               wq: Int, plane: Int, cout: Int, first: Int, nt: Int) {
+    let (h, w, tw, tpi) = (geo.h, geo.w, geo.tw, geo.tpi)
+    let hw = h * w
+    @inline(__always) func store(_ q: UnsafeMutablePointer<Float>, _ y00: SIMD8<Float>, _ y01: SIMD8<Float>,
+                                 _ y10: SIMD8<Float>, _ y11: SIMD8<Float>) {
+        // P = dY A^T (2x4): row r = (y_r0, y_r0 + y_r1, y_r0 - y_r1, -y_r1); then A P rows: P0, P0+P1, P0-P1, -P1
+        let p00 = y00, p01 = y00 + y01, p02 = y00 - y01, p03 = -y01
+        let p10 = y10, p11 = y10 + y11, p12 = y10 - y11, p13 = -y11
+        let r = UnsafeMutableRawPointer(q), ps = plane * 4
+        @inline(__always) func put(_ k: Int, _ val: SIMD8<Float>) { r.storeBytes(of: val, toByteOffset: k * ps, as: SIMD8<Float>.self) }
+        put(0, p00); put(1, p01); put(2, p02); put(3, p03)
+        put(4, p00 + p10); put(5, p01 + p11); put(6, p02 + p12); put(7, p03 + p13)
+        put(8, p00 - p10); put(9, p01 - p11); put(10, p02 - p12); put(11, p03 - p13)
+        put(12, -p10); put(13, -p11); put(14, -p12); put(15, -p13)
+    }
+    for c in 0..<cout {
+        var t = 0
+        while t < nt {
+            let g = first + t
+            let img = g / tpi, ka = g % tpi
+            let kb = min(tpi, ka + (nt - t))
+            let yc = dy + (img * cout + c) * hw
+            let iy0 = 2 * (ka / tw), iy1 = min(h, 2 * ((kb - 1) / tw) + 2)
+            for iy in iy0..<iy1 { (qbuf + iy * wq).update(from: yc + iy * w, count: w) }
+            let o = d + c * nt + t - ka
+            var k = ka, ty = ka / tw, tx = ka - ty * tw
+            while k < kb {
+                if k + 8 <= kb {
+                    if tx + 8 <= tw {
+                        let p = UnsafeRawPointer(qbuf + 2 * ty * wq + 2 * tx)
+                        let a = p.loadUnaligned(as: SIMD16<Float>.self)
+                        let b = p.loadUnaligned(fromByteOffset: wq * 4, as: SIMD16<Float>.self)
+                        store(o + k, a.evenHalf, a.oddHalf, b.evenHalf, b.oddHalf)
+                        k += 8; tx += 8
+                        if tx == tw { tx = 0; ty += 1 }
+                        continue
+                    }
+                    var y00 = SIMD8<Float>(), y01 = SIMD8<Float>(), y10 = SIMD8<Float>(), y11 = SIMD8<Float>()
+                    for l in 0..<8 {   // gather 8 tiles that span tile rows
+                        let p = qbuf + Int(offs[k + l])
+                        y00[l] = p[0]; y01[l] = p[1]; y10[l] = p[wq]; y11[l] = p[wq + 1]
+                    }
+                    store(o + k, y00, y01, y10, y11)
+                    k += 8; tx += 8
+                    while tx >= tw { tx -= tw; ty += 1 }
+                    continue
+                }
+                let p = qbuf + Int(offs[k])
+                let y00 = p[0], y01 = p[1], y10 = p[wq], y11 = p[wq + 1]
+                let p00 = y00, p01 = y00 + y01, p02 = y00 - y01, p03 = -y01
+                let p10 = y10, p11 = y10 + y11, p12 = y10 - y11, p13 = -y11
+                let q = o + k
+                q[0] = p00; q[plane] = p01; q[2 * plane] = p02; q[3 * plane] = p03
+                q[4 * plane] = p00 + p10; q[5 * plane] = p01 + p11; q[6 * plane] = p02 + p12; q[7 * plane] = p03 + p13
+                q[8 * plane] = p00 - p10; q[9 * plane] = p01 - p11; q[10 * plane] = p02 - p12; q[11 * plane] = p03 - p13
+                q[12 * plane] = -p10; q[13 * plane] = -p11; q[14 * plane] = -p12; q[15 * plane] = -p13
+                k += 1; tx += 1
+                if tx == tw { tx = 0; ty += 1 }
+            }
+            t += kb - ka
+        }
+    }
+}
+
+// MARK: Input transform (copied from Winograd.swift, where it is private)
+
+private struct WinogradDWGeometry {
+    let h, w, tw, tpi, wp: Int
+}
+
+@inline(__always)
+private func winogradDWStoreInput(_ q: UnsafeMutablePointer<Float>, _ plane: Int,
+                                  _ e0: (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>),
+                                  _ e1: (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>),
+                                  _ e2: (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>),
+                                  _ e3: (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>)) {
+    let r = UnsafeMutableRawPointer(q), ps = plane * 4
+    @inline(__always) func put(_ k: Int, _ val: SIMD8<Float>) { r.storeBytes(of: val, toByteOffset: k * ps, as: SIMD8<Float>.self) }
+    put(0, e0.0 - e2.0); put(1, e0.1 - e2.1); put(2, e0.2 - e2.2); put(3, e0.3 - e2.3)
+    put(4, e1.0 + e2.0); put(5, e1.1 + e2.1); put(6, e1.2 + e2.2); put(7, e1.3 + e2.3)
+    put(8, e2.0 - e1.0); put(9, e2.1 - e1.1); put(10, e2.2 - e1.2); put(11, e2.3 - e1.3)
+    put(12, e1.0 - e3.0); put(13, e1.1 - e3.1); put(14, e1.2 - e3.2); put(15, e1.3 - e3.3)
+}
+
+/// V[xi][c][t] = (B^T d B)[xi], exactly as winogradInputTransform in Winograd.swift.
+private func winogradDWInputTransform(_ x: UnsafePointer<Float>, _ v: UnsafeMutablePointer<Float>,
+                                      _ pbuf: UnsafeMutablePointer<Float>, _ offs: UnsafePointer<Int32>,
+                                      _ geo: WinogradDWGeometry, plane: Int, cin: Int, first: Int, nt: Int) {
+    let (h, w, tw, tpi, wp) = (geo.h, geo.w, geo.tw, geo.tpi, geo.wp)
+    let hw = h * w
+    for c in 0..<cin {
+        var t = 0
+        while t < nt {
+            let g = first + t
+            let img = g / tpi, ka = g % tpi
+            let kb = min(tpi, ka + (nt - t))
+            let xc = x + (img * cin + c) * hw
+            let iy0 = max(0, 2 * (ka / tw) - 1), iy1 = min(h, 2 * ((kb - 1) / tw) + 3)
+            for iy in iy0..<iy1 { (pbuf + (iy + 1) * wp + 1).update(from: xc + iy * w, count: w) }
+            let o = v + c * nt + t - ka
+            var k = ka, ty = ka / tw, tx = ka - ty * tw
+            while k < kb {
+                if k + 8 <= kb {
+                    if tx + 8 <= tw {
+                        let p = UnsafeRawPointer(pbuf + 2 * ty * wp + 2 * tx)
+                        @inline(__always) func row(_ r: Int) -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
+                            let a = p.loadUnaligned(fromByteOffset: r * wp * 4, as: SIMD16<Float>.self)
+                            let b = p.loadUnaligned(fromByteOffset: (r * wp + 2) * 4, as: SIMD16<Float>.self)
+                            let c0 = a.evenHalf, c1 = a.oddHalf, c2 = b.evenHalf, c3 = b.oddHalf
+                            return (c0 - c2, c1 + c2, c2 - c1, c1 - c3)
+                        }
+                        winogradDWStoreInput(o + k, plane, row(0), row(1), row(2), row(3))
+                    } else {
+                        @inline(__always) func row(_ r: Int) -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
+                            var c0 = SIMD8<Float>(), c1 = SIMD8<Float>(), c2 = SIMD8<Float>(), c3 = SIMD8<Float>()
+                            for l in 0..<8 {
+                                let p = pbuf + Int(offs[k + l]) + r * wp
+                                c0[l] = p[0]; c1[l] = p[1]; c2[l] = p[2]; c3[l] = p[3]
+                            }
+                            return (c0 - c2, c1 + c2, c2 - c1, c1 - c3)
+                        }
+                        winogradDWStoreInput(o + k, plane, row(0), row(1), row(2), row(3))
+                    }
+                    k += 8; tx += 8
+                    while tx >= tw { tx -= tw; ty += 1 }
+                    continue
+                }
+                let p = pbuf + Int(offs[k])
+                let r0 = UnsafeRawPointer(p).loadUnaligned(as: SIMD4<Float>.self)
+                let r1 = UnsafeRawPointer(p + wp).loadUnaligned(as: SIMD4<Float>.self)
+                let r2 = UnsafeRawPointer(p + 2 * wp).loadUnaligned(as: SIMD4<Float>.self)
+                let r3 = UnsafeRawPointer(p + 3 * wp).loadUnaligned(as: SIMD4<Float>.self)
+                let s0 = r0 - r2, s1 = r1 + r2, s2 = r2 - r1, s3 = r1 - r3
+                let q = o + k
+                q[0 * plane] = s0[0] - s0[2]; q[1 * plane] = s0[1] + s0[2]; q[2 * plane] = s0[2] - s0[1]; q[3 * plane] = s0[1] - s0[3]
+                q[4 * plane] = s1[0] - s1[2]; q[5 * plane] = s1[1] + s1[2]; q[6 * plane] = s1[2] - s1[1]; q[7 * plane] = s1[1] - s1[3]
+                q[8 * plane] = s2[0] - s2[2]; q[9 * plane] = s2[1] + s2[2]; q[10 * plane] = s2[2] - s2[1]; q[11 * plane] = s2[1] - s2[3]
+                q[12 * plane] = s3[0] - s3[2]; q[13 * plane] = s3[1] + s3[2]; q[14 * plane] = s3[2] - s3[1]; q[15 * plane] = s3[1] - s3[3]
+                k += 1; tx += 1
+                if tx == tw { tx = 0; ty += 1 }
+            }
+            t += kb - ka
+        }
+    }
+}

@@ -1,0 +1,157 @@
+// Winograd F(2x2, 3x3) weight gradient: against a direct Double reference (odd and tiny maps,
+// partial image ranges, blocks splitting images and tile rows, many channels, concurrent
+// workers, accumulation into dw) and against Conv2D.backward's im2col weight gradient.
+import XCTest
+import Foundation
+import NN
+import TestSupport
+
+/// dW[co][ci][ki][kj] = Σ_{n in images} Σ_{oy, ox} dy[n, co, oy, ox] * x[n, ci, oy - 1 + ki, ox - 1 + kj].
+private func referenceWeightGradient(x: [Float], dy: [Float], n: Int, cin: Int, cout: Int, h: Int, w: Int,
+                                     images: Range<Int>) -> [Double] {
+    var dw = [Double](repeating: 0, count: cout * cin * 9)
+    for i in images { for co in 0..<cout { for ci in 0..<cin { for ki in 0..<3 { for kj in 0..<3 {
+        var acc = 0.0
+        for oy in 0..<h {
+            let iy = oy - 1 + ki
+            guard iy >= 0, iy < h else { continue }
+            for ox in 0..<w {
+                let ix = ox - 1 + kj
+                guard ix >= 0, ix < w else { continue }
+                acc += Double(dy[((i * cout + co) * h + oy) * w + ox]) * Double(x[((i * cin + ci) * h + iy) * w + ix])
+            }
+        }
+        dw[((co * cin + ci) * 3 + ki) * 3 + kj] += acc
+    }}}}}
+    return dw
+}
+
+private func maxAbs(_ a: [Double]) -> Double { a.reduce(0) { max($0, abs($1)) } }
+
+/// |a - b| <= tol * max|b| elementwise.
+private func assertCloseScaled(_ a: [Float], _ b: [Double], tol: Double = 1e-4, _ msg: String,
+                               file: StaticString = #filePath, line: UInt = #line) {
+    XCTAssertEqual(a.count, b.count, msg, file: file, line: line)
+    let scale = max(maxAbs(b), 1e-30)
+    var worst = 0.0, at = 0
+    for i in 0..<min(a.count, b.count) {
+        let d = abs(Double(a[i]) - b[i]); if d > worst { worst = d; at = i }
+    }
+    XCTAssertLessThanOrEqual(worst / scale, tol, "\(msg): worst at \(at): \(a.isEmpty ? 0 : a[at]) vs \(b.isEmpty ? 0 : b[at])",
+                             file: file, line: line)
+}
+
+final class WinogradWeightGradientTests: XCTestCase {
+    struct Case { var n, cin, cout, h, w: Int }
+
+    static let cases: [Case] = [
+        Case(n: 2, cin: 1, cout: 1, h: 1, w: 1),
+        Case(n: 3, cin: 2, cout: 3, h: 1, w: 1),
+        Case(n: 2, cin: 3, cout: 2, h: 2, w: 2),
+        Case(n: 3, cin: 4, cout: 5, h: 3, w: 3),
+        Case(n: 3, cin: 16, cout: 16, h: 3, w: 3),
+        Case(n: 2, cin: 9, cout: 7, h: 4, w: 4),
+        Case(n: 2, cin: 5, cout: 7, h: 5, w: 5),
+        Case(n: 3, cin: 3, cout: 2, h: 6, w: 7),
+        Case(n: 2, cin: 7, cout: 3, h: 7, w: 6),
+        Case(n: 1, cin: 2, cout: 3, h: 1, w: 5),
+        Case(n: 3, cin: 8, cout: 16, h: 12, w: 12),
+        Case(n: 2, cin: 16, cout: 8, h: 12, w: 12),
+        Case(n: 2, cin: 11, cout: 13, h: 17, w: 19),
+    ]
+
+    /// Runs winogradWeightGradient on `images` into a dw prefilled with `initial`, checks dw = initial + reference.
+    private func run(_ c: Case, images: Range<Int>, seed: UInt64, file: StaticString = #filePath, line: UInt = #line) {
+        let x = randomArray(c.n * c.cin * c.h * c.w, seed: seed)
+        let dy = randomArray(c.n * c.cout * c.h * c.w, seed: seed + 1)
+        let initial = randomArray(c.cout * c.cin * 9, seed: seed + 2)
+        var dw = initial
+        x.withUnsafeBufferPointer { xp in dy.withUnsafeBufferPointer { dp in dw.withUnsafeMutableBufferPointer { wp in
+            winogradWeightGradient(x: xp.baseAddress!, dy: dp.baseAddress!, dw: wp.baseAddress!, cin: c.cin, cout: c.cout,
+                                   h: c.h, w: c.w, images: images, worker: 0)
+        }}}
+        let ref = referenceWeightGradient(x: x, dy: dy, n: c.n, cin: c.cin, cout: c.cout, h: c.h, w: c.w, images: images)
+        // Compare the added part (tolerance relative to the gradient's magnitude, not the prefill's).
+        let added = zip(dw, initial).map { $0 - $1 }
+        assertCloseScaled(added, ref, "\(c) images \(images)", file: file, line: line)
+    }
+
+    func testMatchesReference() {
+        for (i, c) in Self.cases.enumerated() { run(c, images: 0..<c.n, seed: UInt64(10 * i + 1)) }
+    }
+
+    func testPartialImageRanges() {
+        for (i, c) in Self.cases.enumerated() where c.n > 1 {
+            run(c, images: 1..<c.n, seed: UInt64(10 * i + 3))
+            run(c, images: 0..<1, seed: UInt64(10 * i + 5))
+        }
+        run(Case(n: 3, cin: 3, cout: 4, h: 5, w: 6), images: 1..<2, seed: 77)
+        run(Case(n: 3, cin: 3, cout: 4, h: 5, w: 6), images: 2..<2, seed: 78)   // empty: adds nothing
+    }
+
+    /// Small blocks: blocks start and end inside images and tile rows; gemms accumulate over many blocks.
+    func testSmallBlocks() {
+        let saved = winogradWeightGradientTargetTiles
+        defer { winogradWeightGradientTargetTiles = saved }
+        for target in [1, 3, 7, 20, 37, 100] {
+            winogradWeightGradientTargetTiles = target
+            for (i, c) in Self.cases.enumerated() {
+                run(c, images: 0..<c.n, seed: UInt64(10 * i + 7 + target))
+                if c.n > 2 { run(c, images: 1..<2, seed: UInt64(10 * i + 9 + target)) }
+            }
+        }
+    }
+
+    func testManyChannels() {
+        run(Case(n: 2, cin: 33, cout: 40, h: 7, w: 7), images: 0..<2, seed: 99)
+        run(Case(n: 1, cin: 75, cout: 3, h: 3, w: 4), images: 0..<1, seed: 98)
+        run(Case(n: 2, cin: 3, cout: 37, h: 6, w: 6), images: 0..<2, seed: 97)
+    }
+
+    /// Two workers, disjoint image ranges, concurrently, into separate partial buffers.
+    func testConcurrentWorkers() {
+        let c = Case(n: 4, cin: 6, cout: 5, h: 9, w: 8)
+        let x = randomArray(c.n * c.cin * c.h * c.w, seed: 1)
+        let dy = randomArray(c.n * c.cout * c.h * c.w, seed: 2)
+        let count = c.cout * c.cin * 9
+        var parts = [Float](repeating: 0, count: 2 * count)
+        x.withUnsafeBufferPointer { xp in dy.withUnsafeBufferPointer { dp in parts.withUnsafeMutableBufferPointer { pp in
+            let (xa, da, pa) = (xp.baseAddress!, dp.baseAddress!, pp.baseAddress!)
+            DispatchQueue.concurrentPerform(iterations: 2) { k in
+                winogradWeightGradient(x: xa, dy: da, dw: pa + k * count, cin: c.cin, cout: c.cout, h: c.h, w: c.w,
+                                       images: (2 * k)..<(2 * k + 2), worker: 10 + k)
+            }
+        }}}
+        let sum = (0..<count).map { parts[$0] + parts[count + $0] }
+        let ref = referenceWeightGradient(x: x, dy: dy, n: c.n, cin: c.cin, cout: c.cout, h: c.h, w: c.w, images: 0..<c.n)
+        assertCloseScaled(sum, ref, "concurrent")
+        let ref0 = referenceWeightGradient(x: x, dy: dy, n: c.n, cin: c.cin, cout: c.cout, h: c.h, w: c.w, images: 0..<2)
+        assertCloseScaled(Array(parts[0..<count]), ref0, "concurrent worker 0")
+    }
+
+    /// Against Conv2D.backward's im2col + gemm weight gradient.
+    func testMatchesConv2DBackward() {
+        let shapes: [(n: Int, cin: Int, cout: Int, h: Int, w: Int)] =
+            [(2, 3, 5, 1, 1), (3, 4, 2, 3, 3), (2, 5, 3, 5, 5), (3, 2, 6, 6, 7), (2, 16, 8, 7, 7), (2, 8, 12, 24, 24), (1, 34, 3, 4, 4)]
+        for (i, s) in shapes.enumerated() {
+            let ctx = ModelContext()
+            let conv = Conv2D(ctx, name: "conv", inChannels: s.cin, outChannels: s.cout, kernel: 3,
+                              stride: 1, padding: 1, bias: true)
+            ctx.finalize()
+            randomizeParameters(ctx, seed: UInt64(300 + i))
+            ctx.params.zeroGrad()
+            let x = randomTensor([s.n, s.cin, s.h, s.w], seed: UInt64(400 + i))
+            _ = conv.forward(x, training: true)
+            let dy = randomTensor([s.n, s.cout, s.h, s.w], seed: UInt64(500 + i))
+            _ = conv.backward(dy)
+            let dwRef = conv.weight.grads
+
+            var dw = [Float](repeating: 0, count: s.cout * s.cin * 9)
+            dw.withUnsafeMutableBufferPointer { wp in
+                winogradWeightGradient(x: x.data, dy: dy.data, dw: wp.baseAddress!, cin: s.cin, cout: s.cout,
+                                       h: s.h, w: s.w, images: 0..<s.n, worker: 0)
+            }
+            assertCloseScaled(dw, dwRef.map(Double.init), "dW vs Conv2D \(s)")
+        }
+    }
+}
