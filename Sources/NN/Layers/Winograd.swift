@@ -183,13 +183,14 @@ public func winogradForward(x: UnsafePointer<Float>, u: UnsafePointer<Float>, bi
     }
 }
 
-private struct WinogradGeometry {
+/// Map geometry shared by the Winograd passes (also WinogradWeightGradient.swift).
+struct WinogradGeometry {
     let h, w, tw, tpi, wp: Int
 }
 
 /// 16 SIMD8 results of B^T d B for 8 tiles, given e[r] = (d B) of their rows r (as column vectors).
 @inline(__always)
-private func winogradStoreInput(_ q: UnsafeMutablePointer<Float>, _ plane: Int,
+func winogradStoreInput(_ q: UnsafeMutablePointer<Float>, _ plane: Int,
                                 _ e0: (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>),
                                 _ e1: (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>),
                                 _ e2: (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>),
@@ -206,7 +207,7 @@ private func winogradStoreInput(_ q: UnsafeMutablePointer<Float>, _ plane: Int,
 /// Per (channel, image) the needed input rows are copied into the zero-bordered padded image
 /// `pbuf` ((2*th + 2) x wp); then 8 tiles at a time are transformed in SIMD8 lanes: contiguous
 /// loads (even/odd lanes) along a tile row, gathers across tile rows, scalar for the last < 8.
-private func winogradInputTransform(_ x: UnsafePointer<Float>, _ v: UnsafeMutablePointer<Float>,
+func winogradInputTransform(_ x: UnsafePointer<Float>, _ v: UnsafeMutablePointer<Float>,
                                     _ pbuf: UnsafeMutablePointer<Float>, _ offs: UnsafePointer<Int32>,
                                     _ geo: WinogradGeometry, plane: Int, cin: Int, first: Int, nt: Int) {
     let (h, w, tw, tpi, wp) = (geo.h, geo.w, geo.tw, geo.tpi, geo.wp)

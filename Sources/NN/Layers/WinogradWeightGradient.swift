@@ -6,7 +6,7 @@
 // DY[16][Cout][T] = A dY A^T (dY_t the 2x2 output-gradient block of tile t, zero beyond H x W):
 //   Mw[xi][co][ci] = Σ_t DY[xi][co][t] * V[xi][ci][t]     (16 gemms [Cout x T] x [T x Cin]^T, accumulated over blocks)
 //   dW[co][ci] += G^T Mw[co][ci] G                          (once per call)
-// The input transform is a copy of Winograd.swift's (private there), under DW names.
+// The input transform is winogradInputTransform from Winograd.swift, shared with the forward pass.
 import Foundation
 
 /// Tiles (gemm K) per block for the weight gradient; 0 = automatic, max(64, 32768 / (Cin + Cout)):
@@ -46,13 +46,13 @@ public func winogradWeightGradient(x: UnsafePointer<Float>, dy: UnsafePointer<Fl
         offs[k] = Int32(2 * (k / tw) * wp + 2 * (k % tw))
         offsDY[k] = Int32(2 * (k / tw) * wq + 2 * (k % tw))
     }
-    let geo = WinogradDWGeometry(h: h, w: w, tw: tw, tpi: tpi, wp: wp)
+    let geo = WinogradGeometry(h: h, w: w, tw: tw, tpi: tpi, wp: wp)
     var t0 = 0, firstBlock = true
     while t0 < total {
         let nt = min(tmax, total - t0)
         let first = images.lowerBound * tpi + t0
         let vPlane = cin * nt + 16, dPlane = cout * nt + 16
-        winogradDWInputTransform(x, v, pbuf, offs, geo, plane: vPlane, cin: cin, first: first, nt: nt)
+        winogradInputTransform(x, v, pbuf, offs, geo, plane: vPlane, cin: cin, first: first, nt: nt)
         winogradDWOutputGradientTransform(dy, dt, qbuf, offsDY, geo, wq: wq, plane: dPlane, cout: cout, first: first, nt: nt)
         for xi in 0..<16 {
             gemm(transB: true, m: cout, n: cin, k: nt, a: dt + xi * dPlane, lda: nt,
@@ -124,7 +124,7 @@ private func winogradDWWeightTransform(_ m: UnsafePointer<Float>, plane: Int, dw
 /// into `qbuf` (2*th x wq, wq = 2*tw, the odd edge stays zero); 8 tiles at a time in SIMD8 lanes.
 private func winogradDWOutputGradientTransform(_ dy: UnsafePointer<Float>, _ d: UnsafeMutablePointer<Float>,
                                                _ qbuf: UnsafeMutablePointer<Float>, _ offs: UnsafePointer<Int32>,
-                                               _ geo: WinogradDWGeometry,
+                                               _ geo: WinogradGeometry,
                                                wq: Int, plane: Int, cout: Int, first: Int, nt: Int) {
     let (h, w, tw, tpi) = (geo.h, geo.w, geo.tw, geo.tpi)
     let hw = h * w
@@ -181,88 +181,6 @@ private func winogradDWOutputGradientTransform(_ dy: UnsafePointer<Float>, _ d: 
                 q[4 * plane] = p00 + p10; q[5 * plane] = p01 + p11; q[6 * plane] = p02 + p12; q[7 * plane] = p03 + p13
                 q[8 * plane] = p00 - p10; q[9 * plane] = p01 - p11; q[10 * plane] = p02 - p12; q[11 * plane] = p03 - p13
                 q[12 * plane] = -p10; q[13 * plane] = -p11; q[14 * plane] = -p12; q[15 * plane] = -p13
-                k += 1; tx += 1
-                if tx == tw { tx = 0; ty += 1 }
-            }
-            t += kb - ka
-        }
-    }
-}
-
-// MARK: Input transform (copied from Winograd.swift, where it is private)
-
-private struct WinogradDWGeometry {
-    let h, w, tw, tpi, wp: Int
-}
-
-@inline(__always)
-private func winogradDWStoreInput(_ q: UnsafeMutablePointer<Float>, _ plane: Int,
-                                  _ e0: (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>),
-                                  _ e1: (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>),
-                                  _ e2: (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>),
-                                  _ e3: (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>)) {
-    let r = UnsafeMutableRawPointer(q), ps = plane * 4
-    @inline(__always) func put(_ k: Int, _ val: SIMD8<Float>) { r.storeBytes(of: val, toByteOffset: k * ps, as: SIMD8<Float>.self) }
-    put(0, e0.0 - e2.0); put(1, e0.1 - e2.1); put(2, e0.2 - e2.2); put(3, e0.3 - e2.3)
-    put(4, e1.0 + e2.0); put(5, e1.1 + e2.1); put(6, e1.2 + e2.2); put(7, e1.3 + e2.3)
-    put(8, e2.0 - e1.0); put(9, e2.1 - e1.1); put(10, e2.2 - e1.2); put(11, e2.3 - e1.3)
-    put(12, e1.0 - e3.0); put(13, e1.1 - e3.1); put(14, e1.2 - e3.2); put(15, e1.3 - e3.3)
-}
-
-/// V[xi][c][t] = (B^T d B)[xi], exactly as winogradInputTransform in Winograd.swift.
-private func winogradDWInputTransform(_ x: UnsafePointer<Float>, _ v: UnsafeMutablePointer<Float>,
-                                      _ pbuf: UnsafeMutablePointer<Float>, _ offs: UnsafePointer<Int32>,
-                                      _ geo: WinogradDWGeometry, plane: Int, cin: Int, first: Int, nt: Int) {
-    let (h, w, tw, tpi, wp) = (geo.h, geo.w, geo.tw, geo.tpi, geo.wp)
-    let hw = h * w
-    for c in 0..<cin {
-        var t = 0
-        while t < nt {
-            let g = first + t
-            let img = g / tpi, ka = g % tpi
-            let kb = min(tpi, ka + (nt - t))
-            let xc = x + (img * cin + c) * hw
-            let iy0 = max(0, 2 * (ka / tw) - 1), iy1 = min(h, 2 * ((kb - 1) / tw) + 3)
-            for iy in iy0..<iy1 { (pbuf + (iy + 1) * wp + 1).update(from: xc + iy * w, count: w) }
-            let o = v + c * nt + t - ka
-            var k = ka, ty = ka / tw, tx = ka - ty * tw
-            while k < kb {
-                if k + 8 <= kb {
-                    if tx + 8 <= tw {
-                        let p = UnsafeRawPointer(pbuf + 2 * ty * wp + 2 * tx)
-                        @inline(__always) func row(_ r: Int) -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
-                            let a = p.loadUnaligned(fromByteOffset: r * wp * 4, as: SIMD16<Float>.self)
-                            let b = p.loadUnaligned(fromByteOffset: (r * wp + 2) * 4, as: SIMD16<Float>.self)
-                            let c0 = a.evenHalf, c1 = a.oddHalf, c2 = b.evenHalf, c3 = b.oddHalf
-                            return (c0 - c2, c1 + c2, c2 - c1, c1 - c3)
-                        }
-                        winogradDWStoreInput(o + k, plane, row(0), row(1), row(2), row(3))
-                    } else {
-                        @inline(__always) func row(_ r: Int) -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
-                            var c0 = SIMD8<Float>(), c1 = SIMD8<Float>(), c2 = SIMD8<Float>(), c3 = SIMD8<Float>()
-                            for l in 0..<8 {
-                                let p = pbuf + Int(offs[k + l]) + r * wp
-                                c0[l] = p[0]; c1[l] = p[1]; c2[l] = p[2]; c3[l] = p[3]
-                            }
-                            return (c0 - c2, c1 + c2, c2 - c1, c1 - c3)
-                        }
-                        winogradDWStoreInput(o + k, plane, row(0), row(1), row(2), row(3))
-                    }
-                    k += 8; tx += 8
-                    while tx >= tw { tx -= tw; ty += 1 }
-                    continue
-                }
-                let p = pbuf + Int(offs[k])
-                let r0 = UnsafeRawPointer(p).loadUnaligned(as: SIMD4<Float>.self)
-                let r1 = UnsafeRawPointer(p + wp).loadUnaligned(as: SIMD4<Float>.self)
-                let r2 = UnsafeRawPointer(p + 2 * wp).loadUnaligned(as: SIMD4<Float>.self)
-                let r3 = UnsafeRawPointer(p + 3 * wp).loadUnaligned(as: SIMD4<Float>.self)
-                let s0 = r0 - r2, s1 = r1 + r2, s2 = r2 - r1, s3 = r1 - r3
-                let q = o + k
-                q[0 * plane] = s0[0] - s0[2]; q[1 * plane] = s0[1] + s0[2]; q[2 * plane] = s0[2] - s0[1]; q[3 * plane] = s0[1] - s0[3]
-                q[4 * plane] = s1[0] - s1[2]; q[5 * plane] = s1[1] + s1[2]; q[6 * plane] = s1[2] - s1[1]; q[7 * plane] = s1[1] - s1[3]
-                q[8 * plane] = s2[0] - s2[2]; q[9 * plane] = s2[1] + s2[2]; q[10 * plane] = s2[2] - s2[1]; q[11 * plane] = s2[1] - s2[3]
-                q[12 * plane] = s3[0] - s3[2]; q[13 * plane] = s3[1] + s3[2]; q[14 * plane] = s3[2] - s3[1]; q[15 * plane] = s3[1] - s3[3]
                 k += 1; tx += 1
                 if tx == tw { tx = 0; ty += 1 }
             }
