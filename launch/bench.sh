@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # The project's benchmark: `resnet bench` side by side with the PyTorch peer in one run, then the
-# 2-rank scaling efficiency. Each figure is the median of REPEAT runs (default 3): the machine is shared.
+# 2-rank scaling efficiency. Each figure is the median of REPEAT runs (default 5): the machine is shared.
 #   1. ResNet-18, batch 64, 1x96x96, 1 rank x 2 threads  vs  torch_resnet_bench.py 64 1 96 2
 #   2. scaling: 2 ranks x 1 thread x batch 32 (images/s) over 2 x (1 rank x 1 thread x batch 32)
 # Example:  launch/bench.sh            (TORCH_BENCH=path/to/torch_resnet_bench.py to locate the peer)
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 root=$(repo_root); bin=$(ensure_binary)
-repeat=${REPEAT:-3}; steps=${STEPS:-8}
+repeat=${REPEAT:-5}; steps=${STEPS:-8}
 peer=${TORCH_BENCH:-$root/../shared/anchors/torch_resnet_bench.py}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 ips() { sed -n 's/^\([0-9.]*\) images\/s$/\1/p' | tail -1; }
