@@ -21,6 +21,15 @@ struct Bench: ParsableCommand {
     @Option(help: "Untimed warm-up steps.") var warmup = 2
     @Option(help: "Gradient bucket size in MiB.") var bucketMb = 4.0
 
+    func validate() throws {
+        for (name, value, least) in [("--batch", batch, 1), ("--channels", channels, 1), ("--size", size, 1),
+                                     ("--width", width, 1), ("--steps", steps, 1), ("--warmup", warmup, 0), ("--threads", threads, 0)]
+        where value < least {
+            throw ValidationError("\(name) must be at least \(least), got \(value)")
+        }
+        guard bucketMb > 0 else { throw ValidationError("--bucket-mb must be positive, got \(bucketMb)") }
+    }
+
     func run() throws {
         configureThreads(threads)
         withCommunicator { comm in
