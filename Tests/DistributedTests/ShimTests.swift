@@ -2,6 +2,7 @@
 // launcher detection, and real `mpirun` jobs running the mpi-selftest program.
 import Foundation
 import XCTest
+import NN
 @testable import Distributed
 
 final class ShimTests: XCTestCase {
@@ -314,17 +315,12 @@ final class SimulatedReduction: PendingReduction {
     }
 }
 
+/// NN's SplitMix64 plus the draws these tests need.
 struct TestRandom {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
+    var generator: SplitMix64
+    init(seed: UInt64) { generator = SplitMix64(seed: seed) }
 
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    mutating func next() -> UInt64 { generator.next() }
 
     mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
 

@@ -4,21 +4,6 @@ import XCTest
 import NN
 import TestSupport
 
-private func maxAbs(_ a: [Double]) -> Double { a.reduce(0) { max($0, abs($1)) } }
-
-/// |a - b| <= tol * max|b| elementwise.
-private func assertCloseScaled(_ a: [Float], _ b: [Double], tol: Double = 1e-4, _ msg: String,
-                               file: StaticString = #filePath, line: UInt = #line) {
-    XCTAssertEqual(a.count, b.count, msg, file: file, line: line)
-    let scale = max(maxAbs(b), 1e-30)
-    var worst = 0.0, at = 0
-    for i in 0..<min(a.count, b.count) {
-        let d = abs(Double(a[i]) - b[i]); if d > worst { worst = d; at = i }
-    }
-    XCTAssertLessThanOrEqual(worst / scale, tol, "\(msg): worst at \(at): \(a.isEmpty ? 0 : a[at]) vs \(b.isEmpty ? 0 : b[at])",
-                             file: file, line: line)
-}
-
 final class WinogradTests: XCTestCase {
     struct Case { var n, cin, cout, h, w: Int; var bias: Bool }
 
