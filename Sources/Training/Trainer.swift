@@ -300,10 +300,14 @@ extension Trainer {
     /// wall time and the time spent waiting on gradient communication.
     public func runSteps(_ n: Int) throws -> (seconds: Double, commWait: Double) {
         var wait = 0.0
+        var perm = sampler.permutation(epoch: state.epoch)
         let t0 = monotonicSeconds()
         for _ in 0..<n {
-            if state.stepInEpoch >= sampler.stepsPerEpoch { state.epoch += 1; state.stepInEpoch = 0 }
-            _ = try trainStep(perm: sampler.permutation(epoch: state.epoch))
+            if state.stepInEpoch >= sampler.stepsPerEpoch {
+                state.epoch += 1; state.stepInEpoch = 0
+                perm = sampler.permutation(epoch: state.epoch)
+            }
+            _ = try trainStep(perm: perm)
             wait += buckets.communicationWaitSeconds
         }
         return (monotonicSeconds() - t0, wait)
