@@ -1,5 +1,8 @@
 // Reads a file that may be gzip-compressed. zlib's gzread passes plain files through
 // unchanged, so one reader serves both `train-images-idx3-ubyte` and `…-ubyte.gz`.
+// The reader is sequential and bounded: callers read a header, derive from it how many bytes
+// must follow, read exactly those and then count at most a small margin past them, so a
+// gzip bomb is never inflated beyond what its header announces (plus the margin).
 import CZlib
 #if canImport(Glibc)
 import Glibc
@@ -57,38 +60,43 @@ final class CompressedFileReader {
         return done
     }
 
-    /// Reads and counts whatever bytes are left.
-    func countRemaining() throws -> Int {
-        let chunk = UnsafeMutableRawPointer.allocate(byteCount: 1 << 16, alignment: 16)
-        defer { chunk.deallocate() }
-        var total = 0
-        while true {
-            let got = try read(into: chunk, count: 1 << 16)
-            total += got
-            if got < 1 << 16 { return total }
+    /// Reads `count` bytes, or fewer when the data ends first. The buffer grows with the bytes
+    /// that actually arrive (never allocated from `count` alone), so a header announcing
+    /// terabytes in front of a short file costs nothing, and no more than `count` bytes are
+    /// ever decompressed.
+    func read(upTo count: Int) throws -> [UInt8] {
+        precondition(count >= 0)
+        let chunk = 1 << 20
+        let buf = UnsafeMutableRawPointer.allocate(byteCount: chunk, alignment: 16)
+        defer { buf.deallocate() }
+        var out: [UInt8] = []
+        out.reserveCapacity(min(count, 16 << 20))
+        var left = count
+        while left > 0 {
+            let want = min(left, chunk)
+            let got = try read(into: buf, count: want)
+            out.append(contentsOf: UnsafeRawBufferPointer(start: buf, count: got))
+            left -= got
+            if got < want { break }
         }
+        return out
     }
 
-    /// Reads the whole (remaining) content.
-    func readAll() throws -> [UInt8] {
-        var capacity = 1 << 20, used = 0
-        var buffer = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16)
-        defer { buffer.deallocate() }
-        while true {
-            let got = try read(into: buffer + used, count: capacity - used)
-            used += got
-            if used < capacity { break }
-            let bigger = UnsafeMutableRawPointer.allocate(byteCount: capacity * 2, alignment: 16)
-            bigger.copyMemory(from: buffer, byteCount: used)
-            buffer.deallocate()
-            buffer = bigger
-            capacity *= 2
+    /// How many bytes are left, counting at most `limit` + 1 of them: the result is the exact
+    /// count when it is <= `limit`, else `limit` + 1 (and nothing past that is decompressed).
+    func countRemaining(upTo limit: Int) throws -> Int {
+        precondition(limit >= 0 && limit < Int.max)
+        let chunk = 1 << 16
+        let buf = UnsafeMutableRawPointer.allocate(byteCount: chunk, alignment: 16)
+        defer { buf.deallocate() }
+        var total = 0
+        while total <= limit {
+            let want = min(chunk, limit + 1 - total)
+            let got = try read(into: buf, count: want)
+            total += got
+            if got < want { break }
         }
-        if used == 0 { return [] }
-        return [UInt8](unsafeUninitializedCapacity: used) { out, n in
-            out.baseAddress!.initialize(from: buffer.assumingMemoryBound(to: UInt8.self), count: used)
-            n = used
-        }
+        return total
     }
 
     private func readError() -> DatasetError {
