@@ -135,7 +135,7 @@ public enum SafeTensors {
         do {
             json = try JSONSerialization.jsonObject(with: Data(bytes[8..<(8 + n)]), options: [])
         } catch {
-            throw fail("header is not valid JSON (\(error.localizedDescription))")
+            throw fail("header is not valid JSON (\(clip(error.localizedDescription)))")
         }
         guard let header = json as? [String: Any] else { throw fail("header is not a JSON object") }
 
@@ -143,7 +143,7 @@ public enum SafeTensors {
         if let meta = header["__metadata__"] {
             guard let m = meta as? [String: Any] else { throw fail("__metadata__ is not an object") }
             for (k, v) in m {
-                guard let s = v as? String else { throw fail("__metadata__ value of '\(k)' is not a string") }
+                guard let s = v as? String else { throw fail("__metadata__ value of '\(clip(k))' is not a string") }
                 metadata[k] = s
             }
         }
@@ -152,21 +152,23 @@ public enum SafeTensors {
         let dataLength = bytes.count - dataStart
         struct Entry { let name: String; let dtype: DType; let shape: [Int]; let count: Int; let begin: Int; let end: Int }
         var entries: [Entry] = []
-        for (name, value) in header where name != "__metadata__" {
+        // Sorted, so that of several problems the same one is reported on every run.
+        for (fullName, value) in header.sorted(by: { $0.key < $1.key }) where fullName != "__metadata__" {
+            let name = clip(fullName)   // for messages
             guard let info = value as? [String: Any] else { throw fail("tensor \(name): entry is not an object") }
-            for key in info.keys where !["dtype", "shape", "data_offsets"].contains(key) {
-                throw fail("tensor \(name): unexpected field '\(key)'")
+            for key in info.keys.sorted() where !["dtype", "shape", "data_offsets"].contains(key) {
+                throw fail("tensor \(name): unexpected field '\(clip(key))'")
             }
             guard let dtypeName = info["dtype"] as? String else { throw fail("tensor \(name): missing or non-string dtype") }
             guard let dtype = DType(rawValue: dtypeName) else {
-                throw fail("tensor \(name): unsupported dtype \(dtypeName) (supported: \(DType.allCases.map(\.rawValue).joined(separator: ", ")))")
+                throw fail("tensor \(name): unsupported dtype \(clip(dtypeName)) (supported: \(DType.allCases.map(\.rawValue).joined(separator: ", ")))")
             }
             guard let shapeArray = info["shape"] as? [Any] else { throw fail("tensor \(name): missing or non-array shape") }
             guard shapeArray.count <= 64 else { throw fail("tensor \(name): shape has \(shapeArray.count) dimensions") }
             var shape: [Int] = []
             var count = 1
             for d in shapeArray {
-                guard let v = jsonInt(d), v >= 0 else { throw fail("tensor \(name): shape \(shapeArray) is not a list of non-negative integers") }
+                guard let v = jsonInt(d), v >= 0 else { throw fail("tensor \(name): shape \(clip("\(shapeArray)")) is not a list of non-negative integers") }
                 shape.append(v)
                 let (p, overflow) = count.multipliedReportingOverflow(by: v)
                 guard !overflow, p <= dataLength else {
@@ -184,7 +186,7 @@ public enum SafeTensors {
             guard end - begin == count * dtype.size else {
                 throw fail("tensor \(name): shape \(shape) of \(dtype.rawValue) needs \(count * dtype.size) bytes, data_offsets [\(begin), \(end)] hold \(end - begin)")
             }
-            entries.append(Entry(name: name, dtype: dtype, shape: shape, count: count, begin: begin, end: end))
+            entries.append(Entry(name: fullName, dtype: dtype, shape: shape, count: count, begin: begin, end: end))
         }
         // Tensors must tile the data block exactly: no overlap, no gap, nothing left over.
         entries.sort { ($0.begin, $0.end, $0.name) < ($1.begin, $1.end, $1.name) }
@@ -192,8 +194,8 @@ public enum SafeTensors {
         for e in entries {
             guard e.begin == expected else {
                 throw fail(e.begin < expected
-                    ? "tensor \(e.name): data_offsets [\(e.begin), \(e.end)] overlap the previous tensor (which ends at \(expected))"
-                    : "tensor \(e.name): gap in the data block before offset \(e.begin) (previous tensor ends at \(expected))")
+                    ? "tensor \(clip(e.name)): data_offsets [\(e.begin), \(e.end)] overlap the previous tensor (which ends at \(expected))"
+                    : "tensor \(clip(e.name)): gap in the data block before offset \(e.begin) (previous tensor ends at \(expected))")
             }
             expected = e.end
         }
@@ -216,17 +218,35 @@ public enum SafeTensors {
         return (tensors, order, metadata)
     }
 
+    /// Reads and decodes a file. Only regular files are read (a FIFO or device could be
+    /// endless), exactly as many bytes as the file's size.
     public static func read(path: String) throws
         -> (tensors: [String: NamedTensor], order: [String], metadata: [String: String]) {
-        var isDir: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
-            throw SafeTensorsError("\(path): no such file")
+        var st = stat()
+        guard stat(path, &st) == 0 else {
+            if errno == ENOENT { throw SafeTensorsError("\(path): no such file") }
+            throw SafeTensorsError("\(path): cannot read the file: \(errnoString())")
         }
-        guard !isDir.boolValue else { throw SafeTensorsError("\(path): is a directory, not a safetensors file") }
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw SafeTensorsError("\(path): cannot read the file")
+        let kind = st.st_mode & S_IFMT
+        guard kind != S_IFDIR else { throw SafeTensorsError("\(path): is a directory, not a safetensors file") }
+        guard kind == S_IFREG else { throw SafeTensorsError("\(path): not a regular file") }
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { throw SafeTensorsError("\(path): cannot read the file: \(errnoString())") }
+        defer { close(fd) }
+        let size = Int(st.st_size)
+        var bytes = [UInt8](repeating: 0, count: size)
+        var used = 0
+        while used < size {
+            let n = bytes.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress! + used, size - used) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw SafeTensorsError("\(path): cannot read the file: \(errnoString())")
+            }
+            if n == 0 { break }
+            used += n
         }
-        return try decode([UInt8](data), file: path)
+        guard used == size else { throw SafeTensorsError("\(path): short read (\(used) of \(size) bytes; the file shrank?)") }
+        return try decode(bytes, file: path)
     }
 
     // MARK: Stores
@@ -253,7 +273,7 @@ public enum SafeTensors {
             }
         }
         for name in tensors.keys.sorted() where !known.contains(name) && !ignoring.contains(name) {
-            problems.append("unexpected tensor \(name)")
+            problems.append("unexpected tensor \(clip(name))")
         }
         if !problems.isEmpty {
             let shown = problems.prefix(20).joined(separator: "; ")
@@ -345,4 +365,9 @@ public enum SafeTensors {
     }
 
     static func errnoString() -> String { String(cString: strerror(errno)) }
+
+    /// Text from the file (names, dtypes, JSON errors) quoted in a message, cut to 200 characters.
+    static func clip(_ s: String, max: Int = 200) -> String {
+        s.count <= max ? s : String(s.prefix(max)) + "… (\(s.count) characters in all)"
+    }
 }
