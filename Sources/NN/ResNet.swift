@@ -32,10 +32,16 @@ public final class ResNet {
     private let lossFn = SoftmaxCrossEntropy()
 
     public init(_ spec: ResNetSpec, seed: UInt64 = 0) {
-        precondition(ResNetSpec.supportedDepths.contains(spec.depth), "depth \(spec.depth) not in \(ResNetSpec.supportedDepths)")
         self.spec = spec
+        (ctx, net) = ResNet.build(spec)
+        ctx.finalize()
+        initialize(seed: seed)
+    }
+
+    /// The layer tree, its tensors declared on a fresh context but not yet allocated.
+    static func build(_ spec: ResNetSpec) -> (ModelContext, Sequential) {
+        precondition(ResNetSpec.supportedDepths.contains(spec.depth), "depth \(spec.depth) not in \(ResNetSpec.supportedDepths)")
         let ctx = ModelContext()
-        self.ctx = ctx
         let w = spec.width
         let stem = Conv2D(ctx, name: "0.0", inChannels: spec.inChannels, outChannels: w, kernel: 7, stride: 2, padding: 3)
         stem.needsInputGradient = false   // nothing consumes the gradient of the images
@@ -66,12 +72,29 @@ public final class ResNet {
             }
             stages.append(Sequential(ctx, name: stage, layers))
         }
-        net = Sequential(ctx, name: "", [b1] + stages + [
+        let net = Sequential(ctx, name: "", [b1] + stages + [
             GlobalAvgPool(name: "5"), Flatten(name: "6"),
             Linear(ctx, name: "7", inFeatures: spec.featureCount, outFeatures: spec.numClasses),
         ])
-        ctx.finalize()
-        initialize(seed: seed)
+        return (ctx, net)
+    }
+
+    /// What a model of this spec holds, without allocating it: parameter and BN-buffer counts,
+    /// and the activation floats one training step keeps per image at `input` (C, H, W) —
+    /// every leaf's output and its gradient, plus batch norm's normalized input. Shapes that
+    /// shrink to nothing (an input too small for the stem and four stride-2 stages) give nil.
+    public static func footprint(_ spec: ResNetSpec, input: [Int]) -> (parameters: Int, buffers: Int, activationsPerImage: Int)? {
+        let (ctx, net) = build(spec)
+        let parameters = ctx.params.entries.reduce(0) { $0 + $1.count }
+        let buffers = ctx.buffers.entries.reduce(0) { $0 + $1.count }
+        var shape = [1] + input, activations = input.reduce(1, *)
+        for leaf in net.leaves {
+            shape = leaf.outputShape(shape)
+            guard shape.allSatisfy({ $0 > 0 }) else { return nil }
+            let n = shape.reduce(1, *)
+            activations += (leaf is BatchNorm2D ? 3 : 2) * n
+        }
+        return (parameters, buffers, activations)
     }
 
     public var params: ParameterStore { ctx.params }

@@ -1,6 +1,8 @@
 // The run configuration: every knob of a training run, as read from YAML (snake_case keys)
 // and `--set section.key=value` overrides. The YAML schema is the users' contract; the Swift
 // properties are its camelCase mirror. `ConfigLoader.swift` reads, checks and prints it.
+import NN
+import Data
 
 /// Learning-rate schedule family (`schedule.kind`).
 public enum ScheduleKind: String, Codable, Equatable, CaseIterable, Sendable {
@@ -24,7 +26,9 @@ public struct RunConfig: Codable, Equatable, Sendable {
     public struct DataConfig: Codable, Equatable, Sendable {
         /// One of `RunConfig.datasets`: "fashion-mnist", "mnist", "cifar10", "synthetic".
         public var dataset: String = "fashion-mnist"
-        public var root: String = "/usr/share/datasets/fashion-mnist"
+        /// Folder of the dataset's files; "" = the dataset's own default folder
+        /// (`DatasetKind.defaultRoot`: /usr/share/datasets/fashion-mnist, .../mnist, .../cifar10).
+        public var root: String = ""
         /// Side of the (square) images fed to the net after resizing; 0 keeps the native size.
         public var imageSize: Int = 96
         public var shuffle: Bool = true
@@ -127,7 +131,35 @@ public struct RunConfig: Codable, Equatable, Sendable {
     public static var `default`: RunConfig { RunConfig() }
 
     /// Accepted values of `data.dataset`.
-    public static let datasets = ["fashion-mnist", "mnist", "cifar10", "synthetic"]
+    public static let datasets = DatasetKind.allCases.map(\.rawValue)
     /// Accepted values of `model.depth`.
-    public static let depths = [18, 34, 50]
+    public static let depths = ResNetSpec.supportedDepths
+}
+
+/// The ranges of the numeric keys (and of `resnet bench`'s options, which build a config).
+/// They keep every derived quantity (steps = epochs x steps/epoch, warm-up steps, bucket bytes,
+/// tensor sizes) far from Int's limits, so no value from outside can trap the program; whether a
+/// run within them fits in memory is checked separately (`ResourceCheck`).
+public enum ConfigLimits {
+    public static let width = 1...4096
+    public static let inChannels = 1...1024
+    public static let numClasses = 2...1_000_000
+    public static let imageSize = 0...4096
+    public static let syntheticCount = 1...100_000_000
+    public static let batchSize = 1...1_000_000
+    public static let epochs = 1...1_000_000
+    public static let maxSteps = 0...1_000_000_000_000
+    public static let seed = 0...Int.max
+    public static let threads = 0...1024
+    public static let logEvery = 1...1_000_000_000
+    public static let everySteps = 0...1_000_000_000_000
+    public static let keep = 1...1_000_000
+    public static let stepEpochs = 1...1_000_000
+    public static let bucketMB: ClosedRange<Double> = 0.001...4096
+    public static let lr: ClosedRange<Double> = 0...1000
+    public static let weightDecay: ClosedRange<Double> = 0...1000
+    public static let warmupEpochs: ClosedRange<Double> = 0...1_000_000
+    public static let gamma: ClosedRange<Double> = 1e-12...1000
+    public static let mean: ClosedRange<Float> = -1e6...1e6
+    public static let std: ClosedRange<Float> = 1e-6...1e6
 }

@@ -80,69 +80,78 @@ extension RunConfig {
         }
         func finite(_ key: String, _ v: Double) throws { if !v.isFinite { try fail(key, "a finite number", v) } }
 
+        func range<T: Comparable>(_ key: String, _ v: T, _ r: ClosedRange<T>, _ note: String = "") throws {
+            if !r.contains(v) { try fail(key, "\(T.self == Int.self ? "an integer" : "a number") in \(r.lowerBound)...\(r.upperBound)\(note)", v) }
+        }
+        func number(_ key: String, _ v: Double, _ r: ClosedRange<Double>, _ note: String = "") throws {
+            try finite(key, v); try range(key, v, r, note)
+        }
+        typealias L = ConfigLimits
+
         if !RunConfig.depths.contains(model.depth) { try fail("model.depth", "one of 18, 34, 50", model.depth) }
-        if model.inChannels < 1 { try fail("model.in_channels", "an integer >= 1", model.inChannels) }
-        if model.numClasses < 2 { try fail("model.num_classes", "an integer >= 2", model.numClasses) }
-        if model.width < 1 { try fail("model.width", "an integer >= 1", model.width) }
+        try range("model.in_channels", model.inChannels, L.inChannels)
+        try range("model.num_classes", model.numClasses, L.numClasses)
+        try range("model.width", model.width, L.width, " (64 is the paper's)")
 
         if !RunConfig.datasets.contains(data.dataset) {
-            try fail("data.dataset", "one of " + RunConfig.datasets.joined(separator: ", "), "'\(data.dataset)'")
+            try fail("data.dataset", "one of " + RunConfig.datasets.joined(separator: ", "), "'\(clippedForMessage(data.dataset))'")
         }
-        if data.root.isEmpty && data.dataset != "synthetic" { try fail("data.root", "a non-empty path", "''") }
-        if data.imageSize < 0 || data.imageSize > 4096 {
-            try fail("data.image_size", "an integer in 0...4096 (0 = native size)", data.imageSize)
-        }
+        try range("data.image_size", data.imageSize, L.imageSize, " (0 = native size)")
         if data.normalize {
             if data.mean.count != model.inChannels {
                 try fail("data.mean", "\(model.inChannels) value(s), one per input channel (model.in_channels) since data.normalize is on",
-                         "\(data.mean.count) value(s) \(data.mean)")
+                         "\(data.mean.count) value(s)")
             }
             if data.std.count != model.inChannels {
                 try fail("data.std", "\(model.inChannels) value(s), one per input channel (model.in_channels) since data.normalize is on",
-                         "\(data.std.count) value(s) \(data.std)")
+                         "\(data.std.count) value(s)")
             }
         }
-        if let bad = data.mean.first(where: { !$0.isFinite }) { try fail("data.mean", "finite values", bad) }
-        if let bad = data.std.first(where: { !($0 > 0 && $0.isFinite) }) { try fail("data.std", "values > 0", bad) }
-        if data.syntheticCount < 1 { try fail("data.synthetic_count", "an integer >= 1", data.syntheticCount) }
+        if let bad = data.mean.first(where: { !($0.isFinite && L.mean.contains($0)) }) {
+            try fail("data.mean", "finite values in \(L.mean.lowerBound)...\(L.mean.upperBound)", bad)
+        }
+        if let bad = data.std.first(where: { !($0.isFinite && L.std.contains($0)) }) {
+            try fail("data.std", "values in \(L.std.lowerBound)...\(L.std.upperBound)", bad)
+        }
+        try range("data.synthetic_count", data.syntheticCount, L.syntheticCount)
 
-        if train.batchSize < 1 { try fail("train.batch_size", "an integer >= 1", train.batchSize) }
-        if train.epochs < 1 { try fail("train.epochs", "an integer >= 1", train.epochs) }
-        if train.maxSteps < 0 { try fail("train.max_steps", "an integer >= 0 (0 = no limit)", train.maxSteps) }
-        if train.seed < 0 { try fail("train.seed", "an integer >= 0", train.seed) }
+        try range("train.batch_size", train.batchSize, L.batchSize, " (the global batch)")
+        try range("train.epochs", train.epochs, L.epochs)
+        try range("train.max_steps", train.maxSteps, L.maxSteps, " (0 = no limit)")
+        try range("train.seed", train.seed, L.seed)
         if let w = train.initWeights, w.isEmpty { try fail("train.init_weights", "a safetensors path or null", "''") }
-        try finite("train.bucket_mb", train.bucketMB)
-        if !(train.bucketMB > 0) { try fail("train.bucket_mb", "a number > 0", train.bucketMB) }
-        if train.threads < 0 { try fail("train.threads", "an integer >= 0 (0 = auto)", train.threads) }
-        if train.logEvery < 1 { try fail("train.log_every", "an integer >= 1", train.logEvery) }
+        try number("train.bucket_mb", train.bucketMB, L.bucketMB)
+        try range("train.threads", train.threads, L.threads, " (0 = auto)")
+        try range("train.log_every", train.logEvery, L.logEvery)
 
-        try finite("optimizer.lr", optimizer.lr)
-        if optimizer.lr < 0 { try fail("optimizer.lr", "a number >= 0", optimizer.lr) }
+        try number("optimizer.lr", optimizer.lr, L.lr)
         try finite("optimizer.momentum", optimizer.momentum)
         if !(optimizer.momentum >= 0 && optimizer.momentum < 1) {
             try fail("optimizer.momentum", "a number in [0, 1)", optimizer.momentum)
         }
-        try finite("optimizer.weight_decay", optimizer.weightDecay)
-        if optimizer.weightDecay < 0 { try fail("optimizer.weight_decay", "a number >= 0", optimizer.weightDecay) }
+        try number("optimizer.weight_decay", optimizer.weightDecay, L.weightDecay)
         if optimizer.nesterov && optimizer.momentum == 0 {
             try fail("optimizer.nesterov", "false when optimizer.momentum is 0 (Nesterov needs momentum)", true)
         }
 
-        try finite("schedule.warmup_epochs", schedule.warmupEpochs)
-        if schedule.warmupEpochs < 0 { try fail("schedule.warmup_epochs", "a number >= 0", schedule.warmupEpochs) }
-        if schedule.stepEpochs < 1 { try fail("schedule.step_epochs", "an integer >= 1", schedule.stepEpochs) }
-        try finite("schedule.gamma", schedule.gamma)
-        if !(schedule.gamma > 0) { try fail("schedule.gamma", "a number > 0", schedule.gamma) }
+        try number("schedule.warmup_epochs", schedule.warmupEpochs, L.warmupEpochs)
+        try range("schedule.step_epochs", schedule.stepEpochs, L.stepEpochs)
+        try number("schedule.gamma", schedule.gamma, L.gamma)
         try finite("schedule.min_lr", schedule.minLR)
         if schedule.minLR < 0 { try fail("schedule.min_lr", "a number >= 0", schedule.minLR) }
         if schedule.kind == .cosine && schedule.minLR > optimizer.lr {
             try fail("schedule.min_lr", "a number <= optimizer.lr (\(optimizer.lr)) for the cosine schedule", schedule.minLR)
         }
 
-        if checkpoint.everySteps < 0 { try fail("checkpoint.every_steps", "an integer >= 0 (0 = off)", checkpoint.everySteps) }
-        if checkpoint.keep < 1 { try fail("checkpoint.keep", "an integer >= 1", checkpoint.keep) }
+        try range("checkpoint.every_steps", checkpoint.everySteps, L.everySteps, " (0 = off)")
+        try range("checkpoint.keep", checkpoint.keep, L.keep)
 
         if output.dir.isEmpty { try fail("output.dir", "a non-empty path", "''") }
+        if let problem = pathProblem(output.dir) { try fail("output.dir", problem, "'\(clippedForMessage(output.dir))'") }
+        if let w = train.initWeights, let problem = pathProblem(w) {
+            try fail("train.init_weights", problem, "'\(clippedForMessage(w))'")
+        }
+        if let problem = pathProblem(data.root) { try fail("data.root", problem, "'\(clippedForMessage(data.root))'") }
     }
 }
 

@@ -8,6 +8,7 @@ public func evaluateWeights(config: RunConfig, weights: String, comm: Communicat
     guard let kind = DatasetKind(rawValue: config.data.dataset) else {
         throw TrainingError("data.dataset: unknown dataset '\(config.data.dataset)'")
     }
+    try ResourceCheck.check(config, localBatch: max(config.train.batchSize / comm.size, 1), what: "this config")
     let size = config.data.imageSize
     let test = try loadDataset(kind: kind, root: config.data.root, split: .test,
                                syntheticCount: max(config.data.syntheticCount / 4, 1),

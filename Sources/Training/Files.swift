@@ -23,3 +23,21 @@ public func writeTextFile(_ path: String, _ text: String) throws {
         throw TrainingError("cannot write \(path): \(reason)")
     }
 }
+
+/// Why a path from the user cannot name a file on Linux, checked before anything is created
+/// (so a too-long `output.dir` fails at once instead of leaving half its folders behind):
+/// nil when it is fine.
+public func pathProblem(_ path: String) -> String? {
+    let bytes = path.utf8
+    if bytes.contains(0) { return "a path without NUL characters" }
+    if bytes.count >= Int(PATH_MAX) { return "a path shorter than \(PATH_MAX) bytes (found \(bytes.count))" }
+    for part in path.split(separator: "/") where part.utf8.count > Int(NAME_MAX) {
+        return "a path whose every folder or file name is at most \(NAME_MAX) bytes (one has \(part.utf8.count))"
+    }
+    return nil
+}
+
+/// User input quoted in a message, cut to `limit` characters (a message never carries megabytes).
+public func clippedForMessage(_ s: String, limit: Int = 200) -> String {
+    s.count <= limit ? s : String(s.prefix(limit)) + "… (\(s.utf8.count) bytes)"
+}

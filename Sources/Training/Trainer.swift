@@ -66,6 +66,10 @@ public final class Trainer {
         runDir = config.output.dir
         let seed = UInt64(truncatingIfNeeded: config.train.seed)
 
+        // Memory first: a run that cannot fit is refused before anything large is allocated.
+        try ResourceCheck.check(config, localBatch: (config.train.batchSize + comm.size - 1) / comm.size,
+                                what: "this config")
+
         // Data: every rank reads the files itself (they are small next to the model).
         guard let kind = DatasetKind(rawValue: config.data.dataset) else {
             throw TrainingError("data.dataset: unknown dataset '\(config.data.dataset)', expected one of \(DatasetKind.allCases.map(\.rawValue))")
