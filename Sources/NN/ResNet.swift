@@ -81,7 +81,8 @@ public final class ResNet {
 
     /// What a model of this spec holds, without allocating it: parameter and BN-buffer counts,
     /// and the activation floats one training step keeps per image at `input` (C, H, W) —
-    /// every leaf's output and its gradient, plus batch norm's normalized input. Shapes that
+    /// every leaf's output and its gradient, batch norm's normalized input and a Winograd
+    /// convolution's transformed input (kept for its weight gradient). Shapes that
     /// shrink to nothing (an input too small for the stem and four stride-2 stages) give nil.
     public static func footprint(_ spec: ResNetSpec, input: [Int]) -> (parameters: Int, buffers: Int, activationsPerImage: Int)? {
         let (ctx, net) = build(spec)
@@ -89,10 +90,14 @@ public final class ResNet {
         let buffers = ctx.buffers.entries.reduce(0) { $0 + $1.count }
         var shape = [1] + input, activations = input.reduce(1, *)
         for leaf in net.leaves {
+            let before = shape
             shape = leaf.outputShape(shape)
             guard shape.allSatisfy({ $0 > 0 }) else { return nil }
             let n = shape.reduce(1, *)
             activations += (leaf is BatchNorm2D ? 3 : 2) * n
+            if let conv = leaf as? Conv2D, conv.usesWinograd(before) {   // the kept input transform, 16 per 2x2 tile
+                activations += 16 * before[1] * ((before[2] + 1) / 2) * ((before[3] + 1) / 2)
+            }
         }
         return (parameters, buffers, activations)
     }
@@ -136,6 +141,15 @@ public final class ResNet {
     /// The seed's shape table: (name, type, output shape without the batch dimension) for each
     /// top-level block, as d2l prints it.
     public func summary(input: [Int]) -> [(name: String, type: String, shape: [Int])] {
+        ResNet.summaryRows(net, input: input)
+    }
+
+    /// The shape table of a spec without allocating its tensors (any width the config allows).
+    public static func summary(_ spec: ResNetSpec, input: [Int]) -> [(name: String, type: String, shape: [Int])] {
+        summaryRows(build(spec).1, input: input)
+    }
+
+    private static func summaryRows(_ net: Sequential, input: [Int]) -> [(name: String, type: String, shape: [Int])] {
         var s = [1] + input
         var rows: [(String, String, [Int])] = []
         for c in net.children {

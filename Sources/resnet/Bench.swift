@@ -22,12 +22,19 @@ struct Bench: ParsableCommand {
     @Option(help: "Gradient bucket size in MiB.") var bucketMb = 4.0
 
     func validate() throws {
-        for (name, value, least) in [("--batch", batch, 1), ("--channels", channels, 1), ("--size", size, 1),
-                                     ("--width", width, 1), ("--steps", steps, 1), ("--warmup", warmup, 0), ("--threads", threads, 0)]
-        where value < least {
-            throw ValidationError("\(name) must be at least \(least), got \(value)")
+        typealias L = ConfigLimits
+        let steps = 1...1_000_000, warmups = 0...1_000_000
+        for (name, value, range) in [("--batch", batch, L.batchSize), ("--channels", channels, L.inChannels),
+                                     ("--size", size, 1...L.imageSize.upperBound), ("--width", width, L.width),
+                                     ("--steps", steps.contains(self.steps) ? self.steps : -1, steps),
+                                     ("--warmup", warmups.contains(warmup) ? warmup : -1, warmups), ("--threads", threads, L.threads)]
+        where !range.contains(value) {
+            let shown = name == "--steps" ? self.steps : name == "--warmup" ? warmup : value
+            throw ValidationError("\(name) must be an integer in \(range.lowerBound)...\(range.upperBound), got \(shown)")
         }
-        guard bucketMb > 0 else { throw ValidationError("--bucket-mb must be positive, got \(bucketMb)") }
+        guard bucketMb.isFinite, L.bucketMB.contains(bucketMb) else {
+            throw ValidationError("--bucket-mb must be a number in \(L.bucketMB.lowerBound)...\(L.bucketMB.upperBound), got \(bucketMb)")
+        }
     }
 
     func run() throws {
@@ -36,12 +43,14 @@ struct Bench: ParsableCommand {
             var config = RunConfig.default
             config.model.depth = depth; config.model.inChannels = channels; config.model.width = width
             config.data.dataset = "synthetic"; config.data.imageSize = size; config.data.shuffle = false
-            config.data.syntheticCount = batch * comm.size * (steps + warmup)
+            // The synthetic set holds one epoch of the timed and warm-up steps, capped (later epochs reuse it).
+            config.data.syntheticCount = min(batch * comm.size * (steps + warmup), max(batch * comm.size, 4096))
             config.train.batchSize = batch * comm.size; config.train.epochs = 1
             config.train.bucketMB = bucketMb
             config.output.dir = "/nonexistent-bench-writes-nothing"
             try config.validate(source: "resnet bench options")   // e.g. --depth 20 is refused, named
-            let trainer = try Trainer(config: config, comm: comm)
+            let estimate = try ResourceCheck.estimate(config, localBatch: batch)
+            let trainer = try Trainer(config: config, comm: comm)   // refuses a run that does not fit in memory
             _ = try trainer.runSteps(warmup)
             let profiler = LayerProfiler()
             trainer.model.ctx.profiler = profiler
@@ -65,6 +74,7 @@ struct Bench: ParsableCommand {
             for (k, v) in profiler.seconds.sorted(by: { $0.value > $1.value }) {
                 print("  " + k.padding(toLength: 32, withPad: " ", startingAt: 0) + String(format: "%8.1f ms/step  %5.1f%%", v / Double(steps) * 1000, 100 * v / max(total, 1e-12)))
             }
+            print("memory estimate per rank: \(formatBytes(estimate.total)) (\(estimate))")
             print(String(format: "%.1f images/s", ips))
         }
     }

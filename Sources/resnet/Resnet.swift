@@ -143,23 +143,28 @@ struct Summary: ParsableCommand {
         let config = try options.load()
         let spec = ResNetSpec(depth: config.model.depth, inChannels: config.model.inChannels,
                               numClasses: config.model.numClasses, width: config.model.width)
-        var shape = [spec.inChannels, config.data.imageSize, config.data.imageSize]
+        let side = config.data.imageSize > 0 ? config.data.imageSize : 28
+        var shape = [spec.inChannels, side, side]
         if let s = input {
-            let parts = s.split(separator: "x").compactMap { Int($0) }
-            guard parts.count == 3, parts.allSatisfy({ $0 > 0 }) else {
-                throw ValidationError("--input: expected CxHxW with positive integers, e.g. 1x224x224, got '\(s)'")
+            let sides = 1...65_536
+            let parts = s.split(separator: "x", omittingEmptySubsequences: false).map { Int($0) }
+            guard parts.count == 3, let c = parts[0], let h = parts[1], let w = parts[2], c > 0, sides.contains(h), sides.contains(w) else {
+                throw ValidationError("--input: expected CxHxW with positive integers (H and W at most \(sides.upperBound)), e.g. 1x224x224, got '\(clippedForMessage(s))'")
             }
-            guard parts[0] == spec.inChannels else {
-                throw ValidationError("--input has \(parts[0]) channel(s) but model.in_channels is \(spec.inChannels)")
+            guard c == spec.inChannels else {
+                throw ValidationError("--input has \(c) channel(s) but model.in_channels is \(spec.inChannels)")
             }
-            shape = parts
+            shape = [c, h, w]
         }
-        let model = ResNet(spec)
+        // Shapes only: nothing the size of the model is allocated, whatever model.width is.
+        guard let footprint = ResNet.footprint(spec, input: shape) else {
+            throw ValidationError("input \(shapeString(shape)) shrinks to nothing inside ResNet-\(spec.depth) (a stride-2 stem, a max pool and three stride-2 stages): use H and W of at least 32")
+        }
         print("ResNet-\(spec.depth), width \(spec.width), input \(shapeString(shape))")
-        for row in model.summary(input: shape) {
+        for row in ResNet.summary(spec, input: shape) {
             print("\(row.name.padding(toLength: 3, withPad: " ", startingAt: 0)) \(row.type.padding(toLength: 20, withPad: " ", startingAt: 0)) output shape: \(shapeString(row.shape))")
         }
-        print("parameters: \(model.params.totalCount)")
+        print("parameters: \(footprint.parameters)")
     }
 }
 
