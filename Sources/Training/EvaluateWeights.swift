@@ -24,6 +24,8 @@ public func evaluateWeights(config: RunConfig, weights: String, comm: Communicat
         skip = Set(file.tensors.keys.filter { $0.hasPrefix(Trainer.momentumPrefix) || $0.hasPrefix(Trainer.replicaPrefix) })
     }
     try SafeTensors.load(file.tensors, into: [model.params, model.buffers], file: weights, ignoring: skip)
+    try Trainer.checkFinite(model, source: weights)
+    guard test.count > 0 else { throw TrainingError("\(config.data.dataset): the test split is empty (0 images); nothing to evaluate") }
     let loader = BatchLoader(dataset: test, transform: TransformConfig(
         imageSize: size > 0 ? size : nil,
         normalize: config.data.normalize ? (config.data.mean, config.data.std) : nil))

@@ -82,6 +82,7 @@ public final class Trainer {
         let test = try loadDataset(kind: kind, root: config.data.root, split: .test,
                                    syntheticCount: max(config.data.syntheticCount / 4, 1), syntheticShape: synthShape,
                                    numClasses: config.model.numClasses, seed: seed)
+        try Trainer.checkSplits(train: train, test: test, config: config)
         guard train.channels == config.model.inChannels else {
             throw TrainingError("model.in_channels is \(config.model.inChannels) but \(config.data.dataset) images have \(train.channels) channel(s)")
         }
@@ -114,6 +115,7 @@ public final class Trainer {
             do { try SafeTensors.load(file.tensors, into: [model.params, model.buffers], file: path) } catch {
                 throw TrainingError("train.init_weights: \(error)")
             }
+            try Trainer.checkFinite(model, source: "train.init_weights \(path)")
         }
         try ReplicaSync.checkAgreement(layoutHash: model.params.layoutHash ^ model.buffers.layoutHash,
                                        configHash: config.canonicalHash(), comm)
@@ -230,8 +232,13 @@ public final class Trainer {
         // allreduce: every rank sees the stop request after the same step).
         var stats = [r.loss, Double(r.correct), Preemption.requested ? 1 : 0]
         try stats.withUnsafeMutableBufferPointer { try comm.allreduceSum($0.baseAddress!, count: 3) }
-        if config.train.debug && !stats[0].isFinite { throw TrainingError("--debug: step \(state.globalStep): loss is \(stats[0])") }
         let lr = schedule.lr(at: state.globalStep)
+        if !stats[0].isFinite {   // every rank sees the same allreduced loss, so all stop here together
+            throw TrainingError("step \(state.globalStep + 1): the training loss is \(stats[0]): the run diverged at learning rate \(lr) "
+                + "(optimizer.lr \(config.optimizer.lr)); lower optimizer.lr or add schedule.warmup_epochs"
+                + (config.train.debug ? "" : ", and rerun with --debug to name the first layer that produces a NaN or Inf")
+                + "; the newest checkpoint in \(runDir)/checkpoints holds the last finite state")
+        }
         optimizer.step(params: model.params.values, grads: model.params.grads, count: model.params.totalCount, lr: Float(lr))
         let dt = monotonicSeconds() - t0
         let ips = Double(config.train.batchSize) / dt
@@ -268,6 +275,29 @@ public final class Trainer {
     public func evaluate() throws -> (loss: Double, accuracy: Double) {
         try ReplicaSync.withAveragedBuffers(model, comm) {
             try Evaluator.evaluate(model: model, loader: testLoader, batch: sampler.localBatch, comm: comm)
+        }
+    }
+
+    /// Non-empty splits whose images have one shape (a test image of another size than the
+    /// training images would be resized differently or not at all).
+    static func checkSplits(train: ImageDataset, test: ImageDataset, config: RunConfig) throws {
+        let root = config.data.root.isEmpty ? (DatasetKind(rawValue: config.data.dataset)?.defaultRoot ?? "") : config.data.root
+        let from = config.data.dataset == "synthetic" ? "the synthetic set" : "\(config.data.dataset) in \(root)"
+        guard train.count > 0 else { throw TrainingError("\(from): the training split is empty (0 images)") }
+        guard test.count > 0 else { throw TrainingError("\(from): the test split is empty (0 images); evaluation needs at least one") }
+        let a = (train.channels, train.height, train.width), b = (test.channels, test.height, test.width)
+        guard a == b else {
+            throw TrainingError("\(from): test images are \(b.0)x\(b.1)x\(b.2) but training images are \(a.0)x\(a.1)x\(a.2); both splits must have one shape")
+        }
+    }
+
+    /// Refuses weights holding a NaN or an infinity, naming the tensor (a model that starts from
+    /// them trains to nonsense and evaluates to numbers that look real).
+    static func checkFinite(_ model: ResNet, source: String) throws {
+        for store in [model.params, model.buffers] {
+            if let bad = store.firstNonFinite() {
+                throw TrainingError("\(source): tensor \(bad.name) holds \(bad.value) at element \(bad.index); weights must be finite")
+            }
         }
     }
 

@@ -125,16 +125,23 @@ extension Trainer {
             throw CheckpointError("\(file): stored config unreadable: \(error)")
         }
         try Trainer.checkResumable(saved: saved, current: config, file: file)
-        func int(_ k: String) throws -> Int {
-            guard let v = meta[k].flatMap({ Int($0) }), v >= 0 else { throw CheckpointError("\(file): metadata field \(k) missing or not a count") }
+        // The checksum proves the file is what was written, not that it was written by us: every
+        // number is range-checked before arithmetic uses it.
+        func int(_ k: String, _ r: ClosedRange<Int>) throws -> Int {
+            guard let v = meta[k].flatMap({ Int($0) }), r.contains(v) else {
+                throw CheckpointError("\(file): metadata field \(k) is \(clippedForMessage(meta[k] ?? "missing", limit: 40)), expected an integer in \(r.lowerBound)...\(r.upperBound)")
+            }
             return v
         }
         func dbl(_ k: String) throws -> Double {
-            guard let v = meta[k].flatMap({ Double($0) }) else { throw CheckpointError("\(file): metadata field \(k) missing or not a number") }
+            guard let v = meta[k].flatMap({ Double($0) }), v.isFinite, v >= 0, v <= 1e15 else {
+                throw CheckpointError("\(file): metadata field \(k) is \(clippedForMessage(meta[k] ?? "missing", limit: 40)), expected a finite number in 0...1e15")
+            }
             return v
         }
         var s = TrainState()
-        s.globalStep = try int("global_step"); s.epoch = try int("epoch"); s.stepInEpoch = try int("step_in_epoch")
+        s.globalStep = try int("global_step", ConfigLimits.maxSteps); s.epoch = try int("epoch", 0...ConfigLimits.epochs.upperBound)
+        s.stepInEpoch = try int("step_in_epoch", 0...s.globalStep)
         guard s.stepInEpoch <= sampler.stepsPerEpoch else {
             throw CheckpointError("\(file): step_in_epoch \(s.stepInEpoch) exceeds the \(sampler.stepsPerEpoch) steps of an epoch")
         }
@@ -160,6 +167,11 @@ extension Trainer {
         guard momentumNames.count == model.params.entries.count else {
             throw CheckpointError("\(file): \(momentumNames.count) momentum tensors, expected \(model.params.entries.count)")
         }
+        if let i = velocity.firstIndex(where: { !$0.isFinite }),
+           let h = model.params.entries.first(where: { i >= $0.offset && i < $0.offset + $0.count }) {
+            throw CheckpointError("\(file): tensor \(Trainer.momentumPrefix)\(h.name) holds \(velocity[i]) at element \(i - h.offset); a checkpoint must be finite")
+        }
+        try Trainer.checkFinite(model, source: file)
         optimizer.setVelocity(velocity)
         state = s
         epochTotals = totals

@@ -69,6 +69,16 @@ public final class ParameterStore {
     public func zeroGrad() { grads.update(repeating: 0, count: max(totalCount, 1)) }
     public func gradientReady(_ h: ParamHandle) { onGradientReady?(h) }
 
+    /// The first tensor holding a NaN or an infinity: its name, the element's index and value
+    /// (loaded weights and checkpoints are checked with this before a run uses them).
+    public func firstNonFinite() -> (name: String, index: Int, value: Float)? {
+        for h in entries {
+            let p = h.value
+            for i in 0..<h.count where !p[i].isFinite { return (h.name, i, p[i]) }
+        }
+        return nil
+    }
+
     /// FNV-1a hash of the layout (names, shapes, types, offsets): ranks compare it at start-up.
     public var layoutHash: UInt64 {
         var text = ""
