@@ -87,7 +87,7 @@ public struct CheckpointStore {
             try makeFolder(folder)
             let path = folder + "/" + CheckpointStore.fileName(step: step)
             try SafeTensors.writeAtomically(bytes, to: path, beforeRename: CheckpointStore.testPause)
-            prune()
+            prune(justWritten: path)
             return path
         } catch let e as CheckpointError { throw e } catch {
             throw CheckpointError("cannot write checkpoint into \(folder): \(error)")
@@ -128,10 +128,24 @@ public struct CheckpointStore {
         return nil
     }
 
-    /// Keeps the newest `keep` checkpoints; also removes temporary files a killed writer left
-    /// (only rank 0 writes, one checkpoint at a time, so none of them is in progress).
-    func prune() {
-        for old in candidates().dropFirst(keep) { unlink(old) }
+    /// Keeps the newest `keep` VALID checkpoints and deletes older valid ones. A file that does
+    /// not verify is neither counted nor deleted (so retention can never remove the only good
+    /// checkpoint while keeping a corrupt one, and the corrupt file stays for inspection); it is
+    /// reported through `log`. Also removes temporary files a killed writer left (only rank 0
+    /// writes, one checkpoint at a time, so none of them is in progress).
+    func prune(justWritten: String? = nil, log: (String) -> Void = { FileHandleOutput.error($0) }) {
+        var kept = 0
+        for path in candidates() {
+            let valid: Bool
+            if path == justWritten { valid = true } else {
+                do { _ = try CheckpointStore.verify(try CheckpointStore.readFile(path), file: path); valid = true } catch {
+                    log("checkpoint retention: \(path) is invalid (\(error)); not counted, left in place")
+                    valid = false
+                }
+            }
+            guard valid else { continue }
+            if kept < keep { kept += 1 } else { unlink(path) }
+        }
         for name in entries() where name.hasPrefix(".ckpt-step-") && name.contains(".tmp.") { unlink(folder + "/" + name) }
     }
 

@@ -12,17 +12,14 @@ public enum ReplicaSync {
         try comm.broadcast(model.buffers.values, count: model.buffers.totalCount, root: 0)
     }
 
-    /// Every rank compares (layout hash, config hash) with rank 0's; a mismatch names the rank and what differs.
-    public static func checkAgreement(layoutHash: UInt64, configHash: UInt64, _ comm: Communicator) throws {
+    /// Every rank compares its parameter layout hash with rank 0's; a mismatch names the rank.
+    /// (The configs are compared key by key before this, by the Trainer.)
+    public static func checkAgreement(layoutHash: UInt64, _ comm: Communicator) throws {
         guard comm.size > 1 else { return }
-        var mine = [UInt8](repeating: 0, count: 16)
-        withUnsafeBytes(of: layoutHash.littleEndian) { for i in 0..<8 { mine[i] = $0[i] } }
-        withUnsafeBytes(of: configHash.littleEndian) { for i in 0..<8 { mine[8 + i] = $0[i] } }
+        let mine = withUnsafeBytes(of: layoutHash.littleEndian) { Array($0) }
         let all = try comm.allgather(mine)
         for (r, other) in all.enumerated() where other != all[0] {
-            let what = other.prefix(8) != all[0].prefix(8) ? "parameter layout (model config or program version)"
-                                                            : "resolved config (config file or --set overrides)"
-            throw ShardError("rank \(r) has a different \(what) than rank 0: every rank must run the same binary with the same config")
+            throw ShardError("rank \(r) has a different parameter layout than rank 0 (another program version?): every rank must run the same binary with the same config")
         }
     }
 

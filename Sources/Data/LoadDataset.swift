@@ -1,6 +1,9 @@
 // Chooses the reader for a dataset kind and turns a missing dataset into an error that says
 // where it was looked for and how to get it.
 import NN
+#if canImport(Glibc)
+import Glibc
+#endif
 
 public enum DatasetKind: String, CaseIterable, Sendable {
     case fashionMNIST = "fashion-mnist", mnist, cifar10, synthetic
@@ -25,6 +28,9 @@ public func loadDataset(kind: DatasetKind, root: String, split: Split, synthetic
                         syntheticShape: (c: Int, h: Int, w: Int) = (1, 28, 28), numClasses: Int = 10,
                         seed: UInt64 = 0) throws -> ImageDataset {
     let root = root.isEmpty ? kind.defaultRoot : root
+    if kind != .synthetic && !directoryExists(root) && pathExists(root) {
+        throw DatasetError("data.root \(root) is a file, not a folder: expected the folder holding the \(kind.rawValue) files")
+    }
     switch kind {
     case .fashionMNIST, .mnist:
         return try loadIDX(kind: kind, root: root, split: split)
@@ -54,10 +60,15 @@ private func loadIDX(kind: DatasetKind, root: String, split: Split) throws -> Im
         } else {
             how = "put the four IDX files (train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, gzipped or not) in \(root)"
         }
-        let where_ = directoryExists(root) ? "" : " (the directory \(root) does not exist)"
+        let where_ = directoryExists(root) ? "" : " (the folder \(root) does not exist)"
         return DatasetError("\(title) not found: looked for \(base) and \(base).gz\(where_); \(how)")
     }
     guard let imagesPath = existingFile(imagesBase) else { throw missing(imagesBase) }
     guard let labelsPath = existingFile(labelsBase) else { throw missing(labelsBase) }
     return try IDXFormat.load(name: "\(kind.rawValue)-\(split)", imagesPath: imagesPath, labelsPath: labelsPath)
+}
+
+func pathExists(_ path: String) -> Bool {
+    var st = stat()
+    return stat(path, &st) == 0
 }

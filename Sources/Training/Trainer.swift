@@ -48,6 +48,12 @@ public final class Trainer {
     var epochTotals = (loss: 0.0, correct: 0.0, seen: 0.0)
     /// metrics.jsonl as it was when the checkpoint we resumed from was written.
     var restoredMetrics: String?
+    /// How this run relates to what output.dir already holds: set by `resume` (continue it) or
+    /// by the caller (`overwrite`: delete it first). Neither: the folder must hold no run.
+    var resumeRequest: ResumeRequest?
+    public var overwrite = false
+    /// Rank 0's lock on output.dir, held until the trainer goes away.
+    var folder: RunFolder?
 
     let trainLoader: BatchLoader
     let testLoader: BatchLoader
@@ -117,8 +123,8 @@ public final class Trainer {
             }
             try Trainer.checkFinite(model, source: "train.init_weights \(path)")
         }
-        try ReplicaSync.checkAgreement(layoutHash: model.params.layoutHash ^ model.buffers.layoutHash,
-                                       configHash: config.canonicalHash(), comm)
+        try Trainer.checkConfigAgreement(config, comm)
+        try ReplicaSync.checkAgreement(layoutHash: model.params.layoutHash ^ model.buffers.layoutHash, comm)
         try ReplicaSync.broadcastInitialState(model, comm)
         if config.train.syncBN { ReplicaSync.installSyncBN(model, comm) }
 
@@ -157,6 +163,7 @@ public final class Trainer {
     // MARK: Running
 
     public func run() throws {
+        try claimOutputFolder()
         if isRoot { try prepareRunDir() }
         let spe = sampler.stepsPerEpoch
         let maxSteps = config.train.maxSteps
@@ -278,6 +285,20 @@ public final class Trainer {
         }
     }
 
+    /// Every rank must run the same resolved config; a difference is named by key and rank
+    /// (each rank gets every rank's canonical YAML, a few hundred bytes).
+    static func checkConfigAgreement(_ config: RunConfig, _ comm: Communicator) throws {
+        guard comm.size > 1 else { return }
+        let all = try comm.allgather(Array(config.yamlString().utf8))
+        let root = flatConfig(try RunConfig.parse(yaml: String(decoding: all[0], as: UTF8.self), file: "rank 0's config"))
+        for (r, bytes) in all.enumerated() where bytes != all[0] {
+            let other = flatConfig(try RunConfig.parse(yaml: String(decoding: bytes, as: UTF8.self), file: "rank \(r)'s config"))
+            let keys = root.keys.filter { root[$0] != other[$0] }.sorted()
+            let shown = keys.prefix(3).map { "\($0) is \(clippedForMessage(root[$0] ?? "?", limit: 60)) on rank 0 but \(clippedForMessage(other[$0] ?? "?", limit: 60)) on rank \(r)" }
+            throw TrainingError("the ranks were started with different configs: \(shown.joined(separator: "; "))\(keys.count > 3 ? " (and \(keys.count - 3) more)" : ""); every rank must read the same config file and --set overrides")
+        }
+    }
+
     /// Non-empty splits whose images have one shape (a test image of another size than the
     /// training images would be resized differently or not at all).
     static func checkSplits(train: ImageDataset, test: ImageDataset, config: RunConfig) throws {
@@ -302,6 +323,38 @@ public final class Trainer {
     }
 
     // MARK: Outputs (rank 0)
+
+    /// Rank 0 locks output.dir and checks what it holds against how the run was started; every
+    /// rank learns the outcome, so a refused run ends on all ranks with rank 0's reason.
+    func claimOutputFolder() throws {
+        guard folder == nil else { return }
+        var status: [UInt8] = [0]
+        if isRoot {
+            do {
+                let f = try RunFolder(locking: runDir)
+                let earlier = f.earlierRun()
+                if overwrite {
+                    try f.clearEarlierRun()
+                } else if !earlier.isEmpty {
+                    let inside: Bool
+                    switch resumeRequest {
+                    case .auto?: inside = true
+                    case .file(let p)?: inside = RunFolder.sameFolder(p, runDir + "/checkpoints")
+                    case nil: inside = false
+                    }
+                    if !inside {
+                        let how = resumeRequest == nil ? "" : " and the checkpoint resumed from is not one of its own"
+                        throw TrainingError("output.dir \(runDir) already holds a run (\(earlier.joined(separator: ", ")))\(how); continue it with --resume auto, start over with --overwrite (deletes that run's metrics, weights and checkpoints), or choose another output.dir")
+                    }
+                }
+                folder = f
+            } catch {
+                status = [1] + Array("\(error)".utf8)
+            }
+        }
+        try comm.broadcast(&status, root: 0)
+        if status.first != 0 { throw TrainingError(String(decoding: status.dropFirst(), as: UTF8.self)) }
+    }
 
     func prepareRunDir() throws {
         try makeDirectories(runDir)

@@ -82,6 +82,8 @@ extension Trainer {
     /// Resumes every rank from the same checkpoint. Returns a description of what happened.
     @discardableResult
     public func resume(_ request: ResumeRequest) throws -> String {
+        resumeRequest = request
+        try claimOutputFolder()   // lock output.dir before reading its checkpoints
         var payload: [UInt8] = []   // [0] = fresh start, [1] + path length (4) + path + file bytes
         if isRoot {
             switch request {

@@ -39,7 +39,7 @@ struct Bench: ParsableCommand {
 
     func run() throws {
         configureThreads(threads)
-        withCommunicator { comm in
+        withCommunicator(command: "bench") { comm in
             var config = RunConfig.default
             config.model.depth = depth; config.model.inChannels = channels; config.model.width = width
             config.data.dataset = "synthetic"; config.data.imageSize = size; config.data.shuffle = false

@@ -52,13 +52,21 @@ struct ConfigOptions: ParsableArguments {
 
 /// Runs `body` with a communicator (MPI under a launcher, else a world of one). Any error is
 /// printed with the rank and ends the whole job: MPI_Abort under MPI, exit status 1 alone.
-func withCommunicator(_ body: (Communicator) throws -> Void) {
+/// First of all, the ranks check that they run the same command (an MPMD launch with `train` on
+/// one rank and `eval` on another would otherwise wait forever in mismatched collectives).
+func withCommunicator(command: String, _ body: (Communicator) throws -> Void) {
     let comm: Communicator
     do { comm = try Launch.makeCommunicator() } catch {
         FileHandleOutput.error("error: \(error)")
         exit(1)
     }
     do {
+        if comm.size > 1 {
+            let all = try comm.allgather(Array(command.utf8))
+            for (r, c) in all.enumerated() where c != all[0] {
+                throw ValidationError("rank \(r) runs 'resnet \(String(decoding: c, as: UTF8.self))' but rank 0 runs 'resnet \(String(decoding: all[0], as: UTF8.self))': every rank of a job must run the same command")
+            }
+        }
         try body(comm)
         try comm.barrier()
         try comm.finalize()
@@ -91,13 +99,23 @@ struct Train: ParsableCommand {
     var debug = false
     @Option(help: "'auto' (newest valid checkpoint in output.dir/checkpoints, else a fresh start) or a checkpoint file.")
     var resume: String?
+    @Flag(help: "Start over in an output.dir that holds an earlier run, deleting its metrics, weights and checkpoints.")
+    var overwrite = false
+
+    func validate() throws {
+        if overwrite && resume != nil {
+            throw ValidationError("--overwrite and --resume cannot apply together: --resume continues the run in output.dir, --overwrite deletes it")
+        }
+        if let r = resume, r.isEmpty { throw ValidationError("--resume: expected 'auto' or a checkpoint file, got ''") }
+    }
 
     func run() throws {
         let config = try options.load(extra: debug ? ["train.debug=true"] : [])
         configureThreads(config.train.threads)
         Preemption.install()
-        withCommunicator { comm in
+        withCommunicator(command: "train") { comm in
             let trainer = try Trainer(config: config, comm: comm)
+            trainer.overwrite = overwrite
             if let r = resume { try trainer.resume(ResumeRequest(r)) }
             try trainer.run()
         }
@@ -114,6 +132,9 @@ struct Eval: ParsableCommand {
 
     func validate() throws {
         guard (weights == nil) != (checkpoint == nil) else { throw ValidationError("give exactly one of --weights FILE or --checkpoint FILE") }
+        if checkpoint != nil && options.config != nil {
+            throw ValidationError("--config cannot be used with --checkpoint: the checkpoint's stored config builds the model and names the data; change data keys with --set (e.g. --set data.root=DIR)")
+        }
     }
 
     func run() throws {
@@ -122,9 +143,11 @@ struct Eval: ParsableCommand {
         if let ckpt = checkpoint {
             config = try checkpointConfig(ckpt, overrides: options.overrides)
             source = ckpt
+        } else if let w = weights {
+            try checkWeightsMatchModel(w, config: config, configGiven: options.config != nil)
         }
         configureThreads(config.train.threads)
-        withCommunicator { comm in
+        withCommunicator(command: "eval") { comm in
             let r = try evaluateWeights(config: config, weights: source, comm: comm)
             if comm.rank == 0 {
                 print(String(format: "test loss %.4f  accuracy %.4f  (%d images)", r.loss, r.accuracy, r.count))
@@ -172,6 +195,11 @@ struct Export: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Write a checkpoint's weights as a plain safetensors file for PyTorch.")
     @Argument(help: "The checkpoint file.") var checkpoint: String
     @Option(help: "Output weights file.") var out: String
+
+    func validate() throws {
+        guard !out.isEmpty else { throw ValidationError("--out: expected the path of the weights file to write, got ''") }
+        guard !checkpoint.isEmpty else { throw ValidationError("expected a checkpoint file, got ''") }
+    }
 
     func run() throws {
         do {

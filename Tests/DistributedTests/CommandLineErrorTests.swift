@@ -15,8 +15,8 @@ final class CommandLineErrorTests: XCTestCase {
 
     func testBadBenchOptionsAreRefusedNamingTheField() throws {
         try expectFailure(["bench", "--depth", "20", "--steps", "1"], mentions: ["model.depth", "18, 34, 50"])
-        try expectFailure(["bench", "--batch", "0", "--steps", "1"], mentions: ["--batch must be at least 1"])
-        try expectFailure(["bench", "--steps", "0"], mentions: ["--steps must be at least 1"])
+        try expectFailure(["bench", "--batch", "0", "--steps", "1"], mentions: ["--batch must be an integer in 1...1000000"])
+        try expectFailure(["bench", "--steps", "0"], mentions: ["--steps must be an integer in 1...1000000"])
     }
 
     func testBadSummaryInputIsRefused() throws {

@@ -192,11 +192,12 @@ final class TrainingMPITests: XCTestCase {
     // MARK: 4. Global batch not divisible by the world size
 
     /// Start-up agreement: ranks started with different configs (MPMD: two app contexts with
-    /// different --set) refuse to start, naming the mismatch; a different model names the layout.
+    /// different --set) refuse to start, naming the key that differs and both values.
     func testRanksWithDifferentConfigsRefuseToStart() throws {
         let bin = try resnetBinary()
         try requireMPI()
-        for (other, expect) in [("optimizer.lr=0.02", "resolved config"), ("model.width=4", "parameter layout")] {
+        for (other, expect) in [("optimizer.lr=0.02", "optimizer.lr is 0.05 on rank 0 but 0.02 on rank 1"),
+                                ("model.width=4", "model.width is 8 on rank 0 but 4 on rank 1")] {
             let dir = try makeRunDir("mismatch")
             let a = trainArgs(dir: dir, ["--set", "train.max_steps=2"])
             let b = trainArgs(dir: dir, ["--set", "train.max_steps=2", "--set", other])
@@ -205,7 +206,7 @@ final class TrainingMPITests: XCTestCase {
             let text = r.stdout + r.stderr
             XCTAssertFalse(r.timedOut, "mpirun hung on mismatched configs")
             XCTAssertNotEqual(r.status, 0, "ranks with different configs (\(other)) started:\n\(text)")
-            XCTAssertTrue(text.contains("rank 1 has a different \(expect)"), "no '\(expect)' mismatch named:\n\(text)")
+            XCTAssertTrue(text.contains(expect), "no '\(expect)' mismatch named:\n\(text)")
             XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/model.safetensors"))
         }
     }
@@ -246,7 +247,7 @@ final class TrainingMPITests: XCTestCase {
         for needed in ["model.safetensors", "metrics.jsonl", "config.yaml", "curves.svg"] {
             XCTAssertTrue(files.contains(needed), "\(needed) missing from the run dir (\(files.sorted()))")
         }
-        let allowed: Set<String> = ["model.safetensors", "metrics.jsonl", "config.yaml", "curves.svg", "checkpoints"]
+        let allowed: Set<String> = ["model.safetensors", "metrics.jsonl", "config.yaml", "curves.svg", "checkpoints", ".lock"]
         XCTAssertTrue(files.isSubset(of: allowed), "unexpected files in the run dir: \(files.subtracting(allowed).sorted())")
         let checkpoints = listDir(run.dir + "/checkpoints")
         XCTAssertTrue(checkpoints.allSatisfy { !$0.contains("rank") && !$0.hasSuffix(".tmp") },

@@ -41,7 +41,7 @@ final class ConfigTests: XCTestCase {
         let c = RunConfig.default
         XCTAssertEqual(c.model.depth, 18); XCTAssertEqual(c.model.inChannels, 1)
         XCTAssertEqual(c.model.numClasses, 10); XCTAssertEqual(c.model.width, 64)
-        XCTAssertEqual(c.data.dataset, "fashion-mnist"); XCTAssertEqual(c.data.root, "/usr/share/datasets/fashion-mnist")
+        XCTAssertEqual(c.data.dataset, "fashion-mnist"); XCTAssertEqual(c.data.root, "")
         XCTAssertEqual(c.data.imageSize, 96); XCTAssertTrue(c.data.shuffle); XCTAssertFalse(c.data.augment)
         XCTAssertFalse(c.data.normalize); XCTAssertEqual(c.data.mean, [0.2860]); XCTAssertEqual(c.data.std, [0.3530])
         XCTAssertEqual(c.data.syntheticCount, 1024)
@@ -229,38 +229,47 @@ final class ConfigTests: XCTestCase {
     func testValidationErrors() {
         let cases: [([String], [String])] = [
             (["model.depth=20"], ["model.depth", "18, 34, 50", "20"]),
-            (["model.in_channels=0"], ["model.in_channels", ">= 1"]),
+            (["model.in_channels=0"], ["model.in_channels", "1...1024"]),
             (["model.num_classes=1"], ["model.num_classes"]),
-            (["model.width=0"], ["model.width", ">= 1"]),
+            (["model.width=0"], ["model.width", "1...4096"]),
+            (["model.width=100000"], ["model.width", "1...4096", "100000"]),
             (["data.dataset=imagenet"], ["data.dataset", "fashion-mnist, mnist, cifar10, synthetic", "imagenet"]),
-            (["data.root=''"], ["data.root"]),
+            (["data.root=/a/\(String(repeating: "x", count: 300))/b"], ["data.root", "at most 255 bytes", "…"]),
             (["data.image_size=-1"], ["data.image_size"]),
             (["data.normalize=true", "model.in_channels=3"], ["data.mean", "3 value(s)", "in_channels"]),
             (["data.normalize=true", "data.std=[0.1, 0.2]"], ["data.std", "1 value(s)"]),
-            (["data.std=[0]"], ["data.std", "> 0"]),
+            (["data.std=[0]"], ["data.std", "1e-06...1000000.0"]),
+            (["data.image_size=4097"], ["data.image_size", "0...4096"]),
+            (["data.synthetic_count=1000000000"], ["data.synthetic_count", "1...100000000"]),
             (["data.synthetic_count=0"], ["data.synthetic_count"]),
-            (["train.batch_size=0"], ["train.batch_size", ">= 1", "0"]),
-            (["train.epochs=0"], ["train.epochs", ">= 1"]),
+            (["train.batch_size=0"], ["train.batch_size", "1...1000000", "0"]),
+            (["train.epochs=0"], ["train.epochs", "1...1000000"]),
+            (["train.epochs=9223372036854775807"], ["train.epochs", "1...1000000", "9223372036854775807"]),
             (["train.max_steps=-1"], ["train.max_steps"]),
             (["train.seed=-3"], ["train.seed"]),
-            (["train.bucket_mb=0"], ["train.bucket_mb", "> 0"]),
+            (["train.bucket_mb=0"], ["train.bucket_mb", "0.001...4096.0"]),
+            (["train.bucket_mb=1e300"], ["train.bucket_mb", "0.001...4096.0", "1e+300"]),
             (["train.threads=-1"], ["train.threads"]),
             (["train.log_every=0"], ["train.log_every"]),
             (["train.init_weights=''"], ["train.init_weights"]),
-            (["optimizer.lr=-0.1"], ["optimizer.lr", ">= 0"]),
+            (["optimizer.lr=-0.1"], ["optimizer.lr", "0.0...1000.0"]),
+            (["optimizer.lr=1e308"], ["optimizer.lr", "0.0...1000.0", "1e+308"]),
             (["optimizer.lr=.nan"], ["optimizer.lr", "finite"]),
             (["optimizer.momentum=1"], ["optimizer.momentum", "[0, 1)"]),
             (["optimizer.momentum=-0.5"], ["optimizer.momentum", "[0, 1)"]),
             (["optimizer.weight_decay=-1e-4"], ["optimizer.weight_decay"]),
             (["optimizer.nesterov=true", "optimizer.momentum=0"], ["optimizer.nesterov"]),
             (["schedule.warmup_epochs=-1"], ["schedule.warmup_epochs"]),
+            (["schedule.warmup_epochs=1e300"], ["schedule.warmup_epochs", "0.0...1000000.0"]),
             (["schedule.step_epochs=0"], ["schedule.step_epochs"]),
-            (["schedule.gamma=0"], ["schedule.gamma", "> 0"]),
+            (["schedule.gamma=0"], ["schedule.gamma", "1e-12...1000.0"]),
             (["schedule.min_lr=-1"], ["schedule.min_lr"]),
             (["schedule.kind=cosine", "schedule.min_lr=1"], ["schedule.min_lr", "optimizer.lr"]),
             (["checkpoint.every_steps=-1"], ["checkpoint.every_steps"]),
-            (["checkpoint.keep=0"], ["checkpoint.keep", ">= 1"]),
+            (["checkpoint.keep=0"], ["checkpoint.keep", "1...1000000"]),
             (["output.dir=''"], ["output.dir"]),
+            (["output.dir=runs/\(String(repeating: "y", count: 256))"], ["output.dir", "at most 255 bytes"]),
+            (["output.dir=/\(String(repeating: "d/", count: 2100))"], ["output.dir", "shorter than 4096 bytes"]),
         ]
         for (overrides, fragments) in cases {
             assertConfigError(["invalid"] + fragments) { _ = try RunConfig.load(path: nil, overrides: overrides) }
@@ -281,7 +290,7 @@ final class ConfigTests: XCTestCase {
         c.model.depth = 50; c.model.inChannels = 3
         c.data.dataset = "cifar10"; c.data.root = "/tmp/odd \"path\"\\with: colon # and hash"
         c.data.imageSize = 0; c.data.normalize = true
-        c.data.mean = [0.4914, 0.48215827, 1e-7]; c.data.std = [0.1, 0.3, 3e8]
+        c.data.mean = [0.4914, 0.48215827, 1e-7]; c.data.std = [0.1, 0.3, 3e5]
         c.train.initWeights = "w.safetensors"; c.train.bucketMB = 0.1 + 0.2; c.train.seed = 123_456_789
         c.optimizer.lr = 1e-5; c.optimizer.weightDecay = 5e-4; c.optimizer.nesterov = true
         c.schedule.kind = .step; c.schedule.warmupEpochs = 2.5; c.schedule.gamma = 1.0 / 3.0
