@@ -241,10 +241,10 @@ public final class Trainer {
         try stats.withUnsafeMutableBufferPointer { try comm.allreduceSum($0.baseAddress!, count: 3) }
         let lr = schedule.lr(at: state.globalStep)
         if !stats[0].isFinite {   // every rank sees the same allreduced loss, so all stop here together
-            throw TrainingError("step \(state.globalStep + 1): the training loss is \(stats[0]): the run diverged at learning rate \(lr) "
+            throw TrainingError("step \(state.globalStep + 1): the training loss is \(stats[0].isNaN ? "NaN" : "\(stats[0])"): the run diverged at learning rate \(lr) "
                 + "(optimizer.lr \(config.optimizer.lr)); lower optimizer.lr or add schedule.warmup_epochs"
                 + (config.train.debug ? "" : ", and rerun with --debug to name the first layer that produces a NaN or Inf")
-                + "; the newest checkpoint in \(runDir)/checkpoints holds the last finite state")
+                + "; checkpoints written so far (\(runDir)/checkpoints) hold finite states to resume from")
         }
         optimizer.step(params: model.params.values, grads: model.params.grads, count: model.params.totalCount, lr: Float(lr))
         let dt = monotonicSeconds() - t0

@@ -391,6 +391,27 @@ final class CheckpointStoreTests: XCTestCase {
         XCTAssertEqual(one.candidates(), [dir + "/" + CheckpointStore.fileName(step: 60)])
     }
 
+    /// Retention counts only checkpoints that verify: a corrupt file with a newer step number
+    /// neither displaces the only valid checkpoint nor gets deleted (it stays for inspection).
+    func testPruneNeverDeletesTheNewestValidCheckpointForACorruptOne() throws {
+        let dir = try makeTempDir()
+        let store = CheckpointStore(folder: dir, keep: 1)
+        let corrupt = dir + "/" + CheckpointStore.fileName(step: 50)
+        var bad = Self.sampleBytes(step: 50)
+        bad[bad.count - 3] ^= 0x40
+        try writeFile(corrupt, bad)
+        let path30 = try store.write(step: 30, bytes: Self.sampleBytes(step: 30))
+        XCTAssertEqual(store.candidates(), [corrupt, path30], "keep: 1 with a corrupt newer file deleted the valid one")
+        var log: [String] = []
+        XCTAssertEqual(store.newestValid(log: { log.append($0) })?.path, path30)
+        // Two more valid ones: the older valid files go, the corrupt one is neither counted nor deleted.
+        let path40 = try store.write(step: 40, bytes: Self.sampleBytes(step: 40))
+        XCTAssertEqual(store.candidates(), [corrupt, path40])
+        let path60 = try store.write(step: 60, bytes: Self.sampleBytes(step: 60))
+        XCTAssertEqual(store.candidates(), [path60, corrupt])
+        XCTAssertEqual(try Array(Data(contentsOf: URL(fileURLWithPath: corrupt))), bad, "the corrupt file was changed")
+    }
+
     /// Rewriting the checkpoint of the same step (e.g. a signal right after an every_steps one)
     /// replaces it atomically.
     func testRewritingTheSameStepReplacesTheFile() throws {
