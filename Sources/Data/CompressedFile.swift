@@ -70,7 +70,7 @@ final class CompressedFileReader {
         let buf = UnsafeMutableRawPointer.allocate(byteCount: chunk, alignment: 16)
         defer { buf.deallocate() }
         var out: [UInt8] = []
-        out.reserveCapacity(min(count, 16 << 20))
+        out.reserveCapacity(min(count, 1 << 20))   // grows geometrically with what arrives
         var left = count
         while left > 0 {
             let want = min(left, chunk)

@@ -1,6 +1,7 @@
 import XCTest
 import Foundation
 import CZlib
+import NN
 @testable import Data
 
 /// Dataset readers under hostile input: gzip bombs, absurd headers, truncation. Every case
@@ -169,5 +170,68 @@ final class BoundedInputTests: XCTestCase {
         let ds = try loadDataset(kind: .cifar10, root: dir.path, split: .test)
         XCTAssertEqual(ds.count, 2)
         XCTAssertEqual([ds.label(0), ds.label(1)], [4, 7])
+    }
+
+    // MARK: safetensors
+
+    /// A safetensors file from a header (JSON text, padded to a multiple of 8) and data.
+    func safetensors(_ header: String, _ data: [UInt8] = []) -> [UInt8] {
+        var h = Array(header.utf8)
+        while h.count % 8 != 0 { h.append(0x20) }
+        var n = UInt64(h.count).littleEndian
+        return withUnsafeBytes(of: &n) { Array($0) } + h + data
+    }
+
+    func assertSafeTensorsError(_ bytes: [UInt8], _ parts: [String], file: StaticString = #filePath, line: UInt = #line) {
+        do {
+            _ = try SafeTensors.decode(bytes, file: "w.safetensors")
+            XCTFail("expected an error containing \(parts)", file: file, line: line)
+        } catch {
+            let text = "\(error)"
+            for p in parts { XCTAssertTrue(text.contains(p), "\"\(text.prefix(500))\" does not contain \"\(p)\"", file: file, line: line) }
+            XCTAssertLessThan(text.utf8.count, 1000, "message too long", file: file, line: line)
+        }
+    }
+
+    func testSafeTensorsHostileHeaders() {
+        // Offsets at Int's limits: no overflow in end - begin or in the coverage check.
+        assertSafeTensorsError(safetensors(#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,9223372036854775807]}}"#, [0, 0, 0, 0]),
+                               ["w.safetensors", "outside the data block"])
+        assertSafeTensorsError(safetensors(#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[-1,4]}}"#, [0, 0, 0, 0]),
+                               ["outside the data block"])
+        assertSafeTensorsError(safetensors(#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[-9223372036854775808,4]}}"#, [0, 0, 0, 0]),
+                               ["data_offsets"])
+        assertSafeTensorsError(safetensors(#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,18446744073709551615]}}"#, [0, 0, 0, 0]),
+                               ["data_offsets is not a pair of integers"])
+        // Shapes whose product overflows, or exceeds the file.
+        assertSafeTensorsError(safetensors(#"{"a":{"dtype":"F64","shape":[3037000500,3037000500,2],"data_offsets":[0,8]}}"#, [UInt8](repeating: 0, count: 8)),
+                               ["more elements than the file has bytes"])
+        // A zero-element tensor still may not have dimensions whose product overflows (code
+        // that multiplies some of them, e.g. the trailing ones, would trap).
+        assertSafeTensorsError(safetensors(#"{"a":{"dtype":"F32","shape":[0,9223372036854775807,2],"data_offsets":[0,0]}}"#),
+                               ["more elements than the file has bytes"])
+        // A header length at the format's limit, in an 8-byte file.
+        assertSafeTensorsError([0x00, 0xe1, 0xf5, 0x05, 0, 0, 0, 0], ["header length 100000000 runs past the end"])
+        assertSafeTensorsError([0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff], ["exceeds the limit"])
+        // Deeply nested JSON.
+        assertSafeTensorsError(safetensors("{\"a\":" + String(repeating: "[", count: 100_000) + String(repeating: "]", count: 100_000) + "}"),
+                               ["w.safetensors"])
+    }
+
+    func testSafeTensorsMessagesClipNamesFromTheFile() {
+        let long = String(repeating: "n", count: 10_000)
+        assertSafeTensorsError(safetensors("{\"\(long)\":5}"), ["tensor nnnn", "10000 characters in all", "not an object"])
+        assertSafeTensorsError(safetensors("{\"a\":{\"dtype\":\"\(long)\",\"shape\":[],\"data_offsets\":[0,0]}}"),
+                               ["unsupported dtype nnn", "characters in all"])
+        assertSafeTensorsError(safetensors("{\"__metadata__\":{\"\(long)\":1}}"), ["__metadata__ value of 'nnn", "characters in all"])
+    }
+
+    func testSafeTensorsReadsOnlyRegularFiles() throws {
+        XCTAssertThrowsError(try SafeTensors.read(path: "/dev/zero")) { XCTAssertTrue("\($0)".contains("not a regular file"), "\($0)") }
+        let dir = TempDir()
+        XCTAssertThrowsError(try SafeTensors.read(path: dir.path)) { XCTAssertTrue("\($0)".contains("is a directory"), "\($0)") }
+        XCTAssertThrowsError(try SafeTensors.read(path: dir.path + "/none")) { XCTAssertTrue("\($0)".contains("no such file"), "\($0)") }
+        let p = dir.write("w.safetensors", SafeTensors.encode([NamedTensor(name: "a", shape: [2], values: [1, 2])], metadata: [:]))
+        XCTAssertEqual(try SafeTensors.read(path: p).tensors["a"]?.values, [1, 2])
     }
 }

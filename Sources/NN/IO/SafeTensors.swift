@@ -165,17 +165,20 @@ public enum SafeTensors {
             }
             guard let shapeArray = info["shape"] as? [Any] else { throw fail("tensor \(name): missing or non-array shape") }
             guard shapeArray.count <= 64 else { throw fail("tensor \(name): shape has \(shapeArray.count) dimensions") }
+            // The product of the non-zero dimensions must fit the data block, so that no
+            // product of any of them overflows later (even for a tensor with a 0 dimension).
             var shape: [Int] = []
-            var count = 1
+            var nonZeroProduct = 1
             for d in shapeArray {
                 guard let v = jsonInt(d), v >= 0 else { throw fail("tensor \(name): shape \(clip("\(shapeArray)")) is not a list of non-negative integers") }
                 shape.append(v)
-                let (p, overflow) = count.multipliedReportingOverflow(by: v)
+                let (p, overflow) = nonZeroProduct.multipliedReportingOverflow(by: max(v, 1))
                 guard !overflow, p <= dataLength else {
                     throw fail("tensor \(name): shape \(shape)... has more elements than the file has bytes")
                 }
-                count = p
+                nonZeroProduct = p
             }
+            let count = shape.contains(0) ? 0 : nonZeroProduct
             guard let offs = info["data_offsets"] as? [Any], offs.count == 2,
                   let begin = jsonInt(offs[0]), let end = jsonInt(offs[1]) else {
                 throw fail("tensor \(name): data_offsets is not a pair of integers")
