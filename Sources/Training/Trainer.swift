@@ -54,6 +54,8 @@ public final class Trainer {
     public var overwrite = false
     /// Rank 0's lock on output.dir, held until the trainer goes away.
     var folder: RunFolder?
+    /// Whether the (collective) claim of output.dir has been made, on every rank.
+    var folderClaimed = false
 
     let trainLoader: BatchLoader
     let testLoader: BatchLoader
@@ -327,7 +329,8 @@ public final class Trainer {
     /// Rank 0 locks output.dir and checks what it holds against how the run was started; every
     /// rank learns the outcome, so a refused run ends on all ranks with rank 0's reason.
     func claimOutputFolder() throws {
-        guard folder == nil else { return }
+        guard !folderClaimed else { return }
+        folderClaimed = true
         var status: [UInt8] = [0]
         if isRoot {
             do {

@@ -369,8 +369,9 @@ public enum SafeTensors {
 
     static func errnoString() -> String { String(cString: strerror(errno)) }
 
-    /// Text from the file (names, dtypes, JSON errors) quoted in a message, cut to 200 characters.
-    static func clip(_ s: String, max: Int = 200) -> String {
+    /// Text from a file (names, dtypes, metadata values, JSON errors) as quoted in a message:
+    /// cut to `max` characters, saying how long it was.
+    public static func clip(_ s: String, max: Int = 200) -> String {
         s.count <= max ? s : String(s.prefix(max)) + "… (\(s.count) characters in all)"
     }
 }
