@@ -245,7 +245,7 @@ enum ConfigSchema {
                 throw ConfigError("\(file): expected a section name at the top level, found \(describe(keyNode))")
             }
             guard let section = section(name) else {
-                throw ConfigError("\(file): unknown key '\(name)'\(suggestion(name, sectionNames)); valid top-level keys: \(sectionNames.joined(separator: ", "))")
+                throw ConfigError("\(file): unknown key '\(clippedForMessage(name, limit: 80))'\(suggestion(name, sectionNames)); valid top-level keys: \(sectionNames.joined(separator: ", "))")
             }
             if isNull(value) { continue }   // "model:" with nothing under it
             guard case .mapping(let fields) = value else {
@@ -261,7 +261,7 @@ enum ConfigSchema {
     }
 
     static func apply(override: String, to config: inout RunConfig) throws {
-        let origin = "--set \(override)"
+        let origin = "--set \(clippedForMessage(override, limit: 120))"
         guard let eq = override.firstIndex(of: "=") else {
             throw ConfigError("\(origin): expected section.key=value (e.g. train.epochs=5)")
         }
@@ -272,13 +272,13 @@ enum ConfigSchema {
             throw ConfigError("\(origin): expected section.key=value with a key of the form section.key (e.g. train.epochs=5), found key '\(path)'")
         }
         guard let section = section(parts[0]) else {
-            throw ConfigError("\(origin): unknown key '\(path)': no section '\(parts[0])'\(suggestion(parts[0], sectionNames)); valid sections: \(sectionNames.joined(separator: ", "))")
+            throw ConfigError("\(origin): unknown key '\(clippedForMessage(String(path), limit: 80))': no section '\(clippedForMessage(parts[0], limit: 80))'\(suggestion(parts[0], sectionNames)); valid sections: \(sectionNames.joined(separator: ", "))")
         }
         let node: Node
         do {
             node = try Yams.compose(yaml: text) ?? Node("", .implicit, .plain)
         } catch {
-            throw ConfigError("\(origin): cannot parse value '\(text)' as YAML: \(error)")
+            throw ConfigError("\(origin): cannot parse value '\(clippedForMessage(text, limit: 80))' as YAML: \(error)")
         }
         try set(section: section, key: parts[1], value: node, origin: origin, config: &config)
     }
@@ -288,7 +288,7 @@ enum ConfigSchema {
         let dotted = "\(section.name).\(key)"
         let keys = section.fields.map(\.key)
         guard let field = section.field(key) else {
-            throw ConfigError("\(origin): unknown key '\(dotted)'\(suggestion(key, keys)); valid keys of section '\(section.name)': \(keys.joined(separator: ", "))")
+            throw ConfigError("\(origin): unknown key '\(clippedForMessage(dotted, limit: 80))'\(suggestion(key, keys)); valid keys of section '\(section.name)': \(keys.joined(separator: ", "))")
         }
         if let expected = field.read(&config, value) {
             throw ConfigError("\(origin): \(dotted): expected \(expected), found \(describe(value))")
@@ -382,12 +382,12 @@ enum ConfigSchema {
         switch node {
         case .scalar(let s):
             if isNull(node) { return "null" }
-            return "'\(s.string)'"
+            return "'\(clippedForMessage(s.string, limit: 80))'"
         case .sequence(let seq):
             let items = seq.prefix(8).map { describe($0) }.joined(separator: ", ")
             return "a list [\(items)\(seq.count > 8 ? ", ..." : "")]"
         case .mapping(let m):
-            let keys = m.prefix(8).compactMap { $0.key.scalar?.string }.joined(separator: ", ")
+            let keys = m.prefix(8).compactMap { $0.key.scalar.map { clippedForMessage($0.string, limit: 40) } }.joined(separator: ", ")
             return "a mapping {\(keys)}"
         case .alias:
             return "an alias"
