@@ -276,6 +276,18 @@ final class ConfigTests: XCTestCase {
         }
     }
 
+    /// A key or value of megabytes is quoted clipped: the message stays short.
+    func testLongUserInputIsClippedInMessages() {
+        let long = String(repeating: "x", count: 100_000)
+        for o in ["model.\(long)=3", "\(long).depth=3", "train.epochs=\(long)", "data.dataset=\(long)"] {
+            do { _ = try RunConfig.load(path: nil, overrides: [o]); XCTFail("accepted \(o.prefix(40))") } catch {
+                let text = "\(error)"
+                XCTAssertLessThan(text.utf8.count, 1000, "\(o.prefix(40)): a message of \(text.utf8.count) bytes")
+                XCTAssertTrue(text.contains("xxxx") && text.contains("…"), text)
+            }
+        }
+    }
+
     func testValidationNamesFile() throws {
         let path = try file("train:\n  batch_size: 0\n")
         assertConfigError(["train.batch_size", path]) { _ = try RunConfig.load(path: path, overrides: []) }
