@@ -176,6 +176,7 @@ public final class Trainer {
         let progress = isRoot ? ProgressReporter(total: totalSteps, isTerminal: terminal,
                                                  every: max(config.train.logEvery, 1)) : nil
         if isRoot {
+            print(BLASKernel.summary)
             print("training ResNet-\(config.model.depth) (width \(config.model.width), \(model.params.totalCount) parameters) on \(config.data.dataset): \(comm.size) rank(s), global batch \(config.train.batchSize) (\(sampler.localBatch) per rank), \(spe) steps/epoch, \(totalSteps) steps")
         }
         var stopped = false, preempted = false
@@ -365,6 +366,12 @@ public final class Trainer {
         try writeTextFile(runDir + "/config.yaml", yaml)
         if let text = restoredMetrics { try writeTextFile(runDir + "/metrics.jsonl", text) }
         metrics = try MetricsLog(path: runDir + "/metrics.jsonl", append: restoredMetrics != nil)
+        // Where this (part of the) run ran: every start and resume adds one line.
+        try metrics?.write(["kind": .string("system"), "step": .int(state.globalStep), "cpu": .string(BLASKernel.cpuModel),
+                            "cpu_level": .string(BLASKernel.levelName(BLASKernel.level(of: BLASKernel.cpuFeatures))),
+                            "blas": .string("OpenBLAS \(BLASKernel.openBLASVersion)"), "blas_kernel": .string(BLASKernel.coreInUse),
+                            "blas_kernel_choice": .string(BLASKernel.choice), "ranks": .int(comm.size),
+                            "threads_per_rank": .int(Parallel.workers)])
     }
 
     func writeFinalOutputs() throws {

@@ -67,6 +67,7 @@ struct Bench: ParsableCommand {
                 }
             }
             let gflops = 3 * fwd * Double(steps) / seconds / 1e9   // per rank
+            print(BLASKernel.summary)
             print("ResNet-\(depth) width \(width), \(comm.size) rank(s) x batch \(batch), \(channels)x\(size)x\(size), \(threads == 0 ? "auto" : String(threads)) thread(s)/rank, \(steps) steps")
             print(String(format: "%.1f ms/step, %.1f GFLOP/s per rank, communication wait %.1f%% of the step",
                          seconds / Double(steps) * 1000, gflops, 100 * wait / seconds))

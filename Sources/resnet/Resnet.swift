@@ -14,27 +14,42 @@ struct Resnet: ParsableCommand {
         commandName: "resnet",
         abstract: "Data-parallel ResNet training over MPI with hand-written backward passes.",
         discussion: "Run under mpirun/srun for N ranks; started directly it is a single process (no MPI).",
-        subcommands: [Train.self, Eval.self, Summary.self, Bench.self, Export.self])
+        subcommands: [Train.self, Eval.self, Summary.self, Bench.self, Export.self, SysInfo.self])
 
     static func main() {
-        pinOpenBLASToOneThread()
+        prepareOpenBLAS()
         Self.main(nil)
     }
 }
 
-/// The layers run their own worker threads and call OpenBLAS single-threaded from each. OpenBLAS
-/// sizes its thread pool when the library loads, from OPENBLAS_NUM_THREADS, and a pool of more
-/// than one thread slows concurrent single-threaded calls down (~15 % measured here) even after
-/// openblas_set_num_threads(1). So the program re-executes itself once with
-/// OPENBLAS_NUM_THREADS=1, keeping the requested count in RESNET_WORKER_THREADS.
-/// (Before MPI_Init, so under mpirun the rank simply continues as the new image.)
-func pinOpenBLASToOneThread() {
-    let current = getenv("OPENBLAS_NUM_THREADS").map { String(cString: $0) }
-    guard current != "1" else { return }
-    if getenv("RESNET_WORKER_THREADS") == nil { setenv("RESNET_WORKER_THREADS", current ?? "auto", 1) }
-    setenv("OPENBLAS_NUM_THREADS", "1", 1)
-    execv("/proc/self/exe", CommandLine.unsafeArgv)
-    // exec failed (no /proc): carry on with OpenBLAS's pool; results are the same, only slower.
+/// Settings OpenBLAS only reads when the library loads, so the program re-executes itself (once,
+/// before MPI_Init: under mpirun the rank simply continues as the new image) when either changes:
+///
+/// - Threads. The layers run their own worker threads and call OpenBLAS single-threaded from
+///   each. A pool of more than one OpenBLAS thread slows concurrent single-threaded calls down
+///   (~15 % measured here) even after openblas_set_num_threads(1), so OPENBLAS_NUM_THREADS=1,
+///   the requested count kept in RESNET_WORKER_THREADS.
+/// - Kernel. When the kernel family OpenBLAS picked uses less than the CPU has (Prescott on an
+///   AVX-512 Xeon it does not know), OPENBLAS_CORETYPE is set to the best one for the CPU's
+///   feature bits (`BLASKernel`); a user-set OPENBLAS_CORETYPE always wins.
+func prepareOpenBLAS() {
+    var changed = false
+    let threads = getenv("OPENBLAS_NUM_THREADS").map { String(cString: $0) }
+    if threads != "1" {
+        if getenv("RESNET_WORKER_THREADS") == nil { setenv("RESNET_WORKER_THREADS", threads ?? "auto", 1) }
+        setenv("OPENBLAS_NUM_THREADS", "1", 1)
+        changed = true
+    }
+    if getenv("OPENBLAS_CORETYPE") == nil {
+        let detected = BLASKernel.coreInUse
+        if let better = BLASKernel.upgrade(autodetected: detected, cpuLevel: BLASKernel.level(of: BLASKernel.cpuFeatures)) {
+            setenv("OPENBLAS_CORETYPE", better, 1)
+            setenv(BLASKernel.autodetectedVariable, detected, 1)
+            changed = true
+        }
+    }
+    if changed { execv("/proc/self/exe", CommandLine.unsafeArgv) }
+    // exec failed (no /proc): carry on with OpenBLAS as loaded; results are the same, only slower.
 }
 
 /// Options every command that reads a run configuration shares.
@@ -209,5 +224,22 @@ struct Export: ParsableCommand {
             FileHandleOutput.error("error: \(error)")
             throw ExitCode(1)
         }
+    }
+}
+
+struct SysInfo: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "sysinfo",
+        abstract: "Print the CPU, its vector features and the OpenBLAS kernel in use, and check sgemm against a plain loop.")
+
+    func run() throws {
+        let f = BLASKernel.cpuFeatures
+        let names: [(BLASKernel.Features, String)] = [(.avx, "avx"), (.avx2, "avx2"), (.fma, "fma"), (.avx512f, "avx512f"),
+            (.avx512bw, "avx512bw"), (.avx512dq, "avx512dq"), (.avx512vl, "avx512vl"), (.avx512cd, "avx512cd"), (.avx512bf16, "avx512_bf16")]
+        print(BLASKernel.summary)
+        print("cpu level: \(BLASKernel.level(of: f)) (\(BLASKernel.levelName(BLASKernel.level(of: f))))")
+        print("cpu features: \(names.filter { f.contains($0.0) }.map(\.1).joined(separator: " "))")
+        print("kernel: \(BLASKernel.coreInUse), level \(BLASKernel.level(ofCore: BLASKernel.coreInUse).map(String.init) ?? "unknown")")
+        let (err, gflops) = BLASKernel.sgemmCheck()
+        print(String(format: "sgemm vs reference loop: max relative error %.2e; 1024^3 sgemm %.1f GFLOP/s on one core", err, gflops))
     }
 }

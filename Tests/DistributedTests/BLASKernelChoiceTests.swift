@@ -1,0 +1,44 @@
+// The released binary runs a BLAS kernel that uses what the CPU has (issue 8): with no
+// OPENBLAS_CORETYPE set, on a CPU with AVX2+FMA (or AVX-512) the kernel in use is of that level
+// (chosen by the program when OpenBLAS's own table falls short), its sgemm agrees with a plain
+// loop, and a user-set OPENBLAS_CORETYPE always wins.
+import XCTest
+import Foundation
+
+final class BLASKernelChoiceTests: XCTestCase {
+    func sysinfo(_ coretype: String?) throws -> [String: String] {
+        var env = singleProcessEnvironment()
+        env.removeValue(forKey: "OPENBLAS_CORETYPE"); env.removeValue(forKey: "RESNET_BLAS_AUTODETECTED")
+        if let coretype { env["OPENBLAS_CORETYPE"] = coretype }
+        let r = runProcess(try resnetBinary(), ["sysinfo"], environment: env, timeout: 60)
+        XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+        var out: [String: String] = ["summary": r.stdout.split(separator: "\n").first.map(String.init) ?? ""]
+        for line in r.stdout.split(separator: "\n") {
+            if let colon = line.firstIndex(of: ":") { out[String(line[..<colon])] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces) }
+        }
+        return out
+    }
+
+    func level(_ s: String?, after prefix: String) -> Int? {
+        guard let s, let r = s.range(of: prefix) else { return nil }
+        return Int(s[r.upperBound...].prefix { $0.isNumber })
+    }
+
+    func testTheKernelInUseUsesWhatTheCPUHas() throws {
+        let info = try sysinfo(nil)
+        let cpu = try XCTUnwrap(level(info["cpu level"], after: ""), "\(info)")
+        let kernel = try XCTUnwrap(level(info["kernel"], after: "level "), "\(info)")
+        if cpu >= 2 {
+            XCTAssertGreaterThanOrEqual(kernel, min(cpu, 4), "CPU level \(cpu) runs a kernel of level \(kernel): \(info["summary"] ?? "")")
+        }
+        XCTAssertTrue(info["summary"]?.hasPrefix("CPU ") ?? false, "\(info)")
+        let err = try XCTUnwrap(Double(info["sgemm vs reference loop"]?.split(separator: " ").dropFirst(3).first?.filter { $0 != ";" } ?? ""), "\(info)")
+        XCTAssertLessThan(err, 1e-5, "sgemm under the chosen kernel vs a plain loop")
+    }
+
+    func testAUserSetCoreTypeAlwaysWins() throws {
+        let info = try sysinfo("Prescott")
+        XCTAssertTrue(info["kernel"]?.hasPrefix("Prescott") ?? false, "\(info)")
+        XCTAssertTrue(info["summary"]?.contains("OPENBLAS_CORETYPE=Prescott set by the user") ?? false, "\(info)")
+    }
+}
