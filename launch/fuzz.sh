@@ -10,7 +10,7 @@
 # (> 2 GB) or slow input (> 10 s) fails the script, printing the input that did it.
 # Usage:  launch/fuzz.sh [SECONDS] [TARGET ...]      e.g. launch/fuzz.sh 30 idx config
 #         (SECONDS is per target; 0 only builds)
-# Replay: .build-fuzz/bin/fuzz-idx CRASH_FILE
+# Replay: SWIFT_BACKTRACE=enable=no .build-fuzz/bin/fuzz-idx CRASH_FILE
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-60}
@@ -117,7 +117,11 @@ for t in "${TARGETS[@]}"; do
   echo "== fuzzing $t for $SECS s"
   before=$(ls "$art" | wc -l)
   log=$OUT/fuzz-$t.log
-  if "$BIN/fuzz-$t" "${opts[@]}" "$work" "Fuzz/corpus/$t" >"$log" 2>&1; then
+  "$BIN/fuzz-$t" "${opts[@]}" "$work" "Fuzz/corpus/$t" >"$log" 2>&1 &
+  pid=$!
+  rc=0; wait $pid || rc=$?
+  rm -rf "/dev/shm/resnet-fuzz-$pid"   # the target's scratch folder (left behind when it crashed)
+  if [ $rc -eq 0 ]; then
     grep -E '^stat::number_of_executed_units|^stat::peak_rss_mb' "$log" | tr '\n' ' '; echo
   else
     echo "!! fuzz-$t FAILED (log: $log)"
@@ -126,7 +130,7 @@ for t in "${TARGETS[@]}"; do
   fi
   after=$(ls "$art" | wc -l)
   if [ "$after" -gt "$before" ]; then
-    echo "   reproduce with: $BIN/fuzz-$t $(ls -t "$art"* | head -1)"
+    echo "   reproduce with: SWIFT_BACKTRACE=enable=no $BIN/fuzz-$t $(ls -t "$art"* | head -1)"
   fi
 done
 echo "== fuzzing took $(( $(date +%s) - start )) s in all"
