@@ -29,3 +29,10 @@ if [ $# -eq 0 ]; then
     echo "== no second OpenBLAS kernel on this CPU (first run: ${first:-unknown}; no AVX2): layer tests ran once"
   fi
 fi
+
+# Fuzzing and ThreadSanitizer (docs/fuzzing.md): every fuzz target for FUZZ_SECONDS (60) from
+# its seed corpus, then the threaded tests under TSan; about 7.5 minutes together on 2 cores.
+if [ $# -eq 0 ]; then
+  launch/fuzz.sh "${FUZZ_SECONDS:-60}"
+  launch/tsan.sh
+fi
