@@ -61,7 +61,7 @@ public struct CheckpointStore {
             throw CheckpointError("\(file): not a checkpoint of this program (no '\(formatName)' format tag; a plain weights file? use train.init_weights for those)")
         }
         guard meta["format_version"] == formatVersion else {
-            throw CheckpointError("\(file): checkpoint format version \(meta["format_version"] ?? "?"), this program reads \(formatVersion)")
+            throw CheckpointError("\(file): checkpoint format version \(meta["format_version"].map { clippedForMessage($0, limit: 40) } ?? "?"), this program reads \(formatVersion)")
         }
         guard let stored = meta["checksum"], stored.hasPrefix("crc32:"), stored.utf8.count == placeholder.utf8.count,
               let at = find(Array(stored.utf8), in: bytes, limit: headerEnd(bytes)) else {

@@ -20,17 +20,7 @@ extension RunConfig {
     public static func load(path: String?, overrides: [String]) throws -> RunConfig {
         var config = RunConfig()
         if let path {
-            var isDir: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
-                throw ConfigError("config file not found: \(path)")
-            }
-            guard !isDir.boolValue else { throw ConfigError("config path is a directory, not a YAML file: \(path)") }
-            guard let data = FileManager.default.contents(atPath: path) else {
-                throw ConfigError("cannot read config file \(path)")
-            }
-            guard let text = String(data: data, encoding: .utf8) else {
-                throw ConfigError("\(path): not UTF-8 text")
-            }
+            let text = try YAMLLimits.readText(path: path)   // bounded: never more than 1 MiB + 1 byte
             try ConfigSchema.apply(yaml: text, file: path, to: &config)
         }
         for o in overrides { try ConfigSchema.apply(override: o, to: &config) }
@@ -232,10 +222,7 @@ enum ConfigSchema {
     // MARK: Applying YAML
 
     static func apply(yaml: String, file: String, to config: inout RunConfig) throws {
-        let root: Node?
-        do { root = try Yams.compose(yaml: yaml) } catch {
-            throw ConfigError("\(file): invalid YAML: \(error)")
-        }
+        let root = try YAMLLimits.compose(yaml: yaml, file: file)   // size, depth and alias expansion bounded
         guard let root, !isNull(root) else { return }   // empty file: all defaults
         guard case .mapping(let top) = root else {
             throw ConfigError("\(file): expected a mapping of sections (\(sectionNames.joined(separator: ", "))) at the top level, found \(describe(root))")
@@ -269,16 +256,19 @@ enum ConfigSchema {
         let text = String(override[override.index(after: eq)...])
         let parts = path.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
         guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
-            throw ConfigError("\(origin): expected section.key=value with a key of the form section.key (e.g. train.epochs=5), found key '\(path)'")
+            throw ConfigError("\(origin): expected section.key=value with a key of the form section.key (e.g. train.epochs=5), found key '\(clippedForMessage(String(path), limit: 80))'")
         }
         guard let section = section(parts[0]) else {
             throw ConfigError("\(origin): unknown key '\(clippedForMessage(String(path), limit: 80))': no section '\(clippedForMessage(parts[0], limit: 80))'\(suggestion(parts[0], sectionNames)); valid sections: \(sectionNames.joined(separator: ", "))")
         }
         let node: Node
         do {
+            try YAMLLimits.check(yaml: text, file: origin)
             node = try Yams.compose(yaml: text) ?? Node("", .implicit, .plain)
+        } catch let e as ConfigError {
+            throw e
         } catch {
-            throw ConfigError("\(origin): cannot parse value '\(clippedForMessage(text, limit: 80))' as YAML: \(error)")
+            throw ConfigError("\(origin): cannot parse value '\(clippedForMessage(text, limit: 80))' as YAML: \(clippedForMessage(String(describing: error), limit: 400))")
         }
         try set(section: section, key: parts[1], value: node, origin: origin, config: &config)
     }
@@ -378,13 +368,19 @@ enum ConfigSchema {
         return ["", "~", "null", "Null", "NULL"].contains(s.string)
     }
 
-    static func describe(_ node: Node) -> String {
+    /// The node as a short phrase for messages ("'abc'", "a list ['a', 'b']", "a mapping {x, y}"),
+    /// nested lists summarized below depth 2 and the whole clipped (a list of lists of lists
+    /// would otherwise print 8^depth items).
+    static func describe(_ node: Node) -> String { clippedForMessage(describe(node, depth: 0), limit: 300) }
+
+    private static func describe(_ node: Node, depth: Int) -> String {
         switch node {
         case .scalar(let s):
             if isNull(node) { return "null" }
             return "'\(clippedForMessage(s.string, limit: 80))'"
         case .sequence(let seq):
-            let items = seq.prefix(8).map { describe($0) }.joined(separator: ", ")
+            if depth >= 2 { return "a list of \(seq.count)" }
+            let items = seq.prefix(8).map { describe($0, depth: depth + 1) }.joined(separator: ", ")
             return "a list [\(items)\(seq.count > 8 ? ", ..." : "")]"
         case .mapping(let m):
             let keys = m.prefix(8).compactMap { $0.key.scalar.map { clippedForMessage($0.string, limit: 40) } }.joined(separator: ", ")

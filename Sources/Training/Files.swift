@@ -36,8 +36,3 @@ public func pathProblem(_ path: String) -> String? {
     }
     return nil
 }
-
-/// User input quoted in a message, cut to `limit` characters (a message never carries megabytes).
-public func clippedForMessage(_ s: String, limit: Int = 200) -> String {
-    s.count <= limit ? s : String(s.prefix(limit)) + "… (\(s.utf8.count) bytes)"
-}

@@ -8,6 +8,7 @@
 // Error messages quote user input only through `clipped`.
 import Foundation
 import Yams
+import NN
 import CYaml   // Yams' copy of libyaml (a dependency of the Yams product); only its event parser is used
 
 public enum YAMLLimits {
@@ -24,11 +25,11 @@ public enum YAMLLimits {
     /// Yams found wrong (its message clipped).
     public static func compose(yaml: String, file: String) throws -> Node? {
         try check(yaml: yaml, file: file)
-        let origin = clipped(file)
+        let origin = clippedForMessage(file)
         do {
             return try Yams.compose(yaml: yaml)
         } catch {
-            throw ConfigError("\(origin): invalid YAML: \(clipped(String(describing: error), max: 600))")
+            throw ConfigError("\(origin): invalid YAML: \(clippedForMessage(String(describing: error), limit: 600))")
         }
     }
 
@@ -39,18 +40,18 @@ public enum YAMLLimits {
     public static func readText(path: String) throws -> String {
         var st = stat()
         guard stat(path, &st) == 0 else {
-            if errno == ENOENT { throw ConfigError("config file not found: \(clipped(path))") }
-            throw ConfigError("cannot read config file \(clipped(path)): \(String(cString: strerror(errno)))")
+            if errno == ENOENT { throw ConfigError("config file not found: \(clippedForMessage(path))") }
+            throw ConfigError("cannot read config file \(clippedForMessage(path)): \(String(cString: strerror(errno)))")
         }
         guard (st.st_mode & S_IFMT) != S_IFDIR else {
-            throw ConfigError("config path is a directory, not a YAML file: \(clipped(path))")
+            throw ConfigError("config path is a directory, not a YAML file: \(clippedForMessage(path))")
         }
         if (st.st_mode & S_IFMT) == S_IFREG && st.st_size > Int64(maxBytes) {
-            throw ConfigError("\(clipped(path)): YAML refused: \(st.st_size) bytes exceed the limit of \(maxBytes) bytes")
+            throw ConfigError("\(clippedForMessage(path)): YAML refused: \(st.st_size) bytes exceed the limit of \(maxBytes) bytes")
         }
         let fd = open(path, O_RDONLY)
         guard fd >= 0 else {
-            throw ConfigError("cannot read config file \(clipped(path)): \(String(cString: strerror(errno)))")
+            throw ConfigError("cannot read config file \(clippedForMessage(path)): \(String(cString: strerror(errno)))")
         }
         defer { close(fd) }
         var bytes = [UInt8](repeating: 0, count: maxBytes + 1)
@@ -59,16 +60,16 @@ public enum YAMLLimits {
             let n = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress! + used, $0.count - used) }
             if n < 0 {
                 if errno == EINTR { continue }
-                throw ConfigError("cannot read config file \(clipped(path)): \(String(cString: strerror(errno)))")
+                throw ConfigError("cannot read config file \(clippedForMessage(path)): \(String(cString: strerror(errno)))")
             }
             if n == 0 { break }
             used += n
         }
         guard used <= maxBytes else {
-            throw ConfigError("\(clipped(path)): YAML refused: more than \(maxBytes) bytes (the limit)")
+            throw ConfigError("\(clippedForMessage(path)): YAML refused: more than \(maxBytes) bytes (the limit)")
         }
         guard let text = String(validating: bytes[..<used], as: UTF8.self) else {
-            throw ConfigError("\(clipped(path)): not UTF-8 text")
+            throw ConfigError("\(clippedForMessage(path)): not UTF-8 text")
         }
         return text
     }
@@ -76,7 +77,7 @@ public enum YAMLLimits {
     /// Throws a `ConfigError` when `yaml` passes one of the limits; syntax errors are left for
     /// Yams to report (with line and column), since the part before them stayed within bounds.
     public static func check(yaml: String, file: String) throws {
-        let origin = clipped(file)
+        let origin = clippedForMessage(file)
         let size = yaml.utf8.count
         guard size <= maxBytes else {
             throw ConfigError("\(origin): YAML refused: \(size) bytes exceed the limit of \(maxBytes) bytes")
@@ -132,18 +133,3 @@ public enum YAMLLimits {
     }
 }
 
-/// `s` itself when it has at most `max` characters, else its first `max` characters followed
-/// by "… (N characters in all)". For quoting user input (keys, values, file contents) in
-/// error messages.
-public func clipped(_ s: String, max: Int = 200) -> String {
-    var n = 0
-    var end = s.startIndex
-    while end < s.endIndex {
-        if n == max {
-            return String(s[..<end]) + "… (\(s.count) characters in all)"
-        }
-        end = s.index(after: end)
-        n += 1
-    }
-    return s
-}

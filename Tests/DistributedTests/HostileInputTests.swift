@@ -200,6 +200,29 @@ final class HostileInputTests: XCTestCase {
                           mentions: ["/nonexistent.safetensors"])
     }
 
+    /// Bounded input through the binary: a 1 KB YAML alias bomb in a config file and a gzip bomb
+    /// (a valid IDX header for 8 images, then 64 MiB of zeros: 64 KB compressed) are refused by
+    /// their limits with short messages, before anything is written.
+    func testYAMLAndGzipBombsAreRefusedByTheirLimits() throws {
+        let dir = try Self.dirs.make("bombs")
+        var yaml = "data:\n  mean:\n"
+        yaml += "    - &a0 [0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5]\n"
+        for i in 1...8 { yaml += "    - &a\(i) [" + Array(repeating: "*a\(i - 1)", count: 10).joined(separator: ", ") + "]\n" }
+        XCTAssertLessThan(yaml.utf8.count, 1200)
+        try yaml.write(toFile: dir + "/bomb.yaml", atomically: true, encoding: .utf8)
+        try expectRefusal(["train", "--config", dir + "/bomb.yaml", "--set", "output.dir=\(dir)/run"],
+                          mentions: [dir + "/bomb.yaml", "alias"], absent: [dir + "/run"], timeout: 30)
+
+        let root = try idxRoot(train: (8, 28), test: (4, 28))
+        let header = "printf '\\000\\000\\010\\003\\000\\000\\000\\010\\000\\000\\000\\034\\000\\000\\000\\034'"
+        let make = "(\(header); head -c 67108864 /dev/zero) | gzip -c > \(root)/train-images-idx3-ubyte.gz && rm \(root)/train-images-idx3-ubyte"
+        let r = runProcess("/bin/sh", ["-c", make], timeout: 60)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        try expectRefusal(["train", "--set", "data.dataset=mnist", "--set", "data.root=\(root)", "--set", "model.width=4",
+                           "--set", "data.image_size=0", "--set", "train.batch_size=4", "--set", "output.dir=\(dir)/run2"],
+                          mentions: ["train-images-idx3-ubyte.gz"], absent: [dir + "/run2"], timeout: 30)
+    }
+
     func testARootThatIsAFileIsNamedAsSuch() throws {
         let dir = try Self.dirs.make("rootfile")
         let file = dir + "/not-a-folder"

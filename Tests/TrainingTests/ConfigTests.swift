@@ -288,6 +288,33 @@ final class ConfigTests: XCTestCase {
         }
     }
 
+    /// A "billion laughs" alias bomb inside a valid key is refused by the expansion limit before
+    /// Yams builds anything (it took 75 s, 300 MB and printed a 128 MiB error).
+    func testYAMLAliasBombIsRefusedByTheExpansionLimit() {
+        var yaml = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n"
+        for i in 1...9 { yaml += "a\(i): &a\(i) [" + Array(repeating: "*a\(i - 1)", count: 10).joined(separator: ", ") + "]\n" }
+        let inKey = "data:\n  mean: " + yaml.split(separator: "\n").map { "\n    - " + $0 }.joined() + "\n"
+        for (text, label) in [(yaml, "top level"), (inKey, "inside data.mean")] {
+            do { _ = try RunConfig.parse(yaml: text, file: "bomb.yaml"); XCTFail("alias bomb accepted (\(label))") } catch {
+                let m = "\(error)"
+                XCTAssertTrue(m.contains("bomb.yaml") && m.contains("alias"), "\(label): \(m)")
+                XCTAssertLessThan(m.utf8.count, 2000, "\(label): a message of \(m.utf8.count) bytes")
+            }
+        }
+        let set = "data.mean=[&a [1,1,1,1,1,1,1,1,1,1], &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a], &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b], [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]]"
+        assertConfigError(["--set data.mean", "alias"]) { _ = try RunConfig.load(path: nil, overrides: [set]) }
+    }
+
+    /// Characters YAML treats specially inside quotes (U+0085 is a line break there; C1 controls
+    /// and U+FFFE are refused raw) round-trip through the printed config (found by fuzzing).
+    func testPrintedConfigRoundTripsControlCharacters() throws {
+        var c = RunConfig.default
+        for root in ["/data/a\u{85}b", "/data/\u{80}\u{9f}", "/data/\u{2028}\u{2029}", "/data/\u{fffe}\u{ffff}", "/data/\u{7f}"] {
+            c.data.root = root
+            XCTAssertEqual(try RunConfig.parse(yaml: c.yamlString()).data.root, root, c.yamlString())
+        }
+    }
+
     func testValidationNamesFile() throws {
         let path = try file("train:\n  batch_size: 0\n")
         assertConfigError(["train.batch_size", path]) { _ = try RunConfig.load(path: path, overrides: []) }

@@ -43,8 +43,14 @@ final class TrainingRunTests: XCTestCase {
         let records = try MetricsLog.readRecords(path: dir + "/metrics.jsonl")
         XCTAssertEqual(records.filter { $0["kind"] as? String == "step" }.count, 48)
         XCTAssertEqual(records.filter { $0["kind"] as? String == "epoch" }.count, 6)
+        let step = try XCTUnwrap(records.first { $0["kind"] as? String == "step" })
         for key in ["step", "epoch", "loss", "accuracy", "lr", "images_per_s", "comm_wait_s"] {
-            XCTAssertNotNil(records[0][key], "step record lacks \(key)")
+            XCTAssertNotNil(step[key], "step record lacks \(key)")
+        }
+        // The first record says where the run ran: CPU and the BLAS kernel in use.
+        XCTAssertEqual(records[0]["kind"] as? String, "system")
+        for key in ["cpu", "cpu_level", "blas", "blas_kernel", "blas_kernel_choice", "ranks", "threads_per_rank"] {
+            XCTAssertNotNil(records[0][key], "system record lacks \(key)")
         }
         // The weights file holds exactly the model's tensors.
         let w = try SafeTensors.read(path: dir + "/model.safetensors")

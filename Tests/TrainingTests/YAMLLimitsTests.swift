@@ -1,6 +1,7 @@
 import XCTest
 import Foundation
 import Yams
+import NN
 @testable import Training
 
 /// YAML input bounds (Sources/Training/YAMLLimits.swift): alias bombs, deep nesting and huge
@@ -13,7 +14,7 @@ final class YAMLLimitsTests: XCTestCase {
             XCTFail("expected a ConfigError containing \(fragments)", file: sourceFile, line: line)
         } catch let e as ConfigError {
             for f in fragments {
-                XCTAssertTrue(e.description.contains(f), "'\(clipped(e.description, max: 1000))' does not contain '\(f)'",
+                XCTAssertTrue(e.description.contains(f), "'\(clippedForMessage(e.description, limit: 1000))' does not contain '\(f)'",
                               file: sourceFile, line: line)
             }
             XCTAssertLessThan(e.description.utf8.count, 2000, "error message too long", file: sourceFile, line: line)
@@ -148,10 +149,10 @@ final class YAMLLimitsTests: XCTestCase {
     // MARK: clipped
 
     func testClipped() {
-        XCTAssertEqual(clipped("short"), "short")
-        XCTAssertEqual(clipped(String(repeating: "a", count: 200)), String(repeating: "a", count: 200))
+        XCTAssertEqual(clippedForMessage("short"), "short")
+        XCTAssertEqual(clippedForMessage(String(repeating: "a", count: 200)), String(repeating: "a", count: 200))
         let long = String(repeating: "b", count: 1000)
-        XCTAssertEqual(clipped(long), String(repeating: "b", count: 200) + "… (1000 characters in all)")
-        XCTAssertEqual(clipped("héllo wörld", max: 4), "héll… (11 characters in all)")
+        XCTAssertEqual(clippedForMessage(long), String(repeating: "b", count: 200) + "… (1000 characters in all)")
+        XCTAssertEqual(clippedForMessage("héllo wörld", limit: 4), "héll… (11 characters in all)")
     }
 }

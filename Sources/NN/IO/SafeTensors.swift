@@ -135,7 +135,7 @@ public enum SafeTensors {
         do {
             json = try JSONSerialization.jsonObject(with: Data(bytes[8..<(8 + n)]), options: [])
         } catch {
-            throw fail("header is not valid JSON (\(clip(error.localizedDescription)))")
+            throw fail("header is not valid JSON (\(clippedForMessage(error.localizedDescription)))")
         }
         guard let header = json as? [String: Any] else { throw fail("header is not a JSON object") }
 
@@ -143,7 +143,7 @@ public enum SafeTensors {
         if let meta = header["__metadata__"] {
             guard let m = meta as? [String: Any] else { throw fail("__metadata__ is not an object") }
             for (k, v) in m {
-                guard let s = v as? String else { throw fail("__metadata__ value of '\(clip(k))' is not a string") }
+                guard let s = v as? String else { throw fail("__metadata__ value of '\(clippedForMessage(k))' is not a string") }
                 metadata[k] = s
             }
         }
@@ -154,14 +154,14 @@ public enum SafeTensors {
         var entries: [Entry] = []
         // Sorted, so that of several problems the same one is reported on every run.
         for (fullName, value) in header.sorted(by: { $0.key < $1.key }) where fullName != "__metadata__" {
-            let name = clip(fullName)   // for messages
+            let name = clippedForMessage(fullName)   // for messages
             guard let info = value as? [String: Any] else { throw fail("tensor \(name): entry is not an object") }
             for key in info.keys.sorted() where !["dtype", "shape", "data_offsets"].contains(key) {
-                throw fail("tensor \(name): unexpected field '\(clip(key))'")
+                throw fail("tensor \(name): unexpected field '\(clippedForMessage(key))'")
             }
             guard let dtypeName = info["dtype"] as? String else { throw fail("tensor \(name): missing or non-string dtype") }
             guard let dtype = DType(rawValue: dtypeName) else {
-                throw fail("tensor \(name): unsupported dtype \(clip(dtypeName)) (supported: \(DType.allCases.map(\.rawValue).joined(separator: ", ")))")
+                throw fail("tensor \(name): unsupported dtype \(clippedForMessage(dtypeName)) (supported: \(DType.allCases.map(\.rawValue).joined(separator: ", ")))")
             }
             guard let shapeArray = info["shape"] as? [Any] else { throw fail("tensor \(name): missing or non-array shape") }
             guard shapeArray.count <= 64 else { throw fail("tensor \(name): shape has \(shapeArray.count) dimensions") }
@@ -170,7 +170,7 @@ public enum SafeTensors {
             var shape: [Int] = []
             var nonZeroProduct = 1
             for d in shapeArray {
-                guard let v = jsonInt(d), v >= 0 else { throw fail("tensor \(name): shape \(clip("\(shapeArray)")) is not a list of non-negative integers") }
+                guard let v = jsonInt(d), v >= 0 else { throw fail("tensor \(name): shape \(clippedForMessage("\(shapeArray)")) is not a list of non-negative integers") }
                 shape.append(v)
                 let (p, overflow) = nonZeroProduct.multipliedReportingOverflow(by: max(v, 1))
                 guard !overflow, p <= dataLength else {
@@ -197,8 +197,8 @@ public enum SafeTensors {
         for e in entries {
             guard e.begin == expected else {
                 throw fail(e.begin < expected
-                    ? "tensor \(clip(e.name)): data_offsets [\(e.begin), \(e.end)] overlap the previous tensor (which ends at \(expected))"
-                    : "tensor \(clip(e.name)): gap in the data block before offset \(e.begin) (previous tensor ends at \(expected))")
+                    ? "tensor \(clippedForMessage(e.name)): data_offsets [\(e.begin), \(e.end)] overlap the previous tensor (which ends at \(expected))"
+                    : "tensor \(clippedForMessage(e.name)): gap in the data block before offset \(e.begin) (previous tensor ends at \(expected))")
             }
             expected = e.end
         }
@@ -276,7 +276,7 @@ public enum SafeTensors {
             }
         }
         for name in tensors.keys.sorted() where !known.contains(name) && !ignoring.contains(name) {
-            problems.append("unexpected tensor \(clip(name))")
+            problems.append("unexpected tensor \(clippedForMessage(name))")
         }
         if !problems.isEmpty {
             let shown = problems.prefix(20).joined(separator: "; ")
@@ -369,9 +369,4 @@ public enum SafeTensors {
 
     static func errnoString() -> String { String(cString: strerror(errno)) }
 
-    /// Text from a file (names, dtypes, metadata values, JSON errors) as quoted in a message:
-    /// cut to `max` characters, saying how long it was.
-    public static func clip(_ s: String, max: Int = 200) -> String {
-        s.count <= max ? s : String(s.prefix(max)) + "… (\(s.count) characters in all)"
-    }
 }
