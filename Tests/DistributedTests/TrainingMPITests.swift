@@ -256,7 +256,8 @@ final class TrainingMPITests: XCTestCase {
         let lines = try metricsLines(run.dir)
         XCTAssertEqual(lines.filter { $0["kind"] as? String == "step" }.compactMap { $0["step"] as? Int }, [1, 2, 3, 4, 5])
         XCTAssertEqual(lines.filter { $0["kind"] as? String == "eval" }.count, 1, "one partial-epoch evaluation")
-        XCTAssertEqual(lines.count, 6, "metrics.jsonl lines")
+        XCTAssertEqual(lines.filter { $0["kind"] as? String == "system" }.count, 1, "one system record (CPU, BLAS kernel)")
+        XCTAssertEqual(lines.count, 7, "metrics.jsonl lines")
     }
 
     // MARK: 6. Single process: no MPI
