@@ -5,9 +5,10 @@
 // Per rank:
 //   parameters  P floats x 7: values, gradients, momentum, and the copies a checkpoint write makes
 //               (tensors collected, encoded, written); BN buffers x 2
-//   activations local batch x (input + every leaf's output and its gradient, BN's x-hat, the
-//               Winograd input transforms) floats (`ResNet.footprint`), x 1.15 for what the
-//               layers keep besides (max-pool choices, scratch); evaluation reuses the same tensors
+//   activations local batch x (input + every leaf's output and its gradient, BN's x-hat, and an
+//               empirical 4x the input of each Winograd convolution) floats (`ResNet.footprint`),
+//               x 1.15 for what the layers keep besides (max-pool choices, scratch); evaluation
+//               reuses the same tensors
 //   dataset     as loaded: IDX/CIFAR bytes (70 000 x 784 / 60 000 x 3072), synthetic images as
 //               Float at their generated size (train + test = count x 5/4)
 //   runtime     a fixed 200 MiB (Swift runtime, OpenBLAS and Open MPI buffers, the layers' scratch)
