@@ -81,28 +81,32 @@ public final class ResNet {
 
     /// What a model of this spec holds, without allocating it: parameter and BN-buffer counts,
     /// and the activation floats one training step keeps per image at `input` (C, H, W) —
-    /// every leaf's output and its gradient, batch norm's normalized input, and an empirical
-    /// term per Winograd convolution (see below). Shapes that
-    /// shrink to nothing (an input too small for the stem and four stride-2 stages) give nil.
+    /// every leaf's output and its gradient, batch norm's normalized input, and each residual
+    /// block's own sum, its gradient and its input gradient. Shapes that shrink to nothing give nil.
     public static func footprint(_ spec: ResNetSpec, input: [Int]) -> (parameters: Int, buffers: Int, activationsPerImage: Int)? {
         let (ctx, net) = build(spec)
         let parameters = ctx.params.entries.reduce(0) { $0 + $1.count }
         let buffers = ctx.buffers.entries.reduce(0) { $0 + $1.count }
-        var shape = [1] + input, activations = input.reduce(1, *)
-        for leaf in net.leaves {
-            let before = shape
-            shape = leaf.outputShape(shape)
-            guard shape.allSatisfy({ $0 > 0 }) else { return nil }
-            let n = shape.reduce(1, *)
-            activations += (leaf is BatchNorm2D ? 3 : 2) * n
-            // Empirical: peak RSS exceeds the kept tensors by about 16 floats per 2x2 input tile of
-            // each Winograd convolution (measured at batch 64 and 256, 96x96; the per-worker
-            // transform scratch is far smaller, so this is allocator and reallocation slack not yet
-            // pinned down: issue 8's memory work). Counted so the estimate stays on the high side.
-            if let conv = leaf as? Conv2D, conv.usesWinograd(before) {
-                activations += 16 * before[1] * ((before[2] + 1) / 2) * ((before[3] + 1) / 2)
+        var activations = input.reduce(1, *)
+        func visit(_ layer: Layer, _ shape: [Int]) -> [Int]? {
+            if let block = layer as? ResidualBlock {
+                var s = shape
+                for l in block.main { guard let next = visit(l, s) else { return nil }; s = next }
+                if let sc = block.shortcut, visit(sc, shape) == nil { return nil }
+                activations += 3 * s.reduce(1, *)   // out, dsum, dx
+                return s
             }
+            if let seq = layer as? Sequential {
+                var s = shape
+                for c in seq.children { guard let next = visit(c, s) else { return nil }; s = next }
+                return s
+            }
+            let out = layer.outputShape(shape)
+            guard out.allSatisfy({ $0 > 0 }) else { return nil }
+            activations += (layer is BatchNorm2D ? 3 : 2) * out.reduce(1, *)
+            return out
         }
+        guard visit(net, [1] + input) != nil else { return nil }
         return (parameters, buffers, activations)
     }
 

@@ -5,16 +5,16 @@
 // Per rank:
 //   parameters  P floats x 7: values, gradients, momentum, and the copies a checkpoint write makes
 //               (tensors collected, encoded, written); BN buffers x 2
-//   activations local batch x (input + every leaf's output and its gradient, BN's x-hat, and an
-//               empirical 4x the input of each Winograd convolution) floats (`ResNet.footprint`),
-//               x 1.15 for what the layers keep besides (max-pool choices, scratch); evaluation
-//               reuses the same tensors
+//   activations local batch x (input + every leaf's output and its gradient, BN's x-hat, each
+//               residual block's sum, its gradient and its input gradient) floats
+//               (`ResNet.footprint`); evaluation reuses the same tensors
 //   dataset     as loaded: IDX/CIFAR bytes (70 000 x 784 / 60 000 x 3072), synthetic images as
 //               Float at their generated size (train + test = count x 5/4)
 //   runtime     a fixed 200 MiB (Swift runtime, OpenBLAS and Open MPI buffers, the layers' scratch)
 // Checked against peak RSS (`/usr/bin/time -v resnet bench --batch B --size S`, ResNet-18, width
 // 64): B=256 S=96: estimate 3.6 GiB, peak 3.5 GiB; B=64 S=96: 1.3 vs 1.05 GiB; B=256 S=28:
-// 0.8 vs 0.5 GiB. So the estimate errs on the high side, by at most ~0.3 GiB.
+// 0.8 vs 0.5 GiB; B=16 3x224x224: 1.6 vs 1.5 GiB. So the estimate errs on the high side, by at
+// most ~0.3 GiB (mostly the parameter copies a checkpoint write makes, which bench does not).
 import Foundation
 import NN
 import Data
@@ -62,7 +62,7 @@ public enum ResourceCheck {
             throw ConfigError("invalid data.image_size: images of \(input[1])x\(input[2]) shrink to nothing in ResNet-\(spec.depth) (a stride-2 stem, a max pool and three stride-2 stages): use at least 32")
         }
         var e = MemoryEstimate(parameterBytes: 4 * (7 * Double(f.parameters) + 2 * Double(f.buffers)),
-                               activationBytes: 1.15 * 4 * Double(localBatch) * Double(f.activationsPerImage),
+                               activationBytes: 4 * Double(localBatch) * Double(f.activationsPerImage),
                                datasetBytes: 0)
         switch kind {
         case .fashionMNIST, .mnist: e.datasetBytes = 70_000 * 784
