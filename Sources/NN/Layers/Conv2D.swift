@@ -39,7 +39,7 @@ public final class Conv2D: Layer {
     deinit { uForward?.deallocate(); uInputGradient?.deallocate() }
 
     /// Winograd applies to 3x3/stride 1/padding 1; on 3x3 maps or smaller it is no faster (measured).
-    func usesWinograd(_ x: [Int]) -> Bool {
+    private func usesWinograd(_ x: [Int]) -> Bool {
         kernel == 3 && stride == 1 && padding == 1 && min(x[2], x[3]) >= 4
     }
 
