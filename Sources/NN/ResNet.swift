@@ -135,7 +135,7 @@ public final class ResNet {
     public func trainStep(_ x: Tensor, labels: UnsafePointer<Int32>, normalizer: Int) -> SoftmaxCrossEntropy.Result {
         let logits = net.forward(x, training: true)
         let r = ctx.timed("SoftmaxCrossEntropy") { lossFn.forward(logits: logits, labels: labels, normalizer: normalizer) }
-        _ = net.backward(lossFn.gradient())
+        ctx.gradients.give(ctx.backward(net, lossFn.gradient()))   // the images' gradient: nobody consumes it
         return r
     }
 

@@ -37,6 +37,8 @@ public final class ModelContext {
     public var inspector: ((String, String, UnsafeBufferPointer<Float>) -> Void)?
     /// Per-layer-type timing (bench); nil when off.
     public var profiler: LayerProfiler?
+    /// The input gradients of backward, shared by all layers of this model.
+    public let gradients = GradientPool()
 
     public init() {}
 
@@ -53,6 +55,9 @@ public final class ModelContext {
     /// Runs a child's backward; for a leaf, then announces its finished parameter gradients
     /// (the gradient buckets start their allreduce from this) and shows them to the inspector.
     public func backward(_ layer: Layer, _ dy: Tensor) -> Tensor {
+        let outer = GradientPool.current
+        GradientPool.current = gradients
+        defer { GradientPool.current = outer }
         guard layer.isLeaf else { return layer.backward(dy) }
         let dx = timed(layer.typeName) { layer.backward(dy) }
         for p in layer.parameters {

@@ -12,7 +12,7 @@ public final class BatchNorm2D: Layer {
     public let weight, bias: ParamHandle                      // gamma, beta [C]
     public let runningMean, runningVar, numBatchesTracked: ParamHandle   // buffers [C], [C], []
     private let ctx: ModelContext
-    private var out: Tensor?, dx: Tensor?
+    private var out: Tensor?
     private var xhat: Tensor?                                  // (N, C, H, W), for backward
     private let invstd: UnsafeMutablePointer<Double>           // [C]
     private let sums: UnsafeMutablePointer<Double>             // [2C + 1] reduction scratch
@@ -102,7 +102,7 @@ public final class BatchNorm2D: Layer {
     public func backward(_ dy: Tensor) -> Tensor {
         guard let xh = xhat, trainingForward else { preconditionFailure("\(name): backward needs a training forward") }
         let (n, c, hw) = (dy.shape[0], channels, dy.shape[2] * dy.shape[3])
-        let d = Tensor.reuse(dx, dy.shape); dx = d
+        let d = GradientPool.take(dy.shape)
         let (sums, invstd) = (self.sums, self.invstd)
         let gamma = weight.value, dgammaOut = weight.grad, dbetaOut = bias.grad
         Parallel.forRanges(c) { r in   // sum(dy), sum(dy * xhat)

@@ -15,7 +15,6 @@ public final class Conv2D: Layer {
     private let ctx: ModelContext
     private var input: Tensor?              // (N, Cin, H, W), kept for backward
     private var out: Tensor?                // (N, Cout, Ho, Wo)
-    private var dx: Tensor?                 // (N, Cin, H, W)
     /// False for the stem: nothing needs the gradient of the images, so backward skips
     /// W^T * dY and col2im and returns a zero tensor.
     public var needsInputGradient = true
@@ -141,7 +140,7 @@ public final class Conv2D: Layer {
     public func backward(_ dy: Tensor) -> Tensor {
         guard let x = input else { preconditionFailure("\(name): backward before forward") }
         let winograd = usesWinograd(x.shape)
-        let d = Tensor.reuse(dx, x.shape, zeroed: !(winograd && needsInputGradient)); dx = d   // Winograd overwrites dX
+        let d = GradientPool.take(x.shape, zeroed: !(winograd && needsInputGradient))   // Winograd overwrites dX
         let needDX = needsInputGradient && !winograd
         let p = plan(x.shape)
         let inImage = inChannels * p.h * p.w, outImage = outChannels * p.hw

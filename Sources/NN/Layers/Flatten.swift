@@ -2,7 +2,7 @@
 
 public final class Flatten: Layer {
     public let name: String
-    private var out: Tensor?, dx: Tensor?
+    private var out: Tensor?
     private var inShape: [Int] = []
     public init(name: String) { self.name = name }
     public func outputShape(_ s: [Int]) -> [Int] { [s[0], s.dropFirst().reduce(1, *)] }
@@ -15,7 +15,7 @@ public final class Flatten: Layer {
     }
 
     public func backward(_ dy: Tensor) -> Tensor {
-        let d = Tensor.reuse(dx, inShape); dx = d
+        let d = GradientPool.take(inShape)
         d.data.update(from: dy.data, count: dy.count)
         return d
     }

@@ -3,7 +3,7 @@
 
 public final class GlobalAvgPool: Layer {
     public let name: String
-    private var out: Tensor?, dx: Tensor?
+    private var out: Tensor?
     private var inShape: [Int] = []
     public init(name: String) { self.name = name }
     public func outputShape(_ s: [Int]) -> [Int] { [s[0], s[1], 1, 1] }
@@ -19,7 +19,7 @@ public final class GlobalAvgPool: Layer {
     }
 
     public func backward(_ dy: Tensor) -> Tensor {
-        let d = Tensor.reuse(dx, inShape); dx = d
+        let d = GradientPool.take(inShape)
         let hw = inShape[2] * inShape[3]
         for pl in 0..<(inShape[0] * inShape[1]) {
             let g = dy.data[pl] / Float(hw)

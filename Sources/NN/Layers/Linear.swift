@@ -6,7 +6,7 @@ public final class Linear: Layer {
     public let inFeatures, outFeatures: Int
     public let weight: ParamHandle   // [out, in]
     public let bias: ParamHandle     // [out]
-    private var input: Tensor?, out: Tensor?, dx: Tensor?
+    private var input: Tensor?, out: Tensor?
 
     public init(_ ctx: ModelContext, name: String, inFeatures: Int, outFeatures: Int) {
         self.name = name; self.inFeatures = inFeatures; self.outFeatures = outFeatures
@@ -31,7 +31,7 @@ public final class Linear: Layer {
     public func backward(_ dy: Tensor) -> Tensor {
         guard let x = input else { preconditionFailure("\(name): backward before forward") }
         let n = x.shape[0]
-        let d = Tensor.reuse(dx, x.shape); dx = d
+        let d = GradientPool.take(x.shape)
         gemm(transA: true, m: outFeatures, n: inFeatures, k: n, a: dy.data, lda: outFeatures,
              b: x.data, ldb: inFeatures, beta: 1, c: weight.grad, ldc: inFeatures)
         for i in 0..<n { for o in 0..<outFeatures { bias.grad[o] += dy.data[i * outFeatures + o] } }

@@ -4,7 +4,7 @@
 public final class MaxPool2D: Layer {
     public let name: String
     public let kernel, stride, padding: Int
-    private var out: Tensor?, dx: Tensor?
+    private var out: Tensor?
     private var argmax: [Int32] = []     // (N, C, Ho, Wo): index into the input plane
     private var inShape: [Int] = []
 
@@ -45,7 +45,7 @@ public final class MaxPool2D: Layer {
     }
 
     public func backward(_ dy: Tensor) -> Tensor {
-        let d = Tensor.reuse(dx, inShape, zeroed: true); dx = d
+        let d = GradientPool.take(inShape, zeroed: true)
         let plane = inShape[2] * inShape[3], oplane = dy.shape[2] * dy.shape[3]
         argmax.withUnsafeBufferPointer { am in
             let amBase = am.baseAddress!

@@ -2,7 +2,7 @@
 
 public final class ReLU: Layer {
     public let name: String
-    private var out: Tensor?, dx: Tensor?
+    private var out: Tensor?
     public init(name: String) { self.name = name }
     public func outputShape(_ s: [Int]) -> [Int] { s }
 
@@ -15,7 +15,7 @@ public final class ReLU: Layer {
 
     public func backward(_ dy: Tensor) -> Tensor {
         guard let y = out else { preconditionFailure("\(name): backward before forward") }
-        let d = Tensor.reuse(dx, dy.shape); dx = d
+        let d = GradientPool.take(dy.shape)
         let (yv, g, dst) = (y.data, dy.data, d.data)
         Parallel.forRanges(dy.count, minChunk: 1 << 14) { r in reluMask(yv + r.lowerBound, g + r.lowerBound, dst + r.lowerBound, r.count) }
         return d

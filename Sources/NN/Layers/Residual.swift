@@ -8,7 +8,7 @@ public final class ResidualBlock: Layer {
     public let main: [Layer]
     public let shortcut: Layer?
     private let ctx: ModelContext
-    private var out: Tensor?, dsum: Tensor?, dx: Tensor?
+    private var out: Tensor?
 
     public init(_ ctx: ModelContext, name: String, main: [Layer], shortcut: Layer?) {
         self.ctx = ctx; self.name = name; self.main = main; self.shortcut = shortcut
@@ -30,16 +30,24 @@ public final class ResidualBlock: Layer {
 
     public func backward(_ dy: Tensor) -> Tensor {
         guard let y = out else { preconditionFailure("\(name): backward before forward") }
-        let g = Tensor.reuse(dsum, dy.shape); dsum = g
+        let g = GradientPool.take(dy.shape)
         let (yv, dv, gv) = (y.data, dy.data, g.data)
         Parallel.forRanges(g.count, minChunk: 1 << 14) { r in reluMask(yv + r.lowerBound, dv + r.lowerBound, gv + r.lowerBound, r.count) }
         var h = g
-        for l in main.reversed() { h = ctx.backward(l, h) }
-        let d = Tensor.reuse(dx, h.shape); dx = d
-        d.data.update(from: h.data, count: h.count)
+        for l in main.reversed() {
+            let next = ctx.backward(l, h)
+            if h !== g && h !== next { ctx.gradients.give(h) }
+            h = next
+        }
+        // dx = dx_main + dx_shortcut, summed in place into the main path's gradient (ours now), or
+        // into a copy of g when the main path is empty.
+        let d: Tensor
+        if h !== g { d = h } else { d = GradientPool.take(h.shape); d.data.update(from: h.data, count: h.count) }
         let s = shortcut.map { ctx.backward($0, g) } ?? g
         let (dd, sv) = (d.data, s.data)
         Parallel.forRanges(d.count, minChunk: 1 << 14) { r in for i in r { dd[i] += sv[i] } }
+        if s !== g { ctx.gradients.give(s) }
+        ctx.gradients.give(g)
         return d
     }
 

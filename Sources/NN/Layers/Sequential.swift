@@ -18,9 +18,15 @@ public final class Sequential: Layer {
         return h
     }
 
+    /// Each child's input gradient goes back to the pool once the child before it has consumed
+    /// it (`dy` itself belongs to the caller).
     public func backward(_ dy: Tensor) -> Tensor {
         var g = dy
-        for c in children.reversed() { g = ctx.backward(c, g) }
+        for c in children.reversed() {
+            let next = ctx.backward(c, g)
+            if g !== dy && g !== next { ctx.gradients.give(g) }
+            g = next
+        }
         return g
     }
 }
