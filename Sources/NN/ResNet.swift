@@ -80,20 +80,25 @@ public final class ResNet {
     }
 
     /// What a model of this spec holds, without allocating it: parameter and BN-buffer counts,
-    /// and the activation floats one training step keeps per image at `input` (C, H, W) —
-    /// every leaf's output and its gradient, batch norm's normalized input, and each residual
-    /// block's own sum, its gradient and its input gradient. Shapes that shrink to nothing give nil.
+    /// and the activation floats one training step keeps per image at `input` (C, H, W): every
+    /// leaf's output (batch norm's normalized input too) and each residual block's sum, kept
+    /// for backward; and the input gradients, which come from one `GradientPool` and are alive
+    /// at most four at a time per shape (a residual block's g, its main path's current and next
+    /// gradient, the shortcut's), so four per distinct shape bound them.
+    /// Shapes that shrink to nothing give nil.
     public static func footprint(_ spec: ResNetSpec, input: [Int]) -> (parameters: Int, buffers: Int, activationsPerImage: Int)? {
         let (ctx, net) = build(spec)
         let parameters = ctx.params.entries.reduce(0) { $0 + $1.count }
         let buffers = ctx.buffers.entries.reduce(0) { $0 + $1.count }
-        var activations = input.reduce(1, *)
+        var kept = input.reduce(1, *)
+        var gradientShapes = Set<[Int]>()
         func visit(_ layer: Layer, _ shape: [Int]) -> [Int]? {
             if let block = layer as? ResidualBlock {
                 var s = shape
                 for l in block.main { guard let next = visit(l, s) else { return nil }; s = next }
                 if let sc = block.shortcut, visit(sc, shape) == nil { return nil }
-                activations += 3 * s.reduce(1, *)   // out, dsum, dx
+                kept += s.reduce(1, *)   // the block's sum (its ReLU mask in backward)
+                gradientShapes.insert(s)
                 return s
             }
             if let seq = layer as? Sequential {
@@ -103,11 +108,12 @@ public final class ResNet {
             }
             let out = layer.outputShape(shape)
             guard out.allSatisfy({ $0 > 0 }) else { return nil }
-            activations += (layer is BatchNorm2D ? 3 : 2) * out.reduce(1, *)
+            kept += (layer is BatchNorm2D ? 2 : 1) * out.reduce(1, *)
+            gradientShapes.insert(shape)
             return out
         }
         guard visit(net, [1] + input) != nil else { return nil }
-        return (parameters, buffers, activations)
+        return (parameters, buffers, kept + 4 * gradientShapes.reduce(0) { $0 + $1.reduce(1, *) })
     }
 
     public var params: ParameterStore { ctx.params }
