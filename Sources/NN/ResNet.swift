@@ -48,7 +48,7 @@ public final class ResNet {
         let b1 = Sequential(ctx, name: "0", [
             stem,
             BatchNorm2D(ctx, name: "0.1", channels: w),
-            ReLU(name: "0.2"),
+            ReLU(name: "0.2", inPlace: true),   // after the stem BN
             MaxPool2D(name: "0.3", kernel: 3, stride: 2, padding: 1),
         ])
         var stages: [Layer] = []
@@ -81,7 +81,7 @@ public final class ResNet {
 
     /// What a model of this spec holds, without allocating it: parameter and BN-buffer counts,
     /// and the activation floats one training step keeps per image at `input` (C, H, W): every
-    /// leaf's output (batch norm's normalized input too) and each residual block's sum, kept
+    /// leaf's output but an in-place ReLU's (batch norm's normalized input too) and each residual block's sum, kept
     /// for backward; and the input gradients, which come from one `GradientPool` and are alive
     /// at most four at a time per shape (a residual block's g, its main path's current and next
     /// gradient, the shortcut's), so four per distinct shape bound them.
@@ -108,7 +108,8 @@ public final class ResNet {
             }
             let out = layer.outputShape(shape)
             guard out.allSatisfy({ $0 > 0 }) else { return nil }
-            kept += (layer is BatchNorm2D ? 2 : 1) * out.reduce(1, *)
+            let copies = layer is BatchNorm2D ? 2 : ((layer as? ReLU)?.inPlace == true ? 0 : 1)   // an in-place ReLU reuses its input
+            kept += copies * out.reduce(1, *)
             gradientShapes.insert(shape)
             return out
         }

@@ -20,11 +20,11 @@ extension ResidualBlock {
         let main: [Layer] = [
             Conv2D(ctx, name: joinName(name, "conv1"), inChannels: inChannels, outChannels: midChannels, kernel: 1),
             BatchNorm2D(ctx, name: joinName(name, "bn1"), channels: midChannels),
-            ReLU(name: joinName(name, "relu1")),
+            ReLU(name: joinName(name, "relu1"), inPlace: true),
             Conv2D(ctx, name: joinName(name, "conv2"), inChannels: midChannels, outChannels: midChannels,
                    kernel: 3, stride: stride, padding: 1),
             BatchNorm2D(ctx, name: joinName(name, "bn2"), channels: midChannels),
-            ReLU(name: joinName(name, "relu2")),
+            ReLU(name: joinName(name, "relu2"), inPlace: true),
             Conv2D(ctx, name: joinName(name, "conv3"), inChannels: midChannels, outChannels: outChannels, kernel: 1),
             BatchNorm2D(ctx, name: joinName(name, "bn3"), channels: outChannels),
         ]

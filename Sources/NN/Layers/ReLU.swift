@@ -1,13 +1,17 @@
 // y = max(x, 0). Backward: dx = dy where y > 0, else 0.
+// In place (`inPlace`): y overwrites x, for a ReLU whose input nothing else reads afterwards —
+// in a ResNet every ReLU follows a batch norm, whose backward needs x-hat and dy, not its output
+// (one tensor of the output's size less per conv-BN-ReLU group).
 
 public final class ReLU: Layer {
     public let name: String
+    public let inPlace: Bool
     private var out: Tensor?
-    public init(name: String) { self.name = name }
+    public init(name: String, inPlace: Bool = false) { self.name = name; self.inPlace = inPlace }
     public func outputShape(_ s: [Int]) -> [Int] { s }
 
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
-        let y = Tensor.reuse(out, x.shape); out = y
+        let y = inPlace ? x : Tensor.reuse(out, x.shape); out = y
         let (src, dst) = (x.data, y.data)
         Parallel.forRanges(x.count, minChunk: 1 << 14) { r in for i in r { dst[i] = src[i] > 0 ? src[i] : 0 } }
         return y

@@ -62,7 +62,7 @@ public final class ResidualBlock: Layer {
             Conv2D(ctx, name: joinName(name, "conv1"), inChannels: inChannels, outChannels: outChannels,
                    kernel: 3, stride: stride, padding: 1),
             BatchNorm2D(ctx, name: joinName(name, "bn1"), channels: outChannels),
-            ReLU(name: joinName(name, "relu")),
+            ReLU(name: joinName(name, "relu"), inPlace: true),
             Conv2D(ctx, name: joinName(name, "conv2"), inChannels: outChannels, outChannels: outChannels,
                    kernel: 3, padding: 1),
             BatchNorm2D(ctx, name: joinName(name, "bn2"), channels: outChannels),
