@@ -19,6 +19,18 @@ public enum DatasetKind: String, CaseIterable, Sendable {
     }
 }
 
+extension DatasetKind {
+    /// The folder a configured root means: the root itself, or `defaultRoot` when it is empty.
+    public func root(_ configured: String) -> String { configured.isEmpty ? defaultRoot : configured }
+
+    /// Side of the dataset's own (square) images; the synthetic set is generated at this side
+    /// when no image size is asked for.
+    public var nativeSide: Int { self == .cifar10 ? 32 : 28 }
+
+    /// Image side after resizing to `imageSize` (0 = keep the native size).
+    public func side(imageSize: Int) -> Int { imageSize > 0 ? imageSize : nativeSide }
+}
+
 public enum Split: String, Sendable { case train, test }
 
 /// Loads one split of a dataset into memory. An empty `root` means `kind.defaultRoot`.
@@ -27,7 +39,7 @@ public enum Split: String, Sendable { case train, test }
 public func loadDataset(kind: DatasetKind, root: String, split: Split, syntheticCount: Int = 1024,
                         syntheticShape: (c: Int, h: Int, w: Int) = (1, 28, 28), numClasses: Int = 10,
                         seed: UInt64 = 0) throws -> ImageDataset {
-    let root = root.isEmpty ? kind.defaultRoot : root
+    let root = kind.root(root)
     if kind != .synthetic && !directoryExists(root) && pathExists(root) {
         throw DatasetError("data.root \(root) is a file, not a folder: expected the folder holding the \(kind.rawValue) files")
     }

@@ -15,7 +15,7 @@ public func evaluateWeights(config: RunConfig, weights: String, comm: Communicat
     let size = config.data.imageSize
     let test = try loadDataset(kind: kind, root: config.data.root, split: .test,
                                syntheticCount: max(config.data.syntheticCount / 4, 1),
-                               syntheticShape: (config.model.inChannels, size > 0 ? size : 28, size > 0 ? size : 28),
+                               syntheticShape: (config.model.inChannels, kind.side(imageSize: size), kind.side(imageSize: size)),
                                numClasses: config.model.numClasses, seed: UInt64(truncatingIfNeeded: config.train.seed))
     let model = ResNet(ResNetSpec(depth: config.model.depth, inChannels: config.model.inChannels,
                                   numClasses: config.model.numClasses, width: config.model.width))

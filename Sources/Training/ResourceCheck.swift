@@ -51,14 +51,8 @@ public enum ResourceCheck {
         let spec = ResNetSpec(depth: config.model.depth, inChannels: config.model.inChannels,
                               numClasses: config.model.numClasses, width: config.model.width)
         let kind = DatasetKind(rawValue: config.data.dataset) ?? .synthetic
-        let native: (c: Int, h: Int, w: Int)
-        switch kind {
-        case .fashionMNIST, .mnist: native = (1, 28, 28)
-        case .cifar10: native = (3, 32, 32)
-        case .synthetic: native = (config.model.inChannels, 28, 28)
-        }
-        let side = config.data.imageSize
-        let input = [config.model.inChannels, side > 0 ? side : native.h, side > 0 ? side : native.w]
+        let side = kind.side(imageSize: config.data.imageSize)
+        let input = [config.model.inChannels, side, side]
         guard let f = ResNet.footprint(spec, input: input) else {
             throw ConfigError("invalid data.image_size: images of \(input[1])x\(input[2]) shrink to nothing in ResNet-\(spec.depth) (a stride-2 stem, a max pool and three stride-2 stages): use at least 32")
         }

@@ -83,7 +83,7 @@ public final class Trainer {
             throw TrainingError("data.dataset: unknown dataset '\(config.data.dataset)', expected one of \(DatasetKind.allCases.map(\.rawValue))")
         }
         let size = config.data.imageSize
-        let synthShape = (c: config.model.inChannels, h: size > 0 ? size : 28, w: size > 0 ? size : 28)
+        let synthShape = (c: config.model.inChannels, h: kind.side(imageSize: size), w: kind.side(imageSize: size))
         let train = try loadDataset(kind: kind, root: config.data.root, split: .train,
                                     syntheticCount: config.data.syntheticCount, syntheticShape: synthShape,
                                     numClasses: config.model.numClasses, seed: seed)
@@ -305,8 +305,8 @@ public final class Trainer {
     /// Non-empty splits whose images have one shape (a test image of another size than the
     /// training images would be resized differently or not at all).
     static func checkSplits(train: ImageDataset, test: ImageDataset, config: RunConfig) throws {
-        let root = config.data.root.isEmpty ? (DatasetKind(rawValue: config.data.dataset)?.defaultRoot ?? "") : config.data.root
-        let from = config.data.dataset == "synthetic" ? "the synthetic set" : "\(config.data.dataset) in \(root)"
+        let kind = DatasetKind(rawValue: config.data.dataset)
+        let from = kind == .synthetic ? "the synthetic set" : "\(config.data.dataset) in \(kind?.root(config.data.root) ?? config.data.root)"
         guard train.count > 0 else { throw TrainingError("\(from): the training split is empty (0 images)") }
         guard test.count > 0 else { throw TrainingError("\(from): the test split is empty (0 images); evaluation needs at least one") }
         let a = (train.channels, train.height, train.width), b = (test.channels, test.height, test.width)
@@ -327,37 +327,41 @@ public final class Trainer {
 
     // MARK: Outputs (rank 0)
 
+    /// Runs `body` on rank 0 only; then every rank learns whether it threw, and all throw rank 0's
+    /// error together (so no rank goes on to a collective the others never reach).
+    func onRootAgreed(_ body: () throws -> Void) throws {
+        var status: [UInt8] = [0]
+        if isRoot {
+            do { try body() } catch { status = [1] + Array("\(error)".utf8) }
+        }
+        try comm.broadcast(&status, root: 0)
+        if status.first != 0 { throw TrainingError(String(decoding: status.dropFirst(), as: UTF8.self)) }
+    }
+
     /// Rank 0 locks output.dir and checks what it holds against how the run was started; every
     /// rank learns the outcome, so a refused run ends on all ranks with rank 0's reason.
     func claimOutputFolder() throws {
         guard !folderClaimed else { return }
         folderClaimed = true
-        var status: [UInt8] = [0]
-        if isRoot {
-            do {
-                let f = try RunFolder(locking: runDir)
-                let earlier = f.earlierRun()
-                if overwrite {
-                    try f.clearEarlierRun()
-                } else if !earlier.isEmpty {
-                    let inside: Bool
-                    switch resumeRequest {
-                    case .auto?: inside = true
-                    case .file(let p)?: inside = RunFolder.sameFolder(p, runDir + "/checkpoints")
-                    case nil: inside = false
-                    }
-                    if !inside {
-                        let how = resumeRequest == nil ? "" : " and the checkpoint resumed from is not one of its own"
-                        throw TrainingError("output.dir \(runDir) already holds a run (\(earlier.joined(separator: ", ")))\(how); continue it with --resume auto, start over with --overwrite (deletes that run's metrics, weights and checkpoints), or choose another output.dir")
-                    }
+        try onRootAgreed {
+            let f = try RunFolder(locking: runDir)
+            let earlier = f.earlierRun()
+            if overwrite {
+                try f.clearEarlierRun()
+            } else if !earlier.isEmpty {
+                let inside: Bool
+                switch resumeRequest {
+                case .auto?: inside = true
+                case .file(let p)?: inside = RunFolder.sameFolder(p, runDir + "/checkpoints")
+                case nil: inside = false
                 }
-                folder = f
-            } catch {
-                status = [1] + Array("\(error)".utf8)
+                if !inside {
+                    let how = resumeRequest == nil ? "" : " and the checkpoint resumed from is not one of its own"
+                    throw TrainingError("output.dir \(runDir) already holds a run (\(earlier.joined(separator: ", ")))\(how); continue it with --resume auto, start over with --overwrite (deletes that run's metrics, weights and checkpoints), or choose another output.dir")
+                }
             }
+            folder = f
         }
-        try comm.broadcast(&status, root: 0)
-        if status.first != 0 { throw TrainingError(String(decoding: status.dropFirst(), as: UTF8.self)) }
     }
 
     func prepareRunDir() throws {

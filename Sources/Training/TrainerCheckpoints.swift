@@ -28,20 +28,9 @@ extension Trainer {
     @discardableResult
     func saveCheckpoint() throws -> String? {
         let replicas = try ReplicaSync.gatherBuffers(model, comm)
-        var status: [UInt8] = []
         var path: String?
         try ReplicaSync.withAveragedBuffers(model, comm) {
-            guard isRoot else { return }
-            do {
-                path = try checkpointStore.write(step: state.globalStep, bytes: checkpointBytes(replicas: replicas))
-                status = [0]
-            } catch {
-                status = [1] + Array("\(error)".utf8)
-            }
-        }
-        try comm.broadcast(&status, root: 0)
-        if status.first != 0 {
-            throw TrainingError(String(decoding: status.dropFirst(), as: UTF8.self))
+            try onRootAgreed { path = try checkpointStore.write(step: state.globalStep, bytes: checkpointBytes(replicas: replicas)) }
         }
         return path
     }
@@ -169,9 +158,8 @@ extension Trainer {
         guard momentumNames.count == model.params.entries.count else {
             throw CheckpointError("\(file): \(momentumNames.count) momentum tensors, expected \(model.params.entries.count)")
         }
-        if let i = velocity.firstIndex(where: { !$0.isFinite }),
-           let h = model.params.entries.first(where: { i >= $0.offset && i < $0.offset + $0.count }) {
-            throw CheckpointError("\(file): tensor \(Trainer.momentumPrefix)\(h.name) holds \(velocity[i]) at element \(i - h.offset); a checkpoint must be finite")
+        if let bad = velocity.withUnsafeBufferPointer({ model.params.firstNonFinite(in: $0.baseAddress!) }) {
+            throw CheckpointError("\(file): tensor \(Trainer.momentumPrefix)\(bad.name) holds \(bad.value) at element \(bad.index); a checkpoint must be finite")
         }
         try Trainer.checkFinite(model, source: file)
         optimizer.setVelocity(velocity)

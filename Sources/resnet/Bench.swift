@@ -23,14 +23,13 @@ struct Bench: ParsableCommand {
 
     func validate() throws {
         typealias L = ConfigLimits
-        let steps = 1...1_000_000, warmups = 0...1_000_000
+        let stepCounts = 1...1_000_000, warmupCounts = 0...1_000_000
         for (name, value, range) in [("--batch", batch, L.batchSize), ("--channels", channels, L.inChannels),
                                      ("--size", size, 1...L.imageSize.upperBound), ("--width", width, L.width),
-                                     ("--steps", steps.contains(self.steps) ? self.steps : -1, steps),
-                                     ("--warmup", warmups.contains(warmup) ? warmup : -1, warmups), ("--threads", threads, L.threads)]
+                                     ("--steps", steps, stepCounts), ("--warmup", warmup, warmupCounts),
+                                     ("--threads", threads, L.threads)]
         where !range.contains(value) {
-            let shown = name == "--steps" ? self.steps : name == "--warmup" ? warmup : value
-            throw ValidationError("\(name) must be an integer in \(range.lowerBound)...\(range.upperBound), got \(shown)")
+            throw ValidationError("\(name) must be an integer in \(range.lowerBound)...\(range.upperBound), got \(value)")
         }
         guard bucketMb.isFinite, L.bucketMB.contains(bucketMb) else {
             throw ValidationError("--bucket-mb must be a number in \(L.bucketMB.lowerBound)...\(L.bucketMB.upperBound), got \(bucketMb)")

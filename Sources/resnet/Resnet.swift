@@ -4,6 +4,7 @@ import NN
 import Training
 import Distributed
 import Coordinator
+import Data
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -181,7 +182,7 @@ struct Summary: ParsableCommand {
         let config = try options.load()
         let spec = ResNetSpec(depth: config.model.depth, inChannels: config.model.inChannels,
                               numClasses: config.model.numClasses, width: config.model.width)
-        let side = config.data.imageSize > 0 ? config.data.imageSize : 28
+        let side = (DatasetKind(rawValue: config.data.dataset) ?? .synthetic).side(imageSize: config.data.imageSize)
         var shape = [spec.inChannels, side, side]
         if let s = input {
             let sides = 1...65_536

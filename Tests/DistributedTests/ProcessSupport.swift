@@ -236,6 +236,44 @@ private enum ResnetBinary {
     }
 }
 
+// MARK: - Refusals
+
+/// Every file under `dir` (but the lock file) with its bytes.
+func snapshot(_ dir: String) -> [String: Data] {
+    var out: [String: Data] = [:]
+    guard let e = FileManager.default.enumerator(atPath: dir) else { return out }
+    while let rel = e.nextObject() as? String {
+        let path = dir + "/" + rel
+        var isDir: ObjCBool = false
+        if rel.hasSuffix(".lock") || !FileManager.default.fileExists(atPath: path, isDirectory: &isDir) || isDir.boolValue { continue }
+        out[rel] = FileManager.default.contents(atPath: path)
+    }
+    return out
+}
+
+/// Runs `resnet args` single-process, expecting a refusal that mentions every needle and leaves
+/// `unchanged` folders exactly as they were and `absent` paths not created.
+@discardableResult
+func expectRefusal(_ args: [String], mentions needles: [String], unchanged: [String] = [], absent: [String] = [],
+                   timeout: Double = 60, file: StaticString = #filePath, line: UInt = #line) throws -> String {
+    let before = unchanged.map(snapshot)
+    let r = runProcess(try resnetBinary(), args, environment: singleProcessEnvironment(), timeout: timeout)
+    let text = r.stdout + r.stderr
+    XCTAssertFalse(r.timedOut, "hung: \(args)", file: file, line: line)
+    XCTAssertNotEqual(r.status, 0, "accepted: \(args)\n\(text)", file: file, line: line)
+    XCTAssertLessThan(r.status, 128, "crashed (signal) on \(args):\n\(text)", file: file, line: line)
+    XCTAssertFalse(text.contains("Swift runtime failure") || text.contains("Backtracing"), "trapped on \(args):\n\(text)", file: file, line: line)
+    XCTAssertLessThan(text.utf8.count, 8192, "a message of \(text.utf8.count) bytes for \(args)", file: file, line: line)
+    for n in needles { XCTAssertTrue(text.contains(n), "no '\(n)' in the output of \(args):\n\(text)", file: file, line: line) }
+    for (dir, old) in zip(unchanged, before) {
+        XCTAssertEqual(snapshot(dir), old, "\(args) changed files in \(dir)", file: file, line: line)
+    }
+    for path in absent {
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path), "\(args) created \(path)", file: file, line: line)
+    }
+    return text
+}
+
 /// `resnet train` on the smoke config (ResNet-18 width 8 on 28x28 Fashion-MNIST), `extra`
 /// settings, writing into `dir`.
 func trainArgs(dir: String, _ extra: [String]) -> [String] {

@@ -70,10 +70,12 @@ public final class ParameterStore {
     public func gradientReady(_ h: ParamHandle) { onGradientReady?(h) }
 
     /// The first tensor holding a NaN or an infinity: its name, the element's index and value
-    /// (loaded weights and checkpoints are checked with this before a run uses them).
-    public func firstNonFinite() -> (name: String, index: Int, value: Float)? {
+    /// (loaded weights and checkpoints are checked with this before a run uses them). `buffer`
+    /// (default: the values) may be any buffer laid out like this store, e.g. SGD's momentum.
+    public func firstNonFinite(in buffer: UnsafePointer<Float>? = nil) -> (name: String, index: Int, value: Float)? {
+        let base = buffer ?? UnsafePointer(values)
         for h in entries {
-            let p = h.value
+            let p = base + h.offset
             for i in 0..<h.count where !p[i].isFinite { return (h.name, i, p[i]) }
         }
         return nil
