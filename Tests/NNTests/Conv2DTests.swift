@@ -58,6 +58,12 @@ final class Conv2DTests: XCTestCase {
         ConvCase(n: 3, cin: 2, cout: 2, h: 2, w: 1, k: 3, stride: 2, padding: 1, bias: true),
         ConvCase(n: 3, cin: 1, cout: 2, h: 3, w: 2, k: 7, stride: 2, padding: 3, bias: false),
         ConvCase(n: 3, cin: 2, cout: 2, h: 8, w: 7, k: 3, stride: 3, padding: 1, bias: true),   // stride 3
+        // The dense-matrix path (H·W ≤ k², ConvUnrolled.swift): ResNet-18's 2x2 and 1x1 stages at
+        // 28x28, its stride-2 entry, the limit H·W = k², and a 1x1 kernel on a 1x1 map.
+        ConvCase(n: 3, cin: 3, cout: 4, h: 2, w: 2, k: 3, stride: 1, padding: 1, bias: false),
+        ConvCase(n: 3, cin: 3, cout: 2, h: 2, w: 2, k: 3, stride: 2, padding: 1, bias: true),
+        ConvCase(n: 3, cin: 2, cout: 3, h: 3, w: 3, k: 3, stride: 1, padding: 1, bias: true),
+        ConvCase(n: 3, cin: 4, cout: 3, h: 1, w: 1, k: 1, stride: 1, padding: 0, bias: true),
     ]
 
     func testForwardMatchesReference() {
@@ -102,7 +108,8 @@ final class Conv2DTests: XCTestCase {
     /// sum of the single-image gradients.
     func testBatchEqualsSumOfSingleImages() {
         for c in [ConvCase(n: 5, cin: 2, cout: 3, h: 36, w: 36, k: 3, stride: 1, padding: 1, bias: true),
-                  ConvCase(n: 4, cin: 2, cout: 3, h: 6, w: 5, k: 3, stride: 2, padding: 1, bias: true)] {
+                  ConvCase(n: 4, cin: 2, cout: 3, h: 6, w: 5, k: 3, stride: 2, padding: 1, bias: true),
+                  ConvCase(n: 4, cin: 3, cout: 2, h: 2, w: 2, k: 3, stride: 1, padding: 1, bias: true)] {   // unrolled
             let (ctx, conv) = makeConv(c)
             let x = randomTensor([c.n, c.cin, c.h, c.w], seed: 9)
             let dyAll = randomTensor(conv.outputShape(x.shape), seed: 10)

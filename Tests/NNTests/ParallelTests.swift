@@ -34,6 +34,7 @@ final class ParallelTests: XCTestCase {
             ConvCase(n: 7, cin: 3, cout: 4, h: 6, w: 5, k: 3, stride: 2, padding: 1, bias: true),    // small planes
             ConvCase(n: 2, cin: 2, cout: 3, h: 7, w: 9, k: 7, stride: 2, padding: 3, bias: false),
             ConvCase(n: 1, cin: 4, cout: 3, h: 5, w: 5, k: 1, stride: 1, padding: 0, bias: true),    // fewer images than workers
+            ConvCase(n: 7, cin: 3, cout: 5, h: 2, w: 2, k: 3, stride: 1, padding: 1, bias: true),    // unrolled: split by images and channels
         ]
         XCTAssertEqual(cases[0].groupSize(workers: 2), 3)
         for c in cases {
@@ -50,7 +51,8 @@ final class ParallelTests: XCTestCase {
     func testConvGradientsWithTwoWorkers() {
         withWorkers(2) {
             for (i, c) in [ConvCase(n: 5, cin: 1, cout: 2, h: 36, w: 36, k: 3, stride: 1, padding: 1, bias: true),
-                           ConvCase(n: 3, cin: 2, cout: 3, h: 6, w: 7, k: 3, stride: 2, padding: 1, bias: true)].enumerated() {
+                           ConvCase(n: 3, cin: 2, cout: 3, h: 6, w: 7, k: 3, stride: 2, padding: 1, bias: true),
+                           ConvCase(n: 3, cin: 2, cout: 3, h: 2, w: 2, k: 3, stride: 1, padding: 1, bias: true)].enumerated() {
                 let (ctx, conv) = makeConv(c, seed: UInt64(i))
                 let x = randomTensor([c.n, c.cin, c.h, c.w], seed: UInt64(60 + i))
                 checkConvForward(c, conv, x)

@@ -6,6 +6,8 @@
 // 3x3 stride-1 padding-1 convolutions on maps of 4x4 or more use Winograd F(2x2, 3x3) instead for
 // the forward pass, for dX (= the same convolution of dY with W transposed and rotated 180°) and
 // for dW (WinogradWeightGradient.swift): 2.25x fewer multiplications and lighter transforms than im2col.
+// On maps with no more pixels than the kernel has taps (2x2, 1x1) the convolution runs as one dense
+// matrix over the whole batch instead (ConvUnrolled.swift): no im2col, no multiplications by padding.
 
 public final class Conv2D: Layer {
     public let name: String
@@ -40,6 +42,15 @@ public final class Conv2D: Layer {
     /// Winograd applies to 3x3/stride 1/padding 1; on 3x3 maps or smaller it is no faster (measured).
     private func usesWinograd(_ x: [Int]) -> Bool {
         kernel == 3 && stride == 1 && padding == 1 && min(x[2], x[3]) >= 4
+    }
+
+    /// The dense-matrix form applies where H·W ≤ k² (it then does no more work than im2col) and
+    /// its matrix stays small (≤ 16 MiB; one matrix and its gradient, shared by all layers).
+    private func unrolled(_ x: [Int]) -> UnrolledConv? {
+        let os = outputShape(x)
+        let u = UnrolledConv(cin: inChannels, cout: outChannels, k: kernel, s: stride, p: padding,
+                             h: x[2], w: x[3], ho: os[2], wo: os[3])
+        return x[2] * x[3] <= kernel * kernel && u.rows * u.cols <= UnrolledConv.maxEntries ? u : nil
     }
 
     private func transformedWeights(forInputGradient: Bool) -> UnsafeMutablePointer<Float> {
@@ -89,6 +100,24 @@ public final class Conv2D: Layer {
         input = x
         let y = Tensor.reuse(out, outputShape(x.shape)); out = y
         let p = plan(x.shape)
+        if let u = unrolled(x.shape) {
+            let wu = Workspace.shared.buffer(worker: 0, slot: Workspace.unrolledMatrix, count: u.rows * u.cols)
+            let bv = bias?.value
+            ctx.timed("Conv2D forward unrolled") {
+                Parallel.forRanges(outChannels) { r in u.build(self.weight.value, into: wu, channels: r) }
+                Parallel.forRanges(p.n) { r in   // Y[images r] = X[images r] · Wu^T
+                    gemm(transB: true, m: r.count, n: u.rows, k: u.cols, a: x.data + r.lowerBound * u.cols, lda: u.cols,
+                         b: wu, ldb: u.cols, c: y.data + r.lowerBound * u.rows, ldc: u.rows)
+                    if let bv = bv {
+                        for i in r { for c in 0..<self.outChannels {
+                            let yc = y.data + i * u.rows + c * p.hw
+                            for j in 0..<p.hw { yc[j] += bv[c] }
+                        }}
+                    }
+                }
+            }
+            return y
+        }
         if usesWinograd(x.shape) {
             let u = transformedWeights(forInputGradient: false)
             let bv = bias.map { UnsafePointer($0.value) }
@@ -139,23 +168,29 @@ public final class Conv2D: Layer {
 
     public func backward(_ dy: Tensor) -> Tensor {
         guard let x = input else { preconditionFailure("\(name): backward before forward") }
-        let winograd = usesWinograd(x.shape)
-        let d = GradientPool.take(x.shape, zeroed: !(winograd && needsInputGradient))   // Winograd overwrites dX
+        let winograd = usesWinograd(x.shape), unrolled = self.unrolled(x.shape)
+        // Winograd and the unrolled gemm overwrite dX; col2im adds into it.
+        let d = GradientPool.take(x.shape, zeroed: !((winograd || unrolled != nil) && needsInputGradient))
         let needDX = needsInputGradient && !winograd
         let p = plan(x.shape)
         let inImage = inChannels * p.h * p.w, outImage = outChannels * p.hw
         let wcount = outChannels * p.kdim
-        let ws = (0..<p.workers).map { w in
-            (cols: Workspace.shared.buffer(worker: w, slot: 0, count: p.kdim * p.group * p.hw),
-             g: Workspace.shared.buffer(worker: w, slot: 1, count: outChannels * p.group * p.hw),
-             // Worker 0 accumulates straight into the gradient buffer; the others into partial sums.
-             dw: w == 0 ? weight.grad : Workspace.shared.buffer(worker: w, slot: 2, count: wcount))
-        }
         if let b = bias {   // db[c] += sum over images and pixels of dY
             let g = b.grad
             Parallel.forRanges(outChannels) { r in
                 for c in r { for i in 0..<p.n { g[c] += sumFloats(dy.data + i * outImage + c * p.hw, p.hw) } }
             }
+        }
+        if let u = unrolled {
+            unrolledBackward(u, x: x, dy: dy, dx: d)
+            return d
+        }
+        let columns = winograd ? 1 : p.group * p.hw   // Winograd needs only the dW partial sums
+        let ws = (0..<p.workers).map { w in
+            (cols: Workspace.shared.buffer(worker: w, slot: 0, count: p.kdim * columns),
+             g: Workspace.shared.buffer(worker: w, slot: 1, count: outChannels * columns),
+             // Worker 0 accumulates straight into the gradient buffer; the others into partial sums.
+             dw: w == 0 ? weight.grad : Workspace.shared.buffer(worker: w, slot: 2, count: wcount))
         }
         if winograd {   // dW with Winograd too: G^T [ sum_tiles (A dY A^T) ⊙ (B^T x B) ] G
             ctx.timed("Conv2D backward winograd dW") {
@@ -215,6 +250,26 @@ public final class Conv2D: Layer {
             }
         }
         return d
+    }
+
+    /// dW += fold(dY^T · X), dX = dY · Wu, for the dense-matrix form (bias gradient done by the caller).
+    private func unrolledBackward(_ u: UnrolledConv, x: Tensor, dy: Tensor, dx: Tensor) {
+        let n = x.shape[0], hw = u.ho * u.wo
+        let dwu = Workspace.shared.buffer(worker: 0, slot: Workspace.unrolledGradient, count: u.rows * u.cols)
+        let wu = needsInputGradient ? Workspace.shared.buffer(worker: 0, slot: Workspace.unrolledMatrix, count: u.rows * u.cols) : nil
+        ctx.timed("Conv2D backward unrolled") {
+            Parallel.forRanges(outChannels) { r in   // rows of output channels r: dWu = dY^T · X, then fold
+                gemm(transA: true, m: r.count * hw, n: u.cols, k: n, a: dy.data + r.lowerBound * hw, lda: u.rows,
+                     b: x.data, ldb: u.cols, c: dwu + r.lowerBound * hw * u.cols, ldc: u.cols)
+                u.fold(dwu, into: self.weight.grad, channels: r)
+                if let wu = wu { u.build(self.weight.value, into: wu, channels: r) }
+            }
+            guard let wu = wu else { return }
+            Parallel.forRanges(n) { r in   // dX[images r] = dY[images r] · Wu
+                gemm(m: r.count, n: u.cols, k: u.rows, a: dy.data + r.lowerBound * u.rows, lda: u.rows,
+                     b: wu, ldb: u.cols, c: dx.data + r.lowerBound * u.cols, ldc: u.cols)
+            }
+        }
     }
 
     /// cols[(c*k + ki)*k + kj, col0 + oy*wo + ox] = x[c, oy*s - p + ki, ox*s - p + kj] (0 outside).

@@ -14,7 +14,7 @@ import Foundation
 nonisolated(unsafe) public var winogradTargetTiles = 160
 
 /// Per-worker scratch for V and M, safe to request from inside worker threads (Workspace.shared
-/// is main-thread only, and its 3 slots belong to Conv2D).
+/// is main-thread only, and its slots belong to Conv2D).
 final class WinogradScratch: @unchecked Sendable {
     static let shared = WinogradScratch()
     private let lock = NSLock()
