@@ -81,10 +81,11 @@ public final class ResNet {
 
     /// What a model of this spec holds, without allocating it: parameter and BN-buffer counts,
     /// and the activation floats one training step keeps per image at `input` (C, H, W): every
-    /// leaf's output but an in-place ReLU's (batch norm's normalized input too) and each residual block's sum, kept
-    /// for backward; and the input gradients, which come from one `GradientPool` and are alive
-    /// at most four at a time per shape (a residual block's g, its main path's current and next
-    /// gradient, the shortcut's), so four per distinct shape bound them.
+    /// leaf's output but an in-place ReLU's, and a residual block's sum unless it overwrites its
+    /// main path's last batch norm output; and the input gradients, which come from one
+    /// `GradientPool` and are alive at most three at a time per shape (a residual block's g, its
+    /// main path's current and next gradient; the elementwise layers overwrite donated ones), so
+    /// three per distinct shape bound them.
     /// Shapes that shrink to nothing give nil.
     public static func footprint(_ spec: ResNetSpec, input: [Int]) -> (parameters: Int, buffers: Int, activationsPerImage: Int)? {
         let (ctx, net) = build(spec)
@@ -97,7 +98,7 @@ public final class ResNet {
                 var s = shape
                 for l in block.main { guard let next = visit(l, s) else { return nil }; s = next }
                 if let sc = block.shortcut, visit(sc, shape) == nil { return nil }
-                kept += s.reduce(1, *)   // the block's sum (its ReLU mask in backward)
+                if !(block.main.last is BatchNorm2D) { kept += s.reduce(1, *) }   // the block's sum (its ReLU mask)
                 gradientShapes.insert(s)
                 return s
             }
@@ -108,13 +109,13 @@ public final class ResNet {
             }
             let out = layer.outputShape(shape)
             guard out.allSatisfy({ $0 > 0 }) else { return nil }
-            let copies = layer is BatchNorm2D ? 2 : ((layer as? ReLU)?.inPlace == true ? 0 : 1)   // an in-place ReLU reuses its input
+            let copies = (layer as? ReLU)?.inPlace == true ? 0 : 1   // an in-place ReLU reuses its input
             kept += copies * out.reduce(1, *)
             gradientShapes.insert(shape)
             return out
         }
         guard visit(net, [1] + input) != nil else { return nil }
-        return (parameters, buffers, kept + 4 * gradientShapes.reduce(0) { $0 + $1.reduce(1, *) })
+        return (parameters, buffers, kept + 3 * gradientShapes.reduce(0) { $0 + $1.reduce(1, *) })
     }
 
     public var params: ParameterStore { ctx.params }

@@ -135,8 +135,9 @@ final class ResNetTests: XCTestCase {
     /// plus the 1x1 shortcuts).
     /// Backward's input gradients come from one pool: it stops growing after the first step, a
     /// second identical step (buffers reused) gives bit-identical gradients, and it holds less
-    /// than one gradient per layer output (measured: 0.75 of it for ResNet-18, 0.65 for
-    /// ResNet-50 at width 4 on 40x40, where the stem's maps dominate; a regression guard).
+    /// than one gradient per layer output (measured: 0.48 of it for ResNet-18, 0.37 for
+    /// ResNet-50 at width 4 on 40x40, where the stem's maps dominate, with ReLU, batch norm and
+    /// the residual mask overwriting donated gradients; 0.75 / 0.65 without; a regression guard).
     func testGradientPoolIsReusedAcrossStepsAndSmallerThanOnePerLayer() {
         for depth in [18, 50] {
             let model = ResNet(ResNetSpec(depth: depth, inChannels: 1, numClasses: 5, width: 4), seed: 3)
@@ -152,7 +153,7 @@ final class ResNetTests: XCTestCase {
             XCTAssertEqual(Array(model.params.gradBuffer), Array(first), "ResNet-\(depth): gradients of two identical steps")
             var shape = [4, 1, 40, 40], perLayer = 0
             for leaf in model.leaves { perLayer += shape.reduce(1, *); shape = leaf.outputShape(shape) }
-            XCTAssertLessThan(after1, perLayer * 8 / 10, "ResNet-\(depth): pool \(after1) floats vs \(perLayer) for one gradient per layer")
+            XCTAssertLessThan(after1, perLayer / 2, "ResNet-\(depth): pool \(after1) floats vs \(perLayer) for one gradient per layer")
         }
     }
 

@@ -43,17 +43,21 @@ public func sumFloats(_ p: UnsafePointer<Float>, _ n: Int) -> Float {
     return a
 }
 
-/// (sum(a), sum(a * b)) over n elements.
+/// (sum(a), sum(a * xhat)) with xhat = (x - mean) * invstd computed on the fly, rounded as a
+/// stored xhat would be (batch norm's backward without keeping xhat).
 @inline(__always)
-public func sumAndDot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> (Float, Float) {
+public func sumAndDotNormalized(_ a: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ n: Int,
+                                mean: Float, invstd: Float) -> (Float, Float) {
     var s = SIMD16<Float>(repeating: 0), d = SIMD16<Float>(repeating: 0)
+    let mv = SIMD16<Float>(repeating: mean), iv = SIMD16<Float>(repeating: invstd)
     var j = 0
     while j + 16 <= n {
-        let x = UnsafeRawPointer(a + j).loadUnaligned(as: SIMD16<Float>.self)
-        s += x; d += x * UnsafeRawPointer(b + j).loadUnaligned(as: SIMD16<Float>.self); j += 16
+        let g = UnsafeRawPointer(a + j).loadUnaligned(as: SIMD16<Float>.self)
+        let t = (UnsafeRawPointer(x + j).loadUnaligned(as: SIMD16<Float>.self) - mv) * iv
+        s += g; d += g * t; j += 16
     }
     var ss = s.sum(), dd = d.sum()
-    while j < n { ss += a[j]; dd += a[j] * b[j]; j += 1 }
+    while j < n { ss += a[j]; dd += a[j] * ((x[j] - mean) * invstd); j += 1 }
     return (ss, dd)
 }
 

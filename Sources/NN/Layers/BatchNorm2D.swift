@@ -3,6 +3,9 @@
 // Backward (xhat = (x - mean) * invstd, M = elements per channel, sums over the batch):
 //   dgamma = sum(dy * xhat) ; dbeta = sum(dy) ; dx = gamma * invstd / M * (M*dy - dbeta - xhat*dgamma)
 // With a stat reducer (sync_bn) the per-channel sums and M are summed over all ranks first.
+// Backward recomputes xhat from the input (kept by the layer before, so no extra tensor) with the
+// saved Float mean and invstd — the same operations as forward, so the same bits; the output is
+// not read by backward, so a ReLU or a residual sum may overwrite it in place.
 
 public final class BatchNorm2D: Layer {
     public let name: String
@@ -13,8 +16,9 @@ public final class BatchNorm2D: Layer {
     public let runningMean, runningVar, numBatchesTracked: ParamHandle   // buffers [C], [C], []
     private let ctx: ModelContext
     private var out: Tensor?
-    private var xhat: Tensor?                                  // (N, C, H, W), for backward
+    private var input: Tensor?                                 // (N, C, H, W), for backward
     private let invstd: UnsafeMutablePointer<Double>           // [C]
+    private let normalization: UnsafeMutablePointer<Float>     // [2C]: Float mean, Float invstd (xhat's)
     private let sums: UnsafeMutablePointer<Double>             // [2C + 1] reduction scratch
     private var count = 0.0                                    // M (global when synced)
     private var trainingForward = true
@@ -27,9 +31,10 @@ public final class BatchNorm2D: Layer {
         runningVar = ctx.buffers.declare(joinName(name, "running_var"), shape: [channels])
         numBatchesTracked = ctx.buffers.declare(joinName(name, "num_batches_tracked"), shape: [], type: .int64)
         invstd = .allocate(capacity: channels); invstd.initialize(repeating: 0, count: channels)
+        normalization = .allocate(capacity: 2 * channels); normalization.initialize(repeating: 0, count: 2 * channels)
         sums = .allocate(capacity: 2 * channels + 1); sums.initialize(repeating: 0, count: 2 * channels + 1)
     }
-    deinit { invstd.deallocate(); sums.deallocate() }
+    deinit { invstd.deallocate(); sums.deallocate(); normalization.deallocate() }
 
     public var parameters: [ParamHandle] { [weight, bias] }
     public func outputShape(_ s: [Int]) -> [Int] { s }
@@ -61,7 +66,8 @@ public final class BatchNorm2D: Layer {
             }
             return y
         }
-        let xh = Tensor.reuse(xhat, x.shape); xhat = xh
+        input = x
+        let norm = normalization
         // Per-channel sums of (x - K) and (x - K)^2, reduced across ranks when synced. The shift
         // K = running_mean (the same on every rank) keeps E[x^2] - E[x]^2 from cancelling.
         Parallel.forRanges(c) { r in
@@ -86,9 +92,10 @@ public final class BatchNorm2D: Layer {
                 let istd = 1 / (varB + eps).squareRoot()
                 invstd[ch] = istd
                 let g = gamma[ch], b = beta[ch], fm = Float(mean), fi = Float(istd)
+                norm[ch] = fm; norm[c + ch] = fi
                 for i in 0..<n {
-                    let p = x.data + (i * c + ch) * hw, q = y.data + (i * c + ch) * hw, t = xh.data + (i * c + ch) * hw
-                    for j in 0..<hw { let v = (p[j] - fm) * fi; t[j] = v; q[j] = v * g + b }
+                    let p = x.data + (i * c + ch) * hw, q = y.data + (i * c + ch) * hw
+                    for j in 0..<hw { q[j] = (p[j] - fm) * fi * g + b }
                 }
                 let unbiased = m > 1 ? varB * m / (m - 1) : varB
                 rm[ch] = Float((1 - self.momentum) * Double(rm[ch]) + self.momentum * mean)
@@ -100,16 +107,17 @@ public final class BatchNorm2D: Layer {
     }
 
     public func backward(_ dy: Tensor) -> Tensor {
-        guard let xh = xhat, trainingForward else { preconditionFailure("\(name): backward needs a training forward") }
+        guard let x = input, trainingForward else { preconditionFailure("\(name): backward needs a training forward") }
         let (n, c, hw) = (dy.shape[0], channels, dy.shape[2] * dy.shape[3])
-        let d = GradientPool.take(dy.shape)
-        let (sums, invstd) = (self.sums, self.invstd)
+        let d = GradientPool.take(dy.shape, replacing: dy)   // elementwise: may overwrite a donated dy
+        let (sums, invstd, norm) = (self.sums, self.invstd, self.normalization)
         let gamma = weight.value, dgammaOut = weight.grad, dbetaOut = bias.grad
         Parallel.forRanges(c) { r in   // sum(dy), sum(dy * xhat)
             for ch in r {
                 var s = 0.0, s2 = 0.0
                 for i in 0..<n {
-                    let (a, b) = sumAndDot(dy.data + (i * c + ch) * hw, xh.data + (i * c + ch) * hw, hw)
+                    let (a, b) = sumAndDotNormalized(dy.data + (i * c + ch) * hw, x.data + (i * c + ch) * hw, hw,
+                                                     mean: norm[ch], invstd: norm[c + ch])
                     s += Double(a); s2 += Double(b)
                 }
                 sums[ch] = s; sums[c + ch] = s2
@@ -122,10 +130,10 @@ public final class BatchNorm2D: Layer {
             for ch in r {
                 let dbeta = sums[ch], dgamma = sums[c + ch]
                 let k = Float(Double(gamma[ch]) * invstd[ch] / m)
-                let fm = Float(m), fb = Float(dbeta), fg = Float(dgamma)
+                let fm = Float(m), fb = Float(dbeta), fg = Float(dgamma), mean = norm[ch], istd = norm[c + ch]
                 for i in 0..<n {
-                    let g = dy.data + (i * c + ch) * hw, t = xh.data + (i * c + ch) * hw, q = d.data + (i * c + ch) * hw
-                    for j in 0..<hw { q[j] = k * (fm * g[j] - fb - t[j] * fg) }
+                    let g = dy.data + (i * c + ch) * hw, p = x.data + (i * c + ch) * hw, q = d.data + (i * c + ch) * hw
+                    for j in 0..<hw { q[j] = k * (fm * g[j] - fb - (p[j] - mean) * istd * fg) }
                 }
             }
         }

@@ -23,6 +23,9 @@ public final class Conv2D: Layer {
     /// Columns per gemm (images x output pixels) a worker aims for: wide enough for an efficient
     /// gemm, small enough that its im2col block stays in cache (2048 measured best here, vs 1024/4096).
     nonisolated(unsafe) public static var targetColumns = 2048
+    /// At most this many floats (4 MiB) of im2col columns per worker: deep layers (K = Cin·k² up
+    /// to 4608) take fewer columns rather than a larger buffer.
+    public static let maxColumnFloats = 1 << 20
 
     public init(_ ctx: ModelContext, name: String, inChannels: Int, outChannels: Int,
                 kernel: Int, stride: Int = 1, padding: Int = 0, bias: Bool = true) {
@@ -34,10 +37,6 @@ public final class Conv2D: Layer {
     }
 
     public var parameters: [ParamHandle] { [weight] + (bias.map { [$0] } ?? []) }
-    /// Winograd-transformed weights for forward, U[16][Cout][Cin], and for dX, U'[16][Cin][Cout].
-    private var uForward: UnsafeMutablePointer<Float>?
-    private var uInputGradient: UnsafeMutablePointer<Float>?
-    deinit { uForward?.deallocate(); uInputGradient?.deallocate() }
 
     /// Winograd applies to 3x3/stride 1/padding 1; on 3x3 maps or smaller it is no faster (measured).
     private func usesWinograd(_ x: [Int]) -> Bool {
@@ -53,16 +52,10 @@ public final class Conv2D: Layer {
         return x[2] * x[3] <= kernel * kernel && u.rows * u.cols <= UnrolledConv.maxEntries ? u : nil
     }
 
+    /// Winograd-transformed weights for forward, U[16][Cout][Cin], or for dX, U'[16][Cin][Cout],
+    /// computed for each use into scratch that all layers share.
     private func transformedWeights(forInputGradient: Bool) -> UnsafeMutablePointer<Float> {
-        let count = 16 * inChannels * outChannels
-        let u: UnsafeMutablePointer<Float>
-        if forInputGradient {
-            if uInputGradient == nil { uInputGradient = .allocate(capacity: count) }
-            u = uInputGradient!
-        } else {
-            if uForward == nil { uForward = .allocate(capacity: count) }
-            u = uForward!
-        }
+        let u = Workspace.shared.buffer(worker: 0, slot: Workspace.winogradWeights, count: 16 * inChannels * outChannels)
         let (w, co, ci) = (weight.value, outChannels, inChannels)
         // Split by output rows of the transformed convolution (Cout forward, Cin for dX).
         Parallel.forRanges(forInputGradient ? ci : co) { rows in
@@ -92,7 +85,8 @@ public final class Conv2D: Layer {
         let workers = max(1, min(Parallel.workers, x[0]))
         let perWorker = (x[0] + workers - 1) / workers
         return Plan(n: x[0], h: x[2], w: x[3], ho: os[2], wo: os[3], hw: hw, kdim: inChannels * kernel * kernel,
-                    workers: workers, group: max(1, min(perWorker, Conv2D.targetColumns / max(hw, 1))))
+                    workers: workers, group: max(1, min(perWorker, Conv2D.targetColumns / max(hw, 1),
+                                                        Conv2D.maxColumnFloats / max(hw * inChannels * kernel * kernel, 1))))
     }
 
     public func forward(_ x: Tensor, training: Bool) -> Tensor {

@@ -1,12 +1,12 @@
-// Max pooling (PyTorch's nn.MaxPool2d: padding is -inf, floor mode). Forward records the
-// argmax of every window. Backward: dx[argmax] += dy (ties go to the first maximum).
+// Max pooling (PyTorch's nn.MaxPool2d: padding is -inf, floor mode).
+// Backward: dx[argmax] += dy (ties go to the first maximum, a NaN wins). The argmax of each window
+// is found again from the input (kept by the layer before) rather than stored per output.
 
 public final class MaxPool2D: Layer {
     public let name: String
     public let kernel, stride, padding: Int
     private var out: Tensor?
-    private var argmax: [Int32] = []     // (N, C, Ho, Wo): index into the input plane
-    private var inShape: [Int] = []
+    private var input: Tensor?           // (N, C, H, W), for backward
 
     public init(name: String, kernel: Int = 3, stride: Int = 2, padding: Int = 1) {
         precondition(padding * 2 <= kernel, "padding must be at most half the kernel (as in PyTorch)")
@@ -17,45 +17,41 @@ public final class MaxPool2D: Layer {
         [s[0], s[1], (s[2] + 2 * padding - kernel) / stride + 1, (s[3] + 2 * padding - kernel) / stride + 1]
     }
 
+    /// (max, index in the plane) of the window of output (oy, ox) over plane xp (h x w).
+    @inline(__always)
+    private func window(_ xp: UnsafePointer<Float>, h: Int, w: Int, oy: Int, ox: Int) -> (Float, Int) {
+        let y0 = max(oy * stride - padding, 0), y1 = min(oy * stride - padding + kernel, h)
+        let x0 = max(ox * stride - padding, 0), x1 = min(ox * stride - padding + kernel, w)
+        var best = -Float.infinity, bi = y0 * w + x0
+        for iy in y0..<y1 { for ix in x0..<x1 {
+            let v = xp[iy * w + ix]
+            if v > best || v.isNaN { best = v; bi = iy * w + ix }
+        }}
+        return (best, bi)
+    }
+
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
-        inShape = x.shape
+        input = x
         let os = outputShape(x.shape)
         let y = Tensor.reuse(out, os); out = y
         let (planes, h, w, ho, wo) = (x.shape[0] * x.shape[1], x.shape[2], x.shape[3], os[2], os[3])
-        if argmax.count != y.count { argmax = [Int32](repeating: 0, count: y.count) }
-        argmax.withUnsafeMutableBufferPointer { am in
-            let amBase = am.baseAddress!
-            Parallel.forRanges(planes) { range in for pl in range {
-                let xp = x.data + pl * h * w, yp = y.data + pl * ho * wo, ap = amBase + pl * ho * wo
-                for oy in 0..<ho {
-                    let y0 = max(oy * stride - padding, 0), y1 = min(oy * stride - padding + kernel, h)
-                    for ox in 0..<wo {
-                        let x0 = max(ox * stride - padding, 0), x1 = min(ox * stride - padding + kernel, w)
-                        var best = -Float.infinity, bi = y0 * w + x0
-                        for iy in y0..<y1 { for ix in x0..<x1 {
-                            let v = xp[iy * w + ix]
-                            if v > best || v.isNaN { best = v; bi = iy * w + ix }
-                        }}
-                        yp[oy * wo + ox] = best; ap[oy * wo + ox] = Int32(bi)
-                    }
-                }
-            }}
-        }
+        Parallel.forRanges(planes) { range in for pl in range {
+            let xp = x.data + pl * h * w, yp = y.data + pl * ho * wo
+            for oy in 0..<ho { for ox in 0..<wo { yp[oy * wo + ox] = self.window(xp, h: h, w: w, oy: oy, ox: ox).0 } }
+        }}
         return y
     }
 
     public func backward(_ dy: Tensor) -> Tensor {
-        let d = GradientPool.take(inShape, zeroed: true)
-        let plane = inShape[2] * inShape[3], oplane = dy.shape[2] * dy.shape[3]
-        argmax.withUnsafeBufferPointer { am in
-            let amBase = am.baseAddress!
-            Parallel.forRanges(dy.shape[0] * dy.shape[1]) { range in
-                for pl in range {
-                    let dp = d.data + pl * plane, gp = dy.data + pl * oplane
-                    for j in 0..<oplane { dp[Int(amBase[pl * oplane + j])] += gp[j] }
-                }
-            }
-        }
+        guard let x = input else { preconditionFailure("\(name): backward before forward") }
+        let d = GradientPool.take(x.shape, zeroed: true)
+        let (h, w, ho, wo) = (x.shape[2], x.shape[3], dy.shape[2], dy.shape[3])
+        Parallel.forRanges(dy.shape[0] * dy.shape[1]) { range in for pl in range {
+            let xp = x.data + pl * h * w, dp = d.data + pl * h * w, gp = dy.data + pl * ho * wo
+            for oy in 0..<ho { for ox in 0..<wo {
+                dp[self.window(xp, h: h, w: w, oy: oy, ox: ox).1] += gp[oy * wo + ox]
+            }}
+        }}
         return d
     }
 }

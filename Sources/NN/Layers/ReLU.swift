@@ -1,7 +1,7 @@
 // y = max(x, 0). Backward: dx = dy where y > 0, else 0.
 // In place (`inPlace`): y overwrites x, for a ReLU whose input nothing else reads afterwards —
 // in a ResNet every ReLU follows a batch norm, whose backward needs x-hat and dy, not its output
-// (one tensor of the output's size less per conv-BN-ReLU group).
+// (one tensor of the output's size less per conv-BN-ReLU group). Backward overwrites a donated dy.
 
 public final class ReLU: Layer {
     public let name: String
@@ -19,7 +19,7 @@ public final class ReLU: Layer {
 
     public func backward(_ dy: Tensor) -> Tensor {
         guard let y = out else { preconditionFailure("\(name): backward before forward") }
-        let d = GradientPool.take(dy.shape)
+        let d = GradientPool.take(dy.shape, replacing: dy)
         let (yv, g, dst) = (y.data, dy.data, d.data)
         Parallel.forRanges(dy.count, minChunk: 1 << 14) { r in reluMask(yv + r.lowerBound, g + r.lowerBound, dst + r.lowerBound, r.count) }
         return d

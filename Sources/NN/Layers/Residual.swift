@@ -1,5 +1,7 @@
 // A residual block: y = relu(main(x) + shortcut(x)), shortcut = identity when nil.
 // Backward: g = dy * [y > 0] flows back through both paths; dx = dx_main + dx_shortcut.
+// When the main path ends in a batch norm (whose backward does not read its output) y is written
+// over that output: one tensor less per block.
 // The two block kinds (the seed's basic block, He et al.'s bottleneck) are builders below
 // and in Bottleneck.swift.
 
@@ -22,7 +24,8 @@ public final class ResidualBlock: Layer {
         for l in main { h = ctx.forward(l, h, training: training) }
         let s = shortcut.map { ctx.forward($0, x, training: training) } ?? x
         precondition(s.shape == h.shape, "\(name): shortcut \(s.shape) vs main path \(h.shape)")
-        let y = Tensor.reuse(out, h.shape); out = y
+        let overwrite = main.last is BatchNorm2D && h !== x && h !== s
+        let y = overwrite ? h : Tensor.reuse(out, h.shape); out = y
         let (hv, sv, yv) = (h.data, s.data, y.data)
         Parallel.forRanges(y.count, minChunk: 1 << 14) { r in for i in r { let v = hv[i] + sv[i]; yv[i] = v > 0 ? v : 0 } }
         return y
@@ -30,11 +33,12 @@ public final class ResidualBlock: Layer {
 
     public func backward(_ dy: Tensor) -> Tensor {
         guard let y = out else { preconditionFailure("\(name): backward before forward") }
-        let g = GradientPool.take(dy.shape)
+        let g = GradientPool.take(dy.shape, replacing: dy)
         let (yv, dv, gv) = (y.data, dy.data, g.data)
         Parallel.forRanges(g.count, minChunk: 1 << 14) { r in reluMask(yv + r.lowerBound, dv + r.lowerBound, gv + r.lowerBound, r.count) }
         var h = g
         for l in main.reversed() {
+            if h !== g { ctx.gradients.donate(h) }   // g is read again by the shortcut
             let next = ctx.backward(l, h)
             if h !== g && h !== next { ctx.gradients.give(h) }
             h = next
@@ -47,7 +51,7 @@ public final class ResidualBlock: Layer {
         let (dd, sv) = (d.data, s.data)
         Parallel.forRanges(d.count, minChunk: 1 << 14) { r in for i in r { dd[i] += sv[i] } }
         if s !== g { ctx.gradients.give(s) }
-        ctx.gradients.give(g)
+        ctx.gradients.give(g)   // ours, also when it is a donated dy we overwrote
         return d
     }
 

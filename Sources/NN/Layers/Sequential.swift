@@ -19,12 +19,15 @@ public final class Sequential: Layer {
     }
 
     /// Each child's input gradient goes back to the pool once the child before it has consumed
-    /// it (`dy` itself belongs to the caller).
+    /// it, and is donated to that child. `dy` itself is the caller's, unless it was donated to us.
     public func backward(_ dy: Tensor) -> Tensor {
+        let dyIsOurs = ctx.gradients.isDonated(dy)
         var g = dy
         for c in children.reversed() {
+            let ours = g !== dy || dyIsOurs
+            if ours { ctx.gradients.donate(g) }
             let next = ctx.backward(c, g)
-            if g !== dy && g !== next { ctx.gradients.give(g) }
+            if ours && g !== next { ctx.gradients.give(g) }
             g = next
         }
         return g
