@@ -76,6 +76,26 @@ public func referenceMaxPool2D(_ x: [Float], shape xs: [Int], kernel k: Int, str
     return (y, [n, c, ho, wo])
 }
 
+/// Max pooling's winner per window (index into x): the first maximum in row-major order, a NaN
+/// taking the place of the maximum (PyTorch's rule); backward sends each window's dy there.
+public func referenceMaxPool2DArgmax(_ x: [Float], shape xs: [Int], kernel k: Int, stride s: Int, padding p: Int) -> [Int] {
+    let (n, c, h, w) = (xs[0], xs[1], xs[2], xs[3])
+    let ho = (h + 2 * p - k) / s + 1, wo = (w + 2 * p - k) / s + 1
+    var winners: [Int] = []
+    for pl in 0..<(n * c) { for oy in 0..<ho { for ox in 0..<wo {
+        var best = -Float.infinity, at = -1
+        for ki in 0..<k { for kj in 0..<k {
+            let iy = oy * s - p + ki, ix = ox * s - p + kj
+            guard iy >= 0, iy < h, ix >= 0, ix < w else { continue }
+            let i = (pl * h + iy) * w + ix
+            if at < 0 { at = i }
+            if x[i] > best || x[i].isNaN { best = x[i]; at = i }
+        }}
+        winners.append(at)
+    }}}
+    return winners
+}
+
 /// Mean over H and W per (n, c).
 public func referenceGlobalAvgPool(_ x: [Float], shape xs: [Int]) -> [Double] {
     let hw = xs[2] * xs[3]

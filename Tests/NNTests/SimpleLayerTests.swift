@@ -44,6 +44,30 @@ final class SimpleLayerTests: XCTestCase {
         }}
     }
 
+    /// Rows wide enough for several 8-window SIMD groups and a partial one (stride 2), with many
+    /// ties (a ReLU'd, coarsely quantized input: runs of zeros and equal values) and NaNs: the
+    /// same values and the same winning element per window as the scalar rule.
+    func testMaxPoolWideRowsTiesAndNaNMatchTheScalarRule() {
+        for (k, s, p) in [(3, 2, 1), (2, 2, 0), (3, 2, 0), (3, 1, 1)] { for (h, w) in [(13, 41), (9, 40), (6, 17)] {
+            let shape = [2, 3, h, w]
+            var values = randomTensor(shape, seed: UInt64(h + w), lo: -2, hi: 3).array.map { max(0, ($0 * 2).rounded()) }
+            values[5] = .nan; values[values.count / 2] = .nan
+            let x = Tensor(shape: shape, values: values)
+            let pool = MaxPool2D(name: "mp", kernel: k, stride: s, padding: p)
+            let y = pool.forward(x, training: true).array
+            let winners = referenceMaxPool2DArgmax(values, shape: shape, kernel: k, stride: s, padding: p)
+            let label = "maxpool k\(k) s\(s) p\(p) \(h)x\(w)"
+            XCTAssertEqual(y.count, winners.count, label)
+            XCTAssertEqual(y.map { $0.isNaN }, winners.map { values[$0].isNaN }, label + " NaN positions")
+            XCTAssertEqual(y.map { $0.isNaN ? 0 : $0 }, winners.map { values[$0].isNaN ? 0 : values[$0] }, label)
+            let dy = randomTensor(pool.outputShape(shape), seed: 3)
+            let dx = pool.backward(dy).array
+            var refDx = [Double](repeating: 0, count: values.count)
+            for (o, i) in winners.enumerated() { refDx[i] += Double(dy.array[o]) }
+            assertClose(dx, refDx, rtol: 1e-6, atol: 0, label + " backward")
+        }}
+    }
+
     /// Overlapping windows (k3 s1): an element that is the max of several windows gets the sum.
     func testMaxPoolBackwardSumsOverlappingWindows() {
         let pool = MaxPool2D(name: "mp", kernel: 3, stride: 1, padding: 1)

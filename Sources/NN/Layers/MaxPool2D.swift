@@ -30,28 +30,96 @@ public final class MaxPool2D: Layer {
         return (best, bi)
     }
 
+    /// With stride 2 the windows are scanned 8 at a time in SIMD lanes (the even lanes of 16
+    /// contiguous floats) over a copy of the plane with -inf columns either side, in the same order
+    /// with the same rule as `window`, so the same index wins. Other strides use `window`.
+    private struct Rows {
+        let h, w, ho, wo, bw: Int
+        var bufferCount: Int { h * bw }
+    }
+
+    private func rows(_ x: [Int], _ o: [Int]) -> Rows {
+        Rows(h: x[2], w: x[3], ho: o[2], wo: o[3], bw: max(x[3] + 2 * padding, 2 * o[3] + kernel) + 16)
+    }
+
+    /// Maximum (into vals, if non-nil) and its index in the plane (into idx) of every window of plane
+    /// xp; `buf` is scratch of `r.bufferCount` floats. `row(oy)` is called after each output row.
+    private func scan(_ xp: UnsafePointer<Float>, _ r: Rows, _ buf: UnsafeMutablePointer<Float>,
+                      _ vals: UnsafeMutablePointer<Float>?, _ idx: UnsafeMutablePointer<Int32>, row: (Int) -> Void) {
+        let (h, w, wo, bw) = (r.h, r.w, r.wo, r.bw)
+        guard stride == 2 else {
+            for oy in 0..<r.ho {
+                for ox in 0..<wo {
+                    let (v, i) = window(xp, h: h, w: w, oy: oy, ox: ox)
+                    vals?[oy * wo + ox] = v; idx[ox] = Int32(i)
+                }
+                row(oy)
+            }
+            return
+        }
+        for iy in 0..<h {   // buf[iy * bw + padding + ix] = x[iy, ix], -inf elsewhere
+            let b = buf + iy * bw
+            b.update(repeating: -.infinity, count: padding)
+            (b + padding).update(from: xp + iy * w, count: w)
+            (b + padding + w).update(repeating: -.infinity, count: bw - padding - w)
+        }
+        let lanes = SIMD8<Int32>(0, 2, 4, 6, 8, 10, 12, 14)
+        for oy in 0..<r.ho {
+            let y0 = max(oy * 2 - padding, 0), y1 = min(oy * 2 - padding + kernel, h)
+            var ox = 0
+            while ox < wo {
+                let x0 = 2 * ox - padding
+                var best = SIMD8<Float>(repeating: -.infinity)
+                // `window`'s first candidate: the window's first column inside the image
+                var bi = SIMD8<Int32>(repeating: Int32(y0 * w)) &+ pointwiseMax(SIMD8<Int32>(repeating: Int32(x0)) &+ lanes, .zero)
+                for iy in y0..<y1 { for kj in 0..<kernel {
+                    let v = UnsafeRawPointer(buf + iy * bw + 2 * ox + kj).loadUnaligned(as: SIMD16<Float>.self).evenHalf
+                    let better = (v .> best) .| (v .!= v)
+                    best.replace(with: v, where: better)
+                    bi.replace(with: SIMD8<Int32>(repeating: Int32(iy * w + x0 + kj)) &+ lanes, where: better)
+                }}
+                let n = min(8, wo - ox)
+                for l in 0..<n { vals?[oy * wo + ox + l] = best[l]; idx[ox + l] = bi[l] }
+                ox += 8
+            }
+            row(oy)
+        }
+    }
+
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
         input = x
         let os = outputShape(x.shape)
         let y = Tensor.reuse(out, os); out = y
-        let (planes, h, w, ho, wo) = (x.shape[0] * x.shape[1], x.shape[2], x.shape[3], os[2], os[3])
-        Parallel.forRanges(planes) { range in for pl in range {
-            let xp = x.data + pl * h * w, yp = y.data + pl * ho * wo
-            for oy in 0..<ho { for ox in 0..<wo { yp[oy * wo + ox] = self.window(xp, h: h, w: w, oy: oy, ox: ox).0 } }
-        }}
+        let r = rows(x.shape, os), planes = x.shape[0] * x.shape[1]
+        Parallel.forRanges(planes) { range in
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: r.bufferCount) { buf in
+                withUnsafeTemporaryAllocation(of: Int32.self, capacity: r.wo) { idx in
+                    for pl in range {
+                        self.scan(x.data + pl * r.h * r.w, r, buf.baseAddress!, y.data + pl * r.ho * r.wo, idx.baseAddress!) { _ in }
+                    }
+                }
+            }
+        }
         return y
     }
 
     public func backward(_ dy: Tensor) -> Tensor {
         guard let x = input else { preconditionFailure("\(name): backward before forward") }
         let d = GradientPool.take(x.shape, zeroed: true)
-        let (h, w, ho, wo) = (x.shape[2], x.shape[3], dy.shape[2], dy.shape[3])
-        Parallel.forRanges(dy.shape[0] * dy.shape[1]) { range in for pl in range {
-            let xp = x.data + pl * h * w, dp = d.data + pl * h * w, gp = dy.data + pl * ho * wo
-            for oy in 0..<ho { for ox in 0..<wo {
-                dp[self.window(xp, h: h, w: w, oy: oy, ox: ox).1] += gp[oy * wo + ox]
-            }}
-        }}
+        let r = rows(x.shape, dy.shape), planes = x.shape[0] * x.shape[1]
+        Parallel.forRanges(planes) { range in
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: r.bufferCount) { buf in
+                withUnsafeTemporaryAllocation(of: Int32.self, capacity: r.wo) { ib in
+                    let idx = ib.baseAddress!
+                    for pl in range {
+                        let dp = d.data + pl * r.h * r.w, gp = dy.data + pl * r.ho * r.wo
+                        self.scan(x.data + pl * r.h * r.w, r, buf.baseAddress!, nil, idx) { oy in
+                            for ox in 0..<r.wo { dp[Int(idx[ox])] += gp[oy * r.wo + ox] }
+                        }
+                    }
+                }
+            }
+        }
         return d
     }
 }
