@@ -54,6 +54,33 @@ public final class Conv2D: Layer {
 
     /// Winograd-transformed weights for forward, U[16][Cout][Cin], or for dX, U'[16][Cin][Cout],
     /// computed for each use into scratch that all layers share.
+    /// Maps at least this wide use F(4x4, 3x3) (Winograd43.swift) for forward and dX, smaller ones F(2x2, 3x3).
+    nonisolated(unsafe) public static var winograd43MinSide = 8
+
+    private func usesWinograd43(_ x: [Int]) -> Bool { min(x[2], x[3]) >= Conv2D.winograd43MinSide }
+
+    /// Runs forward (x -> y) or dX (dY -> dX) with Winograd, F(4x4) or F(2x2) by map size.
+    private func winogradPass(_ input: Tensor, _ output: Tensor, bias: UnsafePointer<Float>?, forInputGradient: Bool, _ p: Plan) {
+        let (ci, co) = forInputGradient ? (outChannels, inChannels) : (inChannels, outChannels)
+        if usesWinograd43(input.shape) {
+            let u = Workspace.shared.buffer(worker: 0, slot: Workspace.winogradWeights, count: 36 * inChannels * outChannels)
+            Parallel.forRanges(co) { rows in
+                winograd43TransformWeights(self.weight.value, cout: self.outChannels, cin: self.inChannels, into: u,
+                                           forInputGradient: forInputGradient, rows: rows)
+            }
+            Parallel.forRanges(p.workers) { workers in for wk in workers {
+                winograd43Forward(x: input.data, u: u, bias: bias, y: output.data, cin: ci, cout: co,
+                                  h: p.h, w: p.w, images: p.images(wk), worker: wk)
+            }}
+        } else {
+            let u = transformedWeights(forInputGradient: forInputGradient)
+            Parallel.forRanges(p.workers) { workers in for wk in workers {
+                winogradForward(x: input.data, u: u, bias: bias, y: output.data, cin: ci, cout: co,
+                                h: p.h, w: p.w, images: p.images(wk), worker: wk)
+            }}
+        }
+    }
+
     private func transformedWeights(forInputGradient: Bool) -> UnsafeMutablePointer<Float> {
         let u = Workspace.shared.buffer(worker: 0, slot: Workspace.winogradWeights, count: 16 * inChannels * outChannels)
         let (w, co, ci) = (weight.value, outChannels, inChannels)
@@ -113,14 +140,8 @@ public final class Conv2D: Layer {
             return y
         }
         if usesWinograd(x.shape) {
-            let u = transformedWeights(forInputGradient: false)
             let bv = bias.map { UnsafePointer($0.value) }
-            ctx.timed("Conv2D forward winograd") {
-                Parallel.forRanges(p.workers) { workers in for wk in workers {
-                    winogradForward(x: x.data, u: u, bias: bv, y: y.data, cin: self.inChannels, cout: self.outChannels,
-                                    h: p.h, w: p.w, images: p.images(wk), worker: wk)
-                }}
-            }
+            ctx.timed("Conv2D forward winograd") { winogradPass(x, y, bias: bv, forInputGradient: false, p) }
             return y
         }
         let inImage = inChannels * p.h * p.w, outImage = outChannels * p.hw
@@ -229,13 +250,7 @@ public final class Conv2D: Layer {
         clock.report(ctx.profiler, ["Conv2D backward gather+im2col", "Conv2D backward gemm dW",
                                     "Conv2D backward gemm dX", "Conv2D backward col2im"])
         if winograd && needsInputGradient {   // dX = conv(dY, W transposed and rotated 180°)
-            let u = transformedWeights(forInputGradient: true)
-            ctx.timed("Conv2D backward winograd dX") {
-                Parallel.forRanges(p.workers) { workers in for wk in workers {
-                    winogradForward(x: dy.data, u: u, bias: nil, y: d.data, cin: self.outChannels, cout: self.inChannels,
-                                    h: p.h, w: p.w, images: p.images(wk), worker: wk)
-                }}
-            }
+            ctx.timed("Conv2D backward winograd dX") { winogradPass(dy, d, bias: nil, forInputGradient: true, p) }
         }
         let wg = weight.grad
         if ws.count > 1 {

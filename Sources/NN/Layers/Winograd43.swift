@@ -1,0 +1,228 @@
+// Winograd F(4x4, 3x3) (Lavin & Gray 2016) for 3x3 kernels, stride 1, padding 1, NCHW: 36
+// multiplications per 4x4 output tile against F(2x2, 3x3)'s 64 and im2col's 144. Conv2D uses it
+// for the forward pass and for dX (the same convolution of dY with W transposed and rotated 180°).
+//   weights: U = G g G^T        (6x6 per (cout, cin)),   stored U[36][Cout][Cin]
+//   input:   V = B^T d B        (6x6 per (cin, tile)),   stored V[36][Cin][T]
+//   product: M[xi] = U[xi] * V[xi]  (36 row-major gemms [Cout x Cin] x [Cin x T])
+//   output:  Y(4x4) = A^T M A
+// with the interpolation points 0, ±1, ±2, ∞:
+//   B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1]
+//   G   = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1]
+//   A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]
+// Tile (ty, tx) reads the 6x6 input patch at (4ty - 1, 4tx - 1) (zero outside the image) and writes
+// the outputs of its 4x4 block that lie inside H x W. Transforms run on 8 tiles (or 8 kernels) at
+// once in SIMD8 lanes; the 36 gemms dominate.
+
+/// Tiles (gemm columns) per block: each worker needs 36 * (Cin + Cout) * this many floats of scratch.
+nonisolated(unsafe) public var winograd43TargetTiles = 64
+
+/// g -> G g G^T applied along one axis: three values to six.
+@inline(__always)
+private func kernelTransform(_ a: SIMD8<Float>, _ b: SIMD8<Float>, _ c: SIMD8<Float>)
+    -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
+    let sixth = SIMD8<Float>(repeating: 1 / 6), quarter = SIMD8<Float>(repeating: 0.25)
+    let ac = a * (1 / 24) + c * (1 / 6), b12 = b * (1 / 12)
+    return (a * quarter, -(a + b + c) * sixth, -(a - b + c) * sixth, ac + b12, ac - b12, c)
+}
+
+/// U for 8 kernels at once: element k (row-major 3x3) of kernel l is g(l, k); kernel l's
+/// 36 results go to u[xi * stride + l].
+@inline(__always)
+private func transformKernels8(_ u: UnsafeMutablePointer<Float>, _ stride: Int, _ g: (Int, Int) -> Float) {
+    @inline(__always) func lanes(_ k: Int) -> SIMD8<Float> {
+        SIMD8<Float>(g(0, k), g(1, k), g(2, k), g(3, k), g(4, k), g(5, k), g(6, k), g(7, k))
+    }
+    // t = G g: six rows of three, one column of g at a time
+    let c0 = kernelTransform(lanes(0), lanes(3), lanes(6))
+    let c1 = kernelTransform(lanes(1), lanes(4), lanes(7))
+    let c2 = kernelTransform(lanes(2), lanes(5), lanes(8))
+    let r = UnsafeMutableRawPointer(u), bs = stride * 4
+    @inline(__always) func row(_ i: Int, _ a: SIMD8<Float>, _ b: SIMD8<Float>, _ c: SIMD8<Float>) {
+        let v = kernelTransform(a, b, c)   // (t G^T) row i
+        r.storeBytes(of: v.0, toByteOffset: (i * 6) * bs, as: SIMD8<Float>.self)
+        r.storeBytes(of: v.1, toByteOffset: (i * 6 + 1) * bs, as: SIMD8<Float>.self)
+        r.storeBytes(of: v.2, toByteOffset: (i * 6 + 2) * bs, as: SIMD8<Float>.self)
+        r.storeBytes(of: v.3, toByteOffset: (i * 6 + 3) * bs, as: SIMD8<Float>.self)
+        r.storeBytes(of: v.4, toByteOffset: (i * 6 + 4) * bs, as: SIMD8<Float>.self)
+        r.storeBytes(of: v.5, toByteOffset: (i * 6 + 5) * bs, as: SIMD8<Float>.self)
+    }
+    row(0, c0.0, c1.0, c2.0); row(1, c0.1, c1.1, c2.1); row(2, c0.2, c1.2, c2.2)
+    row(3, c0.3, c1.3, c2.3); row(4, c0.4, c1.4, c2.4); row(5, c0.5, c1.5, c2.5)
+}
+
+/// U[36][Cout][Cin] from W [Cout, Cin, 3, 3] for output channels `rows`; or, `forInputGradient`,
+/// U'[36][Cin][Cout] of W'[ci][co] = W[co][ci] rotated 180° for input channels `rows` (dX = conv(dY, W')).
+public func winograd43TransformWeights(_ w: UnsafePointer<Float>, cout: Int, cin: Int, into u: UnsafeMutablePointer<Float>,
+                                       forInputGradient: Bool, rows: Range<Int>) {
+    let plane = cout * cin
+    let inner = forInputGradient ? cout : cin
+    // A [36][8] block per 8 kernels, then 36 runs of 8 into U's planes.
+    let tmp = UnsafeMutablePointer<Float>.allocate(capacity: 36 * 8)
+    defer { tmp.deallocate() }
+    for o in rows {
+        var j = 0
+        while j < inner {
+            let n = min(8, inner - j)
+            // kernel l of this group: W[o][j + l] forward, W[j + l][o] rotated for dX
+            transformKernels8(tmp, 8) { l, k in
+                let i = j + min(l, n - 1)
+                return forInputGradient ? w[(i * cin + o) * 9 + 8 - k] : w[(o * cin + i) * 9 + k]
+            }
+            for xi in 0..<36 { (u + xi * plane + o * inner + j).update(from: tmp + xi * 8, count: n) }
+            j += n
+        }
+    }
+}
+
+/// Rows (or columns) of a 6x6 patch to B^T d.
+@inline(__always)
+private func inputTransform(_ d0: SIMD8<Float>, _ d1: SIMD8<Float>, _ d2: SIMD8<Float>,
+                            _ d3: SIMD8<Float>, _ d4: SIMD8<Float>, _ d5: SIMD8<Float>)
+    -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
+    let four = SIMD8<Float>(repeating: 4), five = SIMD8<Float>(repeating: 5), two = SIMD8<Float>(repeating: 2)
+    let a = d4 - four * d2, b = d3 - four * d1      // rows 1, 2: a ± b
+    let c = d4 - d2, e = two * (d3 - d1)            // rows 3, 4: c ± e
+    return (four * d0 - five * d2 + d4, a + b, a - b, c + e, c - e, four * d1 - five * d3 + d5)
+}
+
+/// Forward for images `images` of x (N, Cin, H, W) -> y (N, Cout, H, W), adding bias if non-nil;
+/// `u` from winograd43TransformWeights. Safe to call concurrently for disjoint image ranges with
+/// distinct `worker` ids (scratch per worker).
+public func winograd43Forward(x: UnsafePointer<Float>, u: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                              y: UnsafeMutablePointer<Float>, cin: Int, cout: Int, h: Int, w: Int,
+                              images: Range<Int>, worker: Int) {
+    if images.isEmpty || h <= 0 || w <= 0 { return }
+    let th = (h + 3) / 4, tw = (w + 3) / 4, tpi = th * tw
+    // The zero-padded plane (padding 1) in phase layout: column 4l + j of padded row r is at
+    // (r * 4 + j) * lw + l, so column j of 8 tiles side by side is one contiguous 8-float load.
+    let lw = tw + 8, padded = (4 * th + 2) * 4 * lw
+    let total = images.count * tpi
+    let blocks = max(1, (total + winograd43TargetTiles / 2) / max(winograd43TargetTiles, 1))
+    let tmax = (total + blocks - 1) / blocks
+    // Planes padded by a cache line (and room for a full 8-lane store past the last tile).
+    let vPlaneMax = cin * tmax + 16, mPlaneMax = cout * tmax + 16
+    let scratch = WinogradScratch.shared.buffer(worker: worker, count: 36 * (vPlaneMax + mPlaneMax) + padded)
+    let v = scratch, m = scratch + 36 * vPlaneMax, pbuf = m + 36 * mPlaneMax
+    pbuf.update(repeating: 0, count: padded)   // the zero border stays: only the interior is written
+    var t0 = 0
+    while t0 < total {
+        let nt = min(tmax, total - t0)
+        let first = images.lowerBound * tpi + t0
+        let vPlane = cin * nt + 16, mPlane = cout * nt + 16
+        // V: per channel, per image segment of the block, 8 tiles at a time
+        for c in 0..<cin {
+            var t = 0
+            while t < nt {
+                let g = first + t, img = g / tpi, ka = g % tpi, kb = min(tpi, ka + (nt - t))
+                let xc = x + (img * cin + c) * h * w
+                // input rows of the tile rows ka / tw ... (kb - 1) / tw (patch rows 4ty - 1 ..< 4ty + 5)
+                for iy in max(0, 4 * (ka / tw) - 1)..<min(h, 4 * ((kb - 1) / tw) + 5) {
+                    let row = pbuf + (iy + 1) * 4 * lw, src = xc + iy * w
+                    for ix in 0..<w { let pc = ix + 1; row[(pc & 3) * lw + pc >> 2] = src[ix] }
+                }
+                var k = ka
+                while k < kb {
+                    let ty = k / tw, tx = k - ty * tw
+                    let n = min(8, kb - k, tw - tx)   // 8 tiles of one tile row
+                    let base = pbuf + 4 * ty * 4 * lw + tx
+                    @inline(__always) func load(_ r: Int, _ col: Int) -> SIMD8<Float> {
+                        UnsafeRawPointer(base + (r * 4 + (col & 3)) * lw + (col >> 2)).loadUnaligned(as: SIMD8<Float>.self)
+                    }
+                    // columns of B^T d (row pass), one patch column at a time
+                    let q0 = inputTransform(load(0, 0), load(1, 0), load(2, 0), load(3, 0), load(4, 0), load(5, 0))
+                    let q1 = inputTransform(load(0, 1), load(1, 1), load(2, 1), load(3, 1), load(4, 1), load(5, 1))
+                    let q2 = inputTransform(load(0, 2), load(1, 2), load(2, 2), load(3, 2), load(4, 2), load(5, 2))
+                    let q3 = inputTransform(load(0, 3), load(1, 3), load(2, 3), load(3, 3), load(4, 3), load(5, 3))
+                    let q4 = inputTransform(load(0, 4), load(1, 4), load(2, 4), load(3, 4), load(4, 4), load(5, 4))
+                    let q5 = inputTransform(load(0, 5), load(1, 5), load(2, 5), load(3, 5), load(4, 5), load(5, 5))
+                    let dst = UnsafeMutableRawPointer(v + c * nt + t + (k - ka)), ps = vPlane * 4
+                    @inline(__always) func store(_ i: Int, _ r: (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>)) {
+                        dst.storeBytes(of: r.0, toByteOffset: (i * 6) * ps, as: SIMD8<Float>.self)
+                        dst.storeBytes(of: r.1, toByteOffset: (i * 6 + 1) * ps, as: SIMD8<Float>.self)
+                        dst.storeBytes(of: r.2, toByteOffset: (i * 6 + 2) * ps, as: SIMD8<Float>.self)
+                        dst.storeBytes(of: r.3, toByteOffset: (i * 6 + 3) * ps, as: SIMD8<Float>.self)
+                        dst.storeBytes(of: r.4, toByteOffset: (i * 6 + 4) * ps, as: SIMD8<Float>.self)
+                        dst.storeBytes(of: r.5, toByteOffset: (i * 6 + 5) * ps, as: SIMD8<Float>.self)
+                    }
+                    // row i of (B^T d) B = the column pass over q*.i; a partial group's extra lanes land
+                    // on tiles written later (next segment, next channel) or in the plane's padding
+                    store(0, inputTransform(q0.0, q1.0, q2.0, q3.0, q4.0, q5.0))
+                    store(1, inputTransform(q0.1, q1.1, q2.1, q3.1, q4.1, q5.1))
+                    store(2, inputTransform(q0.2, q1.2, q2.2, q3.2, q4.2, q5.2))
+                    store(3, inputTransform(q0.3, q1.3, q2.3, q3.3, q4.3, q5.3))
+                    store(4, inputTransform(q0.4, q1.4, q2.4, q3.4, q4.4, q5.4))
+                    store(5, inputTransform(q0.5, q1.5, q2.5, q3.5, q4.5, q5.5))
+                    k += n
+                }
+                t += kb - ka
+            }
+        }
+        for xi in 0..<36 {
+            gemm(m: cout, n: nt, k: cin, a: u + xi * cout * cin, lda: cin, b: v + xi * vPlane, ldb: nt, c: m + xi * mPlane, ldc: nt)
+        }
+        outputTransform(m, y, bias, plane: mPlane, cout: cout, h: h, w: w, tw: tw, tpi: tpi, first: first, nt: nt)
+        t0 += nt
+    }
+}
+
+/// Six values to A^T m (four).
+@inline(__always)
+private func outputRows(_ m0: SIMD8<Float>, _ m1: SIMD8<Float>, _ m2: SIMD8<Float>,
+                        _ m3: SIMD8<Float>, _ m4: SIMD8<Float>, _ m5: SIMD8<Float>)
+    -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
+    let s12 = m1 + m2, d12 = m1 - m2, s34 = m3 + m4, d34 = m3 - m4
+    return (m0 + s12 + s34, d12 + 2 * d34, s12 + 4 * s34, d12 + 8 * d34 + m5)
+}
+
+/// y[img][co] 4x4 blocks = A^T M A (+ bias), 8 consecutive tiles at a time; outputs beyond H x W dropped.
+private func outputTransform(_ m: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ bias: UnsafePointer<Float>?,
+                             plane: Int, cout: Int, h: Int, w: Int, tw: Int, tpi: Int, first: Int, nt: Int) {
+    let hw = h * w
+    let tmp = UnsafeMutablePointer<Float>.allocate(capacity: 16 * 8)
+    defer { tmp.deallocate() }
+    for co in 0..<cout {
+        let b = bias?[co] ?? 0
+        var t = 0
+        while t < nt {
+            let n = min(8, nt - t)
+            let p = UnsafeRawPointer(m + co * nt + t), ps = plane * 4
+            @inline(__always) func ld(_ k: Int) -> SIMD8<Float> { p.loadUnaligned(fromByteOffset: k * ps, as: SIMD8<Float>.self) }
+            // A^T M: four rows of six (one column of M at a time), then each row times A
+            let c0 = outputRows(ld(0), ld(6), ld(12), ld(18), ld(24), ld(30))
+            let c1 = outputRows(ld(1), ld(7), ld(13), ld(19), ld(25), ld(31))
+            let c2 = outputRows(ld(2), ld(8), ld(14), ld(20), ld(26), ld(32))
+            let c3 = outputRows(ld(3), ld(9), ld(15), ld(21), ld(27), ld(33))
+            let c4 = outputRows(ld(4), ld(10), ld(16), ld(22), ld(28), ld(34))
+            let c5 = outputRows(ld(5), ld(11), ld(17), ld(23), ld(29), ld(35))
+            let bv = SIMD8<Float>(repeating: b)
+            // the 16 outputs of 8 tiles into tmp[16][8], then out tile by tile (row-major 4x4 each)
+            let o = UnsafeMutableRawPointer(tmp)
+            @inline(__always) func keep(_ i: Int, _ r: (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>)) {
+                o.storeBytes(of: r.0 + bv, toByteOffset: (i * 4) * 32, as: SIMD8<Float>.self)
+                o.storeBytes(of: r.1 + bv, toByteOffset: (i * 4 + 1) * 32, as: SIMD8<Float>.self)
+                o.storeBytes(of: r.2 + bv, toByteOffset: (i * 4 + 2) * 32, as: SIMD8<Float>.self)
+                o.storeBytes(of: r.3 + bv, toByteOffset: (i * 4 + 3) * 32, as: SIMD8<Float>.self)
+            }
+            keep(0, outputRows(c0.0, c1.0, c2.0, c3.0, c4.0, c5.0))
+            keep(1, outputRows(c0.1, c1.1, c2.1, c3.1, c4.1, c5.1))
+            keep(2, outputRows(c0.2, c1.2, c2.2, c3.2, c4.2, c5.2))
+            keep(3, outputRows(c0.3, c1.3, c2.3, c3.3, c4.3, c5.3))
+            var g = first + t, img = g / tpi, k = g % tpi
+            for l in 0..<n {
+                let oy = 4 * (k / tw), ox = 4 * (k % tw)
+                let yc = y + (img * cout + co) * hw + oy * w + ox, src = tmp + l
+                if oy + 4 <= h && ox + 4 <= w {
+                    for i in 0..<4 {
+                        let d = yc + i * w, s = src + i * 32
+                        d[0] = s[0]; d[1] = s[8]; d[2] = s[16]; d[3] = s[24]
+                    }
+                } else {
+                    for i in 0..<min(4, h - oy) { for j in 0..<min(4, w - ox) { yc[i * w + j] = src[(i * 4 + j) * 8] } }
+                }
+                g += 1; k += 1
+                if k == tpi { k = 0; img += 1 }
+            }
+            t += n
+        }
+    }
+}
