@@ -77,8 +77,8 @@ final class Winograd43Tests: XCTestCase {
     /// dX with F(4x4) (transposed, rotated weights) equals dX with F(2x2) through Conv2D.backward.
     func testInputGradientMatchesF2x2() {
         let shapes: [(n: Int, cin: Int, cout: Int, h: Int, w: Int)] = [(2, 3, 5, 8, 8), (3, 2, 6, 9, 11), (2, 16, 9, 16, 16)]
-        let saved = Conv2D.winograd43MinSide
-        defer { Conv2D.winograd43MinSide = saved }
+        let saved = Conv2D.winograd4x4MinSide
+        defer { Conv2D.winograd4x4MinSide = saved }
         for (i, s) in shapes.enumerated() {
             let ctx = ModelContext()
             let conv = Conv2D(ctx, name: "conv", inChannels: s.cin, outChannels: s.cout, kernel: 3, stride: 1, padding: 1)
@@ -88,7 +88,7 @@ final class Winograd43Tests: XCTestCase {
             let dy = randomTensor([s.n, s.cout, s.h, s.w], seed: UInt64(500 + i))
             var results: [[Float]] = []
             for minSide in [8, Int.max] {   // F(4x4), then F(2x2)
-                Conv2D.winograd43MinSide = minSide
+                Conv2D.winograd4x4MinSide = minSide
                 _ = conv.forward(x, training: true)
                 results.append(conv.backward(dy).array)
             }

@@ -3,11 +3,13 @@
 // them into its own workspace and runs one single-threaded gemm per group (darknet's scheme):
 //   forward:  Y[Cout, g*Ho*Wo] = W[Cout, Cin*kH*kW] * cols[Cin*kH*kW, g*Ho*Wo]  (+ bias)
 //   backward: dW += dY * cols^T ; db += sum(dY) ; dcols = W^T * dY, col2im(dcols) = dX
-// 3x3 stride-1 padding-1 convolutions on maps of 4x4 or more use Winograd F(2x2, 3x3) instead for
-// the forward pass, for dX (= the same convolution of dY with W transposed and rotated 180°) and
-// for dW (WinogradWeightGradient.swift): 2.25x fewer multiplications and lighter transforms than im2col.
-// On maps with no more pixels than the kernel has taps (2x2, 1x1) the convolution runs as one dense
-// matrix over the whole batch instead (ConvUnrolled.swift): no im2col, no multiplications by padding.
+// Three other ways, chosen by shape alone (`strategy`):
+// - 3x3 stride-1 padding-1 convolutions on maps of 8x8 or more use Winograd F(4x4, 3x3)
+//   (Winograd43.swift) for the forward pass and for dX (= the same convolution of dY with W transposed
+//   and rotated 180°): 4x fewer multiplications than im2col; on 3x3 to 7x7 maps F(2x2, 3x3)
+//   (Winograd.swift, 2.25x fewer). dW uses F(2x2) on all of them (WinogradWeightGradient.swift).
+// - On maps with no more pixels than the kernel has taps (2x2, 1x1) the convolution runs as one
+//   dense matrix over the whole batch (ConvUnrolled.swift): no im2col, no multiplications by padding.
 
 public final class Conv2D: Layer {
     public let name: String
@@ -38,31 +40,37 @@ public final class Conv2D: Layer {
 
     public var parameters: [ParamHandle] { [weight] + (bias.map { [$0] } ?? []) }
 
-    /// Winograd applies to 3x3/stride 1/padding 1; on 3x3 maps or smaller it is no faster (measured).
-    private func usesWinograd(_ x: [Int]) -> Bool {
-        kernel == 3 && stride == 1 && padding == 1 && min(x[2], x[3]) >= 4
+    /// How a convolution of this input shape is computed. The choice depends only on the shapes
+    /// (never on the CPU), so results do not either. Thresholds from `resnet bench` and a per-layer
+    /// micro-benchmark (min of 8, forward + backward) on this project's machine: see docs/performance.md.
+    enum Strategy {
+        case unrolled(UnrolledConv)   // H·W ≤ k²: one dense matrix per pass (ConvUnrolled.swift)
+        case winograd4x4              // 3x3 s1 p1 on maps ≥ winograd4x4MinSide: F(4x4, 3x3) forward and dX
+        case winograd2x2              // 3x3 s1 p1 on maps ≥ 3: F(2x2, 3x3) forward and dX
+        case im2col                   // everything else: im2col + gemm, col2im for dX
+        var isWinograd: Bool { switch self { case .winograd4x4, .winograd2x2: return true; default: return false } }
+        var unrolledForm: UnrolledConv? { if case .unrolled(let u) = self { return u }; return nil }
     }
+    /// Maps at least this wide use F(4x4, 3x3); 3 to 7 use F(2x2, 3x3), which was faster there
+    /// (one or two 4x4 tiles per map leave F(4x4)'s gemms too narrow). The weight gradient of both
+    /// uses F(2x2) (WinogradWeightGradient.swift).
+    nonisolated(unsafe) public static var winograd4x4MinSide = 8
 
-    /// The dense-matrix form applies where H·W ≤ k² (it then does no more work than im2col) and
-    /// its matrix stays small (≤ 16 MiB; one matrix and its gradient, shared by all layers).
-    private func unrolled(_ x: [Int]) -> UnrolledConv? {
+    func strategy(_ x: [Int]) -> Strategy {
         let os = outputShape(x)
         let u = UnrolledConv(cin: inChannels, cout: outChannels, k: kernel, s: stride, p: padding,
                              h: x[2], w: x[3], ho: os[2], wo: os[3])
-        return x[2] * x[3] <= kernel * kernel && u.rows * u.cols <= UnrolledConv.maxEntries ? u : nil
+        // The dense matrix does no more work than im2col where H·W ≤ k²; it must stay small (≤ 16 MiB:
+        // it and its gradient are scratch shared by all layers).
+        if x[2] * x[3] <= kernel * kernel && u.rows * u.cols <= UnrolledConv.maxEntries { return .unrolled(u) }
+        guard kernel == 3 && stride == 1 && padding == 1 && min(x[2], x[3]) >= 3 else { return .im2col }
+        return min(x[2], x[3]) >= Conv2D.winograd4x4MinSide ? .winograd4x4 : .winograd2x2
     }
-
-    /// Winograd-transformed weights for forward, U[16][Cout][Cin], or for dX, U'[16][Cin][Cout],
-    /// computed for each use into scratch that all layers share.
-    /// Maps at least this wide use F(4x4, 3x3) (Winograd43.swift) for forward and dX, smaller ones F(2x2, 3x3).
-    nonisolated(unsafe) public static var winograd43MinSide = 8
-
-    private func usesWinograd43(_ x: [Int]) -> Bool { min(x[2], x[3]) >= Conv2D.winograd43MinSide }
 
     /// Runs forward (x -> y) or dX (dY -> dX) with Winograd, F(4x4) or F(2x2) by map size.
     private func winogradPass(_ input: Tensor, _ output: Tensor, bias: UnsafePointer<Float>?, forInputGradient: Bool, _ p: Plan) {
         let (ci, co) = forInputGradient ? (outChannels, inChannels) : (inChannels, outChannels)
-        if usesWinograd43(input.shape) {
+        if case .winograd4x4 = strategy(input.shape) {
             let u = Workspace.shared.buffer(worker: 0, slot: Workspace.winogradWeights, count: 36 * inChannels * outChannels)
             Parallel.forRanges(co) { rows in
                 winograd43TransformWeights(self.weight.value, cout: self.outChannels, cin: self.inChannels, into: u,
@@ -81,6 +89,8 @@ public final class Conv2D: Layer {
         }
     }
 
+    /// Winograd-transformed weights F(2x2) for forward, U[16][Cout][Cin], or for dX, U'[16][Cin][Cout],
+    /// computed for each use into scratch that all layers share.
     private func transformedWeights(forInputGradient: Bool) -> UnsafeMutablePointer<Float> {
         let u = Workspace.shared.buffer(worker: 0, slot: Workspace.winogradWeights, count: 16 * inChannels * outChannels)
         let (w, co, ci) = (weight.value, outChannels, inChannels)
@@ -121,7 +131,8 @@ public final class Conv2D: Layer {
         input = x
         let y = Tensor.reuse(out, outputShape(x.shape)); out = y
         let p = plan(x.shape)
-        if let u = unrolled(x.shape) {
+        let strategy = self.strategy(x.shape)
+        if case .unrolled(let u) = strategy {
             let wu = Workspace.shared.buffer(worker: 0, slot: Workspace.unrolledMatrix, count: u.rows * u.cols)
             let bv = bias?.value
             ctx.timed("Conv2D forward unrolled") {
@@ -139,7 +150,7 @@ public final class Conv2D: Layer {
             }
             return y
         }
-        if usesWinograd(x.shape) {
+        if strategy.isWinograd {
             let bv = bias.map { UnsafePointer($0.value) }
             ctx.timed("Conv2D forward winograd") { winogradPass(x, y, bias: bv, forInputGradient: false, p) }
             return y
@@ -183,9 +194,9 @@ public final class Conv2D: Layer {
 
     public func backward(_ dy: Tensor) -> Tensor {
         guard let x = input else { preconditionFailure("\(name): backward before forward") }
-        let winograd = usesWinograd(x.shape), unrolled = self.unrolled(x.shape)
+        let strategy = self.strategy(x.shape), winograd = strategy.isWinograd
         // Winograd and the unrolled gemm overwrite dX; col2im adds into it.
-        let d = GradientPool.take(x.shape, zeroed: !((winograd || unrolled != nil) && needsInputGradient))
+        let d = GradientPool.take(x.shape, zeroed: !((winograd || strategy.unrolledForm != nil) && needsInputGradient))
         let needDX = needsInputGradient && !winograd
         let p = plan(x.shape)
         let inImage = inChannels * p.h * p.w, outImage = outChannels * p.hw
@@ -196,7 +207,7 @@ public final class Conv2D: Layer {
                 for c in r { for i in 0..<p.n { g[c] += sumFloats(dy.data + i * outImage + c * p.hw, p.hw) } }
             }
         }
-        if let u = unrolled {
+        if let u = strategy.unrolledForm {
             unrolledBackward(u, x: x, dy: dy, dx: d)
             return d
         }

@@ -11,7 +11,7 @@
 /// Geometry of one unrolled convolution.
 struct UnrolledConv {
     /// Largest matrix used (16 MiB of floats); larger ones fall back to im2col.
-    static let maxEntries = 1 << 22
+    nonisolated(unsafe) static var maxEntries = 1 << 22
     let cin, cout, k, s, p, h, w, ho, wo: Int
     var rows: Int { cout * ho * wo }     // Wu's rows: outputs per image
     var cols: Int { cin * h * w }        // Wu's columns: inputs per image

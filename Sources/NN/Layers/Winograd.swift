@@ -11,7 +11,9 @@
 import Foundation
 
 /// Tiles (gemm columns) per block; each worker needs 16 * (Cin + Cout) * this many floats of scratch.
-nonisolated(unsafe) public var winogradTargetTiles = 160
+/// 0 = automatic: 160, fewer from 256 + 256 channels on (min(160, 65536 / (Cin + Cout)), at least 32)
+/// so the scratch stays at 4 MiB per worker.
+nonisolated(unsafe) public var winogradTargetTiles = 0
 
 /// Per-worker scratch for V and M, safe to request from inside worker threads (Workspace.shared
 /// is main-thread only, and its slots belong to Conv2D).
@@ -156,7 +158,8 @@ public func winogradForward(x: UnsafePointer<Float>, u: UnsafePointer<Float>, bi
     let wp = 2 * tw + 2, padded = (2 * th + 2) * wp
     let total = images.count * tpi
     // Blocks of equal size close to the target.
-    let blocks = max(1, (total + winogradTargetTiles / 2) / max(winogradTargetTiles, 1))
+    let target = winogradTargetTiles > 0 ? winogradTargetTiles : max(32, min(160, 65536 / (cin + cout)))
+    let blocks = max(1, (total + target / 2) / target)
     let tmax = (total + blocks - 1) / blocks
     // Planes are padded by a cache line so the 16 streams of a transform don't alias in the cache.
     let vPlaneMax = cin * tmax + 16, mPlaneMax = cout * tmax + 16
