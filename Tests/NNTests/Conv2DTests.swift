@@ -125,7 +125,8 @@ final class Conv2DTests: XCTestCase {
             }
             assertClose(yAll, ySingles, rtol: 1e-5, atol: 1e-6, "\(c) output")
             assertClose(dxAll, dxSingles, rtol: 1e-5, atol: 1e-6, "\(c) input gradient")
-            assertClose(gAll, Array(ctx.params.gradBuffer), rtol: 1e-4, atol: 1e-5, "\(c) parameter gradients")
+            // Relative to the gradient's scale: Winograd's rounding grows with the summed terms, not the result.
+            assertCloseScaled(gAll, ctx.params.gradBuffer.map(Double.init), "\(c) parameter gradients")
         }
     }
 

@@ -43,7 +43,8 @@ final class ParallelTests: XCTestCase {
                 let r = runConv(c, workers: w)
                 assertClose(r.y, one.y, rtol: 1e-5, atol: 1e-6, "\(c) workers \(w) output")
                 assertClose(r.dx, one.dx, rtol: 1e-5, atol: 1e-6, "\(c) workers \(w) input gradient")
-                assertClose(r.grads, one.grads, rtol: 1e-4, atol: 1e-5, "\(c) workers \(w) parameter gradients")
+                // relative to the gradient's scale (Winograd's rounding grows with the summed terms)
+                assertCloseScaled(r.grads, one.grads.map(Double.init), "\(c) workers \(w) parameter gradients")
             }
         }
     }

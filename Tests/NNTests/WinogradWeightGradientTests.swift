@@ -1,6 +1,6 @@
-// Winograd F(2x2, 3x3) weight gradient: against a direct Double reference (odd and tiny maps,
-// partial image ranges, blocks splitting images and tile rows, many channels, concurrent
-// workers, accumulation into dw) and against Conv2D.backward's im2col weight gradient.
+// Winograd weight gradients, F(2x2, 3x3) and F(4x4, 3x3), each: against a direct Double reference
+// (odd and tiny maps, partial image ranges, blocks splitting images and tile rows, many channels,
+// concurrent workers, accumulation into dw) and against Conv2D.backward's im2col weight gradient.
 import XCTest
 import Foundation
 import NN
@@ -26,6 +26,21 @@ private func referenceWeightGradient(x: [Float], dy: [Float], n: Int, cin: Int, 
     return dw
 }
 
+/// One of the two weight-gradient passes, with its block-size knob.
+private struct Variant {
+    let name: String
+    let run: (UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int, Int, Int, Int, Range<Int>, Int) -> Void
+    let setTarget: (Int) -> Void
+    var target: Int { name == "F(2x2)" ? winogradWeightGradientTargetTiles : winograd43WeightGradientTargetTiles }
+}
+
+private let variants = [
+    Variant(name: "F(2x2)", run: { winogradWeightGradient(x: $0, dy: $1, dw: $2, cin: $3, cout: $4, h: $5, w: $6, images: $7, worker: $8) },
+            setTarget: { winogradWeightGradientTargetTiles = $0 }),
+    Variant(name: "F(4x4)", run: { winograd43WeightGradient(x: $0, dy: $1, dw: $2, cin: $3, cout: $4, h: $5, w: $6, images: $7, worker: $8) },
+            setTarget: { winograd43WeightGradientTargetTiles = $0 }),
+]
+
 final class WinogradWeightGradientTests: XCTestCase {
     struct Case { var n, cin, cout, h, w: Int }
 
@@ -45,20 +60,23 @@ final class WinogradWeightGradientTests: XCTestCase {
         Case(n: 2, cin: 11, cout: 13, h: 17, w: 19),
     ]
 
-    /// Runs winogradWeightGradient on `images` into a dw prefilled with `initial`, checks dw = initial + reference.
+    /// Runs both passes on `images` into a dw prefilled with `initial`, checks dw = initial + reference.
     private func run(_ c: Case, images: Range<Int>, seed: UInt64, file: StaticString = #filePath, line: UInt = #line) {
+        for v in variants { run(v, c, images: images, seed: seed, file: file, line: line) }
+    }
+
+    private func run(_ v: Variant, _ c: Case, images: Range<Int>, seed: UInt64, file: StaticString, line: UInt) {
         let x = randomArray(c.n * c.cin * c.h * c.w, seed: seed)
         let dy = randomArray(c.n * c.cout * c.h * c.w, seed: seed + 1)
         let initial = randomArray(c.cout * c.cin * 9, seed: seed + 2)
         var dw = initial
         x.withUnsafeBufferPointer { xp in dy.withUnsafeBufferPointer { dp in dw.withUnsafeMutableBufferPointer { wp in
-            winogradWeightGradient(x: xp.baseAddress!, dy: dp.baseAddress!, dw: wp.baseAddress!, cin: c.cin, cout: c.cout,
-                                   h: c.h, w: c.w, images: images, worker: 0)
+            v.run(xp.baseAddress!, dp.baseAddress!, wp.baseAddress!, c.cin, c.cout, c.h, c.w, images, 0)
         }}}
         let ref = referenceWeightGradient(x: x, dy: dy, n: c.n, cin: c.cin, cout: c.cout, h: c.h, w: c.w, images: images)
         // Compare the added part (tolerance relative to the gradient's magnitude, not the prefill's).
         let added = zip(dw, initial).map { $0 - $1 }
-        assertCloseScaled(added, ref, "\(c) images \(images)", file: file, line: line)
+        assertCloseScaled(added, ref, "\(v.name) \(c) images \(images)", file: file, line: line)
     }
 
     func testMatchesReference() {
@@ -76,13 +94,15 @@ final class WinogradWeightGradientTests: XCTestCase {
 
     /// Small blocks: blocks start and end inside images and tile rows; gemms accumulate over many blocks.
     func testSmallBlocks() {
-        let saved = winogradWeightGradientTargetTiles
-        defer { winogradWeightGradientTargetTiles = saved }
-        for target in [1, 3, 7, 20, 37, 100] {
-            winogradWeightGradientTargetTiles = target
-            for (i, c) in Self.cases.enumerated() {
-                run(c, images: 0..<c.n, seed: UInt64(10 * i + 7 + target))
-                if c.n > 2 { run(c, images: 1..<2, seed: UInt64(10 * i + 9 + target)) }
+        for v in variants {
+            let saved = v.target
+            defer { v.setTarget(saved) }
+            for target in [1, 3, 7, 20, 37, 100] {
+                v.setTarget(target)
+                for (i, c) in Self.cases.enumerated() {
+                    run(v, c, images: 0..<c.n, seed: UInt64(10 * i + 7 + target), file: #filePath, line: #line)
+                    if c.n > 2 { run(v, c, images: 1..<2, seed: UInt64(10 * i + 9 + target), file: #filePath, line: #line) }
+                }
             }
         }
     }
@@ -99,19 +119,20 @@ final class WinogradWeightGradientTests: XCTestCase {
         let x = randomArray(c.n * c.cin * c.h * c.w, seed: 1)
         let dy = randomArray(c.n * c.cout * c.h * c.w, seed: 2)
         let count = c.cout * c.cin * 9
-        var parts = [Float](repeating: 0, count: 2 * count)
-        x.withUnsafeBufferPointer { xp in dy.withUnsafeBufferPointer { dp in parts.withUnsafeMutableBufferPointer { pp in
-            let (xa, da, pa) = (xp.baseAddress!, dp.baseAddress!, pp.baseAddress!)
-            DispatchQueue.concurrentPerform(iterations: 2) { k in
-                winogradWeightGradient(x: xa, dy: da, dw: pa + k * count, cin: c.cin, cout: c.cout, h: c.h, w: c.w,
-                                       images: (2 * k)..<(2 * k + 2), worker: 10 + k)
-            }
-        }}}
-        let sum = (0..<count).map { parts[$0] + parts[count + $0] }
         let ref = referenceWeightGradient(x: x, dy: dy, n: c.n, cin: c.cin, cout: c.cout, h: c.h, w: c.w, images: 0..<c.n)
-        assertCloseScaled(sum, ref, "concurrent")
         let ref0 = referenceWeightGradient(x: x, dy: dy, n: c.n, cin: c.cin, cout: c.cout, h: c.h, w: c.w, images: 0..<2)
-        assertCloseScaled(Array(parts[0..<count]), ref0, "concurrent worker 0")
+        for v in variants {
+            var parts = [Float](repeating: 0, count: 2 * count)
+            x.withUnsafeBufferPointer { xp in dy.withUnsafeBufferPointer { dp in parts.withUnsafeMutableBufferPointer { pp in
+                let (xa, da, pa) = (xp.baseAddress!, dp.baseAddress!, pp.baseAddress!)
+                DispatchQueue.concurrentPerform(iterations: 2) { k in
+                    v.run(xa, da, pa + k * count, c.cin, c.cout, c.h, c.w, (2 * k)..<(2 * k + 2), 10 + k)
+                }
+            }}}
+            let sum = (0..<count).map { parts[$0] + parts[count + $0] }
+            assertCloseScaled(sum, ref, "\(v.name) concurrent")
+            assertCloseScaled(Array(parts[0..<count]), ref0, "\(v.name) concurrent worker 0")
+        }
     }
 
     /// Against Conv2D.backward's im2col + gemm weight gradient.
@@ -131,12 +152,13 @@ final class WinogradWeightGradientTests: XCTestCase {
             _ = conv.backward(dy)
             let dwRef = conv.weight.grads
 
-            var dw = [Float](repeating: 0, count: s.cout * s.cin * 9)
-            dw.withUnsafeMutableBufferPointer { wp in
-                winogradWeightGradient(x: x.data, dy: dy.data, dw: wp.baseAddress!, cin: s.cin, cout: s.cout,
-                                       h: s.h, w: s.w, images: 0..<s.n, worker: 0)
+            for v in variants {
+                var dw = [Float](repeating: 0, count: s.cout * s.cin * 9)
+                dw.withUnsafeMutableBufferPointer { wp in
+                    v.run(x.data, dy.data, wp.baseAddress!, s.cin, s.cout, s.h, s.w, 0..<s.n, 0)
+                }
+                assertCloseScaled(dw, dwRef.map(Double.init), "\(v.name) dW vs Conv2D \(s)")
             }
-            assertCloseScaled(dw, dwRef.map(Double.init), "dW vs Conv2D \(s)")
         }
     }
 }

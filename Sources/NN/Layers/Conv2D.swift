@@ -7,7 +7,8 @@
 // - 3x3 stride-1 padding-1 convolutions on maps of 8x8 or more use Winograd F(4x4, 3x3)
 //   (Winograd43.swift) for the forward pass and for dX (= the same convolution of dY with W transposed
 //   and rotated 180°): 4x fewer multiplications than im2col; on 3x3 to 7x7 maps F(2x2, 3x3)
-//   (Winograd.swift, 2.25x fewer). dW uses F(2x2) on all of them (WinogradWeightGradient.swift).
+//   (Winograd.swift, 2.25x fewer); dW with the same tile size (Winograd43WeightGradient.swift,
+//   WinogradWeightGradient.swift).
 // - On maps with no more pixels than the kernel has taps (2x2, 1x1) the convolution runs as one
 //   dense matrix over the whole batch (ConvUnrolled.swift): no im2col, no multiplications by padding.
 
@@ -45,15 +46,14 @@ public final class Conv2D: Layer {
     /// micro-benchmark (min of 8, forward + backward) on this project's machine: see docs/performance.md.
     enum Strategy {
         case unrolled(UnrolledConv)   // H·W ≤ k²: one dense matrix per pass (ConvUnrolled.swift)
-        case winograd4x4              // 3x3 s1 p1 on maps ≥ winograd4x4MinSide: F(4x4, 3x3) forward and dX
-        case winograd2x2              // 3x3 s1 p1 on maps ≥ 3: F(2x2, 3x3) forward and dX
+        case winograd4x4              // 3x3 s1 p1 on maps ≥ winograd4x4MinSide: F(4x4, 3x3) forward, dX, dW
+        case winograd2x2              // 3x3 s1 p1 on maps ≥ 3: F(2x2, 3x3) forward, dX, dW
         case im2col                   // everything else: im2col + gemm, col2im for dX
         var isWinograd: Bool { switch self { case .winograd4x4, .winograd2x2: return true; default: return false } }
         var unrolledForm: UnrolledConv? { if case .unrolled(let u) = self { return u }; return nil }
     }
     /// Maps at least this wide use F(4x4, 3x3); 3 to 7 use F(2x2, 3x3), which was faster there
-    /// (one or two 4x4 tiles per map leave F(4x4)'s gemms too narrow). The weight gradient of both
-    /// uses F(2x2) (WinogradWeightGradient.swift).
+    /// (one or two 4x4 tiles per map leave F(4x4)'s gemms too narrow). All three passes follow.
     nonisolated(unsafe) public static var winograd4x4MinSide = 8
 
     func strategy(_ x: [Int]) -> Strategy {
@@ -223,8 +223,13 @@ public final class Conv2D: Layer {
                 Parallel.forRanges(p.workers) { workers in for wk in workers {
                     let dw = ws[wk].dw
                     if wk > 0 { dw.update(repeating: 0, count: wcount) }
-                    winogradWeightGradient(x: x.data, dy: dy.data, dw: dw, cin: self.inChannels, cout: self.outChannels,
-                                           h: p.h, w: p.w, images: p.images(wk), worker: wk)
+                    if case .winograd4x4 = strategy {
+                        winograd43WeightGradient(x: x.data, dy: dy.data, dw: dw, cin: self.inChannels, cout: self.outChannels,
+                                                 h: p.h, w: p.w, images: p.images(wk), worker: wk)
+                    } else {
+                        winogradWeightGradient(x: x.data, dy: dy.data, dw: dw, cin: self.inChannels, cout: self.outChannels,
+                                               h: p.h, w: p.w, images: p.images(wk), worker: wk)
+                    }
                 }}
             }
         }

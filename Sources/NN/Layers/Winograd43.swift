@@ -109,59 +109,74 @@ public func winograd43Forward(x: UnsafePointer<Float>, u: UnsafePointer<Float>, 
         let nt = min(tmax, total - t0)
         let first = images.lowerBound * tpi + t0
         let vPlane = cin * nt + 16, mPlane = cout * nt + 16
-        // V: per channel, per image segment of the block, 8 tiles at a time
-        for c in 0..<cin {
-            var t = 0
-            while t < nt {
-                let g = first + t, img = g / tpi, ka = g % tpi, kb = min(tpi, ka + (nt - t))
-                let xc = x + (img * cin + c) * h * w
-                // input rows of the tile rows ka / tw ... (kb - 1) / tw (patch rows 4ty - 1 ..< 4ty + 5)
-                for iy in max(0, 4 * (ka / tw) - 1)..<min(h, 4 * ((kb - 1) / tw) + 5) {
-                    let row = pbuf + (iy + 1) * 4 * lw, src = xc + iy * w
-                    for ix in 0..<w { let pc = ix + 1; row[(pc & 3) * lw + pc >> 2] = src[ix] }
-                }
-                var k = ka
-                while k < kb {
-                    let ty = k / tw, tx = k - ty * tw
-                    let n = min(8, kb - k, tw - tx)   // 8 tiles of one tile row
-                    let base = pbuf + 4 * ty * 4 * lw + tx
-                    @inline(__always) func load(_ r: Int, _ col: Int) -> SIMD8<Float> {
-                        UnsafeRawPointer(base + (r * 4 + (col & 3)) * lw + (col >> 2)).loadUnaligned(as: SIMD8<Float>.self)
-                    }
-                    // columns of B^T d (row pass), one patch column at a time
-                    let q0 = inputTransform(load(0, 0), load(1, 0), load(2, 0), load(3, 0), load(4, 0), load(5, 0))
-                    let q1 = inputTransform(load(0, 1), load(1, 1), load(2, 1), load(3, 1), load(4, 1), load(5, 1))
-                    let q2 = inputTransform(load(0, 2), load(1, 2), load(2, 2), load(3, 2), load(4, 2), load(5, 2))
-                    let q3 = inputTransform(load(0, 3), load(1, 3), load(2, 3), load(3, 3), load(4, 3), load(5, 3))
-                    let q4 = inputTransform(load(0, 4), load(1, 4), load(2, 4), load(3, 4), load(4, 4), load(5, 4))
-                    let q5 = inputTransform(load(0, 5), load(1, 5), load(2, 5), load(3, 5), load(4, 5), load(5, 5))
-                    let dst = UnsafeMutableRawPointer(v + c * nt + t + (k - ka)), ps = vPlane * 4
-                    @inline(__always) func store(_ i: Int, _ r: (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>)) {
-                        dst.storeBytes(of: r.0, toByteOffset: (i * 6) * ps, as: SIMD8<Float>.self)
-                        dst.storeBytes(of: r.1, toByteOffset: (i * 6 + 1) * ps, as: SIMD8<Float>.self)
-                        dst.storeBytes(of: r.2, toByteOffset: (i * 6 + 2) * ps, as: SIMD8<Float>.self)
-                        dst.storeBytes(of: r.3, toByteOffset: (i * 6 + 3) * ps, as: SIMD8<Float>.self)
-                        dst.storeBytes(of: r.4, toByteOffset: (i * 6 + 4) * ps, as: SIMD8<Float>.self)
-                        dst.storeBytes(of: r.5, toByteOffset: (i * 6 + 5) * ps, as: SIMD8<Float>.self)
-                    }
-                    // row i of (B^T d) B = the column pass over q*.i; a partial group's extra lanes land
-                    // on tiles written later (next segment, next channel) or in the plane's padding
-                    store(0, inputTransform(q0.0, q1.0, q2.0, q3.0, q4.0, q5.0))
-                    store(1, inputTransform(q0.1, q1.1, q2.1, q3.1, q4.1, q5.1))
-                    store(2, inputTransform(q0.2, q1.2, q2.2, q3.2, q4.2, q5.2))
-                    store(3, inputTransform(q0.3, q1.3, q2.3, q3.3, q4.3, q5.3))
-                    store(4, inputTransform(q0.4, q1.4, q2.4, q3.4, q4.4, q5.4))
-                    store(5, inputTransform(q0.5, q1.5, q2.5, q3.5, q4.5, q5.5))
-                    k += n
-                }
-                t += kb - ka
-            }
-        }
+        winograd43InputTransform(x, v, pbuf, Winograd43Geometry(h: h, w: w, tw: tw, tpi: tpi, lw: lw),
+                                 plane: vPlane, cin: cin, first: first, nt: nt)
         for xi in 0..<36 {
             gemm(m: cout, n: nt, k: cin, a: u + xi * cout * cin, lda: cin, b: v + xi * vPlane, ldb: nt, c: m + xi * mPlane, ldc: nt)
         }
         outputTransform(m, y, bias, plane: mPlane, cout: cout, h: h, w: w, tw: tw, tpi: tpi, first: first, nt: nt)
         t0 += nt
+    }
+}
+
+/// Tile geometry shared by the F(4x4) passes: map h x w, tw tiles per tile row, tpi per image, and
+/// lw, the length of a phase row of the padded plane.
+struct Winograd43Geometry {
+    let h, w, tw, tpi, lw: Int
+}
+
+/// V[xi][c][t] = (B^T d_t B)[xi] for the block's nt tiles starting at global tile `first`; `pbuf`
+/// is the zero-bordered phase-layout plane ((4 th + 2) * 4 * lw floats, zeroed by the caller once).
+func winograd43InputTransform(_ x: UnsafePointer<Float>, _ v: UnsafeMutablePointer<Float>, _ pbuf: UnsafeMutablePointer<Float>,
+                              _ geo: Winograd43Geometry, plane vPlane: Int, cin: Int, first: Int, nt: Int) {
+    let (h, w, tw, tpi, lw) = (geo.h, geo.w, geo.tw, geo.tpi, geo.lw)
+    // V: per channel, per image segment of the block, 8 tiles at a time
+    for c in 0..<cin {
+        var t = 0
+        while t < nt {
+            let g = first + t, img = g / tpi, ka = g % tpi, kb = min(tpi, ka + (nt - t))
+            let xc = x + (img * cin + c) * h * w
+            // input rows of the tile rows ka / tw ... (kb - 1) / tw (patch rows 4ty - 1 ..< 4ty + 5)
+            for iy in max(0, 4 * (ka / tw) - 1)..<min(h, 4 * ((kb - 1) / tw) + 5) {
+                let row = pbuf + (iy + 1) * 4 * lw, src = xc + iy * w
+                for ix in 0..<w { let pc = ix + 1; row[(pc & 3) * lw + pc >> 2] = src[ix] }
+            }
+            var k = ka
+            while k < kb {
+                let ty = k / tw, tx = k - ty * tw
+                let n = min(8, kb - k, tw - tx)   // 8 tiles of one tile row
+                let base = pbuf + 4 * ty * 4 * lw + tx
+                @inline(__always) func load(_ r: Int, _ col: Int) -> SIMD8<Float> {
+                    UnsafeRawPointer(base + (r * 4 + (col & 3)) * lw + (col >> 2)).loadUnaligned(as: SIMD8<Float>.self)
+                }
+                // columns of B^T d (row pass), one patch column at a time
+                let q0 = inputTransform(load(0, 0), load(1, 0), load(2, 0), load(3, 0), load(4, 0), load(5, 0))
+                let q1 = inputTransform(load(0, 1), load(1, 1), load(2, 1), load(3, 1), load(4, 1), load(5, 1))
+                let q2 = inputTransform(load(0, 2), load(1, 2), load(2, 2), load(3, 2), load(4, 2), load(5, 2))
+                let q3 = inputTransform(load(0, 3), load(1, 3), load(2, 3), load(3, 3), load(4, 3), load(5, 3))
+                let q4 = inputTransform(load(0, 4), load(1, 4), load(2, 4), load(3, 4), load(4, 4), load(5, 4))
+                let q5 = inputTransform(load(0, 5), load(1, 5), load(2, 5), load(3, 5), load(4, 5), load(5, 5))
+                let dst = UnsafeMutableRawPointer(v + c * nt + t + (k - ka)), ps = vPlane * 4
+                @inline(__always) func store(_ i: Int, _ r: (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>)) {
+                    dst.storeBytes(of: r.0, toByteOffset: (i * 6) * ps, as: SIMD8<Float>.self)
+                    dst.storeBytes(of: r.1, toByteOffset: (i * 6 + 1) * ps, as: SIMD8<Float>.self)
+                    dst.storeBytes(of: r.2, toByteOffset: (i * 6 + 2) * ps, as: SIMD8<Float>.self)
+                    dst.storeBytes(of: r.3, toByteOffset: (i * 6 + 3) * ps, as: SIMD8<Float>.self)
+                    dst.storeBytes(of: r.4, toByteOffset: (i * 6 + 4) * ps, as: SIMD8<Float>.self)
+                    dst.storeBytes(of: r.5, toByteOffset: (i * 6 + 5) * ps, as: SIMD8<Float>.self)
+                }
+                // row i of (B^T d) B = the column pass over q*.i; a partial group's extra lanes land
+                // on tiles written later (next segment, next channel) or in the plane's padding
+                store(0, inputTransform(q0.0, q1.0, q2.0, q3.0, q4.0, q5.0))
+                store(1, inputTransform(q0.1, q1.1, q2.1, q3.1, q4.1, q5.1))
+                store(2, inputTransform(q0.2, q1.2, q2.2, q3.2, q4.2, q5.2))
+                store(3, inputTransform(q0.3, q1.3, q2.3, q3.3, q4.3, q5.3))
+                store(4, inputTransform(q0.4, q1.4, q2.4, q3.4, q4.4, q5.4))
+                store(5, inputTransform(q0.5, q1.5, q2.5, q3.5, q4.5, q5.5))
+                k += n
+            }
+            t += kb - ka
+        }
     }
 }
 

@@ -1,0 +1,155 @@
+// Weight gradient of a 3x3 stride-1 padding-1 convolution with Winograd F(4x4, 3x3), the adjoint of
+// Winograd43.swift's forward (y_t = A^T [(G g G^T) ⊙ (B^T d_t B)] A per 4x4 output tile t):
+//   dL/dg = G^T [ Σ_t (A dY_t A^T) ⊙ (B^T d_t B) ] G
+// With V[36][Cin][T] = B^T d B (the forward's input transform) and DY[36][Cout][T] = A dY A^T
+// (dY_t the 4x4 output-gradient block of tile t, zero beyond H x W):
+//   Mw[xi][co][ci] = Σ_t DY[xi][co][t] * V[xi][ci][t]     (36 gemms [Cout x T] x [T x Cin]^T, accumulated over blocks)
+//   dW[co][ci] += G^T Mw[co][ci] G                          (once per call)
+// A = [1 0 0 0; 1 1 1 1; 1 -1 1 -1; 1 2 4 8; 1 -2 4 -8; 0 0 0 1] (A^T of the forward, transposed);
+// G^T = [1/4 -1/6 -1/6 1/24 1/24 0; 0 -1/6 1/6 1/12 -1/12 0; 0 -1/6 -1/6 1/6 1/6 1].
+
+/// Tiles (gemm K) per block; 0 = automatic, max(32, 32768 / (Cin + Cout)): V and DY of a block then
+/// take about 4.5 MiB. Each worker needs 36 * ((Cin + Cout) * T + Cin * Cout) floats of scratch.
+nonisolated(unsafe) public var winograd43WeightGradientTargetTiles = 0
+
+/// Per-worker scratch of this pass (V, DY, Mw and the two padded planes).
+private let winograd43DWScratch = WinogradScratch()
+
+/// Adds dL/dW (weight [Cout, Cin, 3, 3]) from images `images` of x (N, Cin, H, W) and dy (N, Cout, H, W)
+/// into dw (Cout*Cin*9 floats; ADDS). Callable concurrently with distinct `worker` ids and disjoint image ranges.
+public func winograd43WeightGradient(x: UnsafePointer<Float>, dy: UnsafePointer<Float>, dw: UnsafeMutablePointer<Float>,
+                                     cin: Int, cout: Int, h: Int, w: Int, images: Range<Int>, worker: Int) {
+    if images.isEmpty || h <= 0 || w <= 0 || cin <= 0 || cout <= 0 { return }
+    let th = (h + 3) / 4, tw = (w + 3) / 4, tpi = th * tw
+    let lw = tw + 8
+    let padded = (4 * th + 2) * 4 * lw     // x, zero-bordered, phase layout (as in the forward)
+    let paddedDY = 4 * th * 4 * lw         // dY, zero beyond H x W, phase layout without the border
+    let total = images.count * tpi
+    let target = winograd43WeightGradientTargetTiles > 0 ? winograd43WeightGradientTargetTiles : max(32, 32768 / (cin + cout))
+    let blocks = max(1, (total + target / 2) / target)
+    let tmax = (total + blocks - 1) / blocks
+    let vPlaneMax = cin * tmax + 16, dPlaneMax = cout * tmax + 16, mPlane = cout * cin + 16
+    let scratch = winograd43DWScratch.buffer(worker: worker, count: 36 * (vPlaneMax + dPlaneMax + mPlane) + padded + paddedDY)
+    let v = scratch, dt = v + 36 * vPlaneMax, mw = dt + 36 * dPlaneMax
+    let pbuf = mw + 36 * mPlane, qbuf = pbuf + padded
+    pbuf.update(repeating: 0, count: padded)
+    qbuf.update(repeating: 0, count: paddedDY)
+    let geo = Winograd43Geometry(h: h, w: w, tw: tw, tpi: tpi, lw: lw)
+    var t0 = 0, firstBlock = true
+    while t0 < total {
+        let nt = min(tmax, total - t0)
+        let first = images.lowerBound * tpi + t0
+        let vPlane = cin * nt + 16, dPlane = cout * nt + 16
+        winograd43InputTransform(x, v, pbuf, geo, plane: vPlane, cin: cin, first: first, nt: nt)
+        outputGradientTransform(dy, dt, qbuf, geo, plane: dPlane, cout: cout, first: first, nt: nt)
+        for xi in 0..<36 {
+            gemm(transB: true, m: cout, n: cin, k: nt, a: dt + xi * dPlane, lda: nt,
+                 b: v + xi * vPlane, ldb: nt, beta: firstBlock ? 0 : 1, c: mw + xi * mPlane, ldc: cin)
+        }
+        firstBlock = false
+        t0 += nt
+    }
+    weightTransform(mw, plane: mPlane, dw: dw, count: cout * cin)
+}
+
+/// Four values to A y (six).
+@inline(__always)
+private func gradientRows(_ y0: SIMD8<Float>, _ y1: SIMD8<Float>, _ y2: SIMD8<Float>, _ y3: SIMD8<Float>)
+    -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
+    let s02 = y0 + y2, s13 = y1 + y3
+    let a = y0 + 4 * y2, b = 2 * y1 + 8 * y3
+    return (y0, s02 + s13, s02 - s13, a + b, a - b, y3)
+}
+
+/// DY[xi][co][t] = (A dY_t A^T)[xi] for the block's tiles, 8 tiles of a tile row at a time. dY's
+/// rows go into `qbuf` in phase layout (column 4l + j of row r at (r * 4 + j) * lw + l); what lies
+/// beyond H x W stays zero.
+private func outputGradientTransform(_ dy: UnsafePointer<Float>, _ d: UnsafeMutablePointer<Float>,
+                                     _ qbuf: UnsafeMutablePointer<Float>, _ geo: Winograd43Geometry,
+                                     plane: Int, cout: Int, first: Int, nt: Int) {
+    let (h, w, tw, tpi, lw) = (geo.h, geo.w, geo.tw, geo.tpi, geo.lw)
+    for c in 0..<cout {
+        var t = 0
+        while t < nt {
+            let g = first + t, img = g / tpi, ka = g % tpi, kb = min(tpi, ka + (nt - t))
+            let yc = dy + (img * cout + c) * h * w
+            for iy in 4 * (ka / tw)..<min(h, 4 * ((kb - 1) / tw) + 4) {
+                let row = qbuf + iy * 4 * lw, src = yc + iy * w
+                for ix in 0..<w { row[(ix & 3) * lw + ix >> 2] = src[ix] }
+            }
+            var k = ka
+            while k < kb {
+                let ty = k / tw, tx = k - ty * tw
+                let n = min(8, kb - k, tw - tx)
+                let base = qbuf + 4 * ty * 4 * lw + tx
+                @inline(__always) func load(_ r: Int, _ col: Int) -> SIMD8<Float> {
+                    UnsafeRawPointer(base + (r * 4 + col) * lw).loadUnaligned(as: SIMD8<Float>.self)
+                }
+                // A dY: six rows of four (one column of dY at a time), then each row times A^T
+                let c0 = gradientRows(load(0, 0), load(1, 0), load(2, 0), load(3, 0))
+                let c1 = gradientRows(load(0, 1), load(1, 1), load(2, 1), load(3, 1))
+                let c2 = gradientRows(load(0, 2), load(1, 2), load(2, 2), load(3, 2))
+                let c3 = gradientRows(load(0, 3), load(1, 3), load(2, 3), load(3, 3))
+                let dst = UnsafeMutableRawPointer(d + c * nt + t + (k - ka)), ps = plane * 4
+                @inline(__always) func store(_ i: Int, _ r: (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>)) {
+                    dst.storeBytes(of: r.0, toByteOffset: (i * 6) * ps, as: SIMD8<Float>.self)
+                    dst.storeBytes(of: r.1, toByteOffset: (i * 6 + 1) * ps, as: SIMD8<Float>.self)
+                    dst.storeBytes(of: r.2, toByteOffset: (i * 6 + 2) * ps, as: SIMD8<Float>.self)
+                    dst.storeBytes(of: r.3, toByteOffset: (i * 6 + 3) * ps, as: SIMD8<Float>.self)
+                    dst.storeBytes(of: r.4, toByteOffset: (i * 6 + 4) * ps, as: SIMD8<Float>.self)
+                    dst.storeBytes(of: r.5, toByteOffset: (i * 6 + 5) * ps, as: SIMD8<Float>.self)
+                }
+                // extra lanes of a partial group land on tiles written later or in the plane's padding
+                store(0, gradientRows(c0.0, c1.0, c2.0, c3.0))
+                store(1, gradientRows(c0.1, c1.1, c2.1, c3.1))
+                store(2, gradientRows(c0.2, c1.2, c2.2, c3.2))
+                store(3, gradientRows(c0.3, c1.3, c2.3, c3.3))
+                store(4, gradientRows(c0.4, c1.4, c2.4, c3.4))
+                store(5, gradientRows(c0.5, c1.5, c2.5, c3.5))
+                k += n
+            }
+            t += kb - ka
+        }
+    }
+}
+
+/// Six values to G^T m (three).
+@inline(__always)
+private func kernelRows(_ m0: SIMD8<Float>, _ m1: SIMD8<Float>, _ m2: SIMD8<Float>,
+                        _ m3: SIMD8<Float>, _ m4: SIMD8<Float>, _ m5: SIMD8<Float>)
+    -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
+    let s12 = (m1 + m2) * (1 / 6), s34 = m3 + m4
+    return (m0 * 0.25 - s12 + s34 * (1 / 24), (m2 - m1) * (1 / 6) + (m3 - m4) * (1 / 12), s34 * (1 / 6) - s12 + m5)
+}
+
+/// dw[q*9 ..< q*9+9] += G^T M_q G for q in 0..<count, M_q[xi] = m[xi * plane + q]; 8 kernels at a time.
+private func weightTransform(_ m: UnsafePointer<Float>, plane: Int, dw: UnsafeMutablePointer<Float>, count: Int) {
+    var q = 0
+    while q < count {
+        let n = min(8, count - q)
+        let p = m + q
+        @inline(__always) func ld(_ k: Int) -> SIMD8<Float> {
+            if n == 8 { return UnsafeRawPointer(p + k * plane).loadUnaligned(as: SIMD8<Float>.self) }
+            var r = SIMD8<Float>()
+            for l in 0..<n { r[l] = p[k * plane + l] }
+            return r
+        }
+        // G^T M: three rows of six (one column of M at a time), then each row times G
+        let c0 = kernelRows(ld(0), ld(6), ld(12), ld(18), ld(24), ld(30))
+        let c1 = kernelRows(ld(1), ld(7), ld(13), ld(19), ld(25), ld(31))
+        let c2 = kernelRows(ld(2), ld(8), ld(14), ld(20), ld(26), ld(32))
+        let c3 = kernelRows(ld(3), ld(9), ld(15), ld(21), ld(27), ld(33))
+        let c4 = kernelRows(ld(4), ld(10), ld(16), ld(22), ld(28), ld(34))
+        let c5 = kernelRows(ld(5), ld(11), ld(17), ld(23), ld(29), ld(35))
+        let r0 = kernelRows(c0.0, c1.0, c2.0, c3.0, c4.0, c5.0)
+        let r1 = kernelRows(c0.1, c1.1, c2.1, c3.1, c4.1, c5.1)
+        let r2 = kernelRows(c0.2, c1.2, c2.2, c3.2, c4.2, c5.2)
+        for l in 0..<n {
+            let d = dw + (q + l) * 9
+            d[0] += r0.0[l]; d[1] += r0.1[l]; d[2] += r0.2[l]
+            d[3] += r1.0[l]; d[4] += r1.1[l]; d[5] += r1.2[l]
+            d[6] += r2.0[l]; d[7] += r2.1[l]; d[8] += r2.2[l]
+        }
+        q += n
+    }
+}
