@@ -74,6 +74,27 @@ public func winograd43TransformWeights(_ w: UnsafePointer<Float>, cout: Int, cin
     }
 }
 
+/// row[(c & 3) * lw + c >> 2] = src[c - offset] for c in offset ..< offset + count: a row split into
+/// its four column phases (the layout of the F(4x4) planes); 16 columns at a time in SIMD lanes.
+@inline(__always)
+func splitPhases(_ src: UnsafePointer<Float>, count: Int, into row: UnsafeMutablePointer<Float>, lw: Int, offset: Int) {
+    var i = 0
+    while i < count && (i + offset) & 3 != 0 {   // up to a column that starts phase 0
+        let c = i + offset; row[(c & 3) * lw + c >> 2] = src[i]; i += 1
+    }
+    while i + 16 <= count {
+        let v = UnsafeRawPointer(src + i).loadUnaligned(as: SIMD16<Float>.self)
+        let l = (i + offset) >> 2
+        let even = v.evenHalf, odd = v.oddHalf
+        UnsafeMutableRawPointer(row + l).storeBytes(of: even.evenHalf, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(row + lw + l).storeBytes(of: odd.evenHalf, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(row + 2 * lw + l).storeBytes(of: even.oddHalf, as: SIMD4<Float>.self)
+        UnsafeMutableRawPointer(row + 3 * lw + l).storeBytes(of: odd.oddHalf, as: SIMD4<Float>.self)
+        i += 16
+    }
+    while i < count { let c = i + offset; row[(c & 3) * lw + c >> 2] = src[i]; i += 1 }
+}
+
 /// Rows (or columns) of a 6x6 patch to B^T d.
 @inline(__always)
 private func inputTransform(_ d0: SIMD8<Float>, _ d1: SIMD8<Float>, _ d2: SIMD8<Float>,
@@ -139,7 +160,7 @@ func winograd43InputTransform(_ x: UnsafePointer<Float>, _ v: UnsafeMutablePoint
             // input rows of the tile rows ka / tw ... (kb - 1) / tw (patch rows 4ty - 1 ..< 4ty + 5)
             for iy in max(0, 4 * (ka / tw) - 1)..<min(h, 4 * ((kb - 1) / tw) + 5) {
                 let row = pbuf + (iy + 1) * 4 * lw, src = xc + iy * w
-                for ix in 0..<w { let pc = ix + 1; row[(pc & 3) * lw + pc >> 2] = src[ix] }
+                splitPhases(src, count: w, into: row, lw: lw, offset: 1)
             }
             var k = ka
             while k < kb {

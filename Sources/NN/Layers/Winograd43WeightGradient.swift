@@ -75,7 +75,7 @@ private func outputGradientTransform(_ dy: UnsafePointer<Float>, _ d: UnsafeMuta
             let yc = dy + (img * cout + c) * h * w
             for iy in 4 * (ka / tw)..<min(h, 4 * ((kb - 1) / tw) + 4) {
                 let row = qbuf + iy * 4 * lw, src = yc + iy * w
-                for ix in 0..<w { row[(ix & 3) * lw + ix >> 2] = src[ix] }
+                splitPhases(src, count: w, into: row, lw: lw, offset: 0)
             }
             var k = ka
             while k < kb {
