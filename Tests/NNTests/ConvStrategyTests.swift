@@ -18,14 +18,14 @@ final class ConvStrategyTests: XCTestCase {
     /// on 28x28, 96x96 and 224x224 inputs (the stem, a stage's 3x3 convs, its strided entry and shortcut).
     func testResNet18Choices() {
         let table: [(Int, Int, Int, Int, Int, Int, String)] = [
-            (1, 64, 7, 2, 3, 28, "im2col"), (64, 64, 3, 1, 1, 7, "winograd2x2"),
+            (1, 64, 7, 2, 3, 28, "im2col"), (64, 64, 3, 1, 1, 7, "winograd4x4"),
             (64, 128, 3, 2, 1, 7, "im2col"), (64, 128, 1, 2, 0, 7, "im2col"), (128, 128, 3, 1, 1, 4, "winograd2x2"),
             (128, 256, 3, 2, 1, 4, "im2col"), (256, 256, 3, 1, 1, 2, "unrolled"),
             (256, 512, 3, 2, 1, 2, "unrolled"), (256, 512, 1, 2, 0, 2, "im2col"), (512, 512, 3, 1, 1, 1, "unrolled"),
             (64, 64, 3, 1, 1, 24, "winograd4x4"), (128, 128, 3, 1, 1, 12, "winograd4x4"),
             (256, 256, 3, 1, 1, 6, "winograd2x2"), (512, 512, 3, 1, 1, 3, "winograd2x2"),   // 3x3: its dense matrix is 81 MiB
             (3, 64, 7, 2, 3, 224, "im2col"), (64, 64, 3, 1, 1, 56, "winograd4x4"), (256, 256, 3, 1, 1, 14, "winograd4x4"),
-            (512, 512, 3, 1, 1, 7, "winograd2x2"),
+            (512, 512, 3, 1, 1, 7, "winograd4x4"), (256, 256, 3, 1, 1, 5, "winograd2x2"),
         ]
         for (cin, cout, k, s, p, side, want) in table {
             let conv = Conv2D(ModelContext(), name: "c", inChannels: cin, outChannels: cout, kernel: k, stride: s, padding: p)

@@ -4,9 +4,9 @@
 //   forward:  Y[Cout, g*Ho*Wo] = W[Cout, Cin*kH*kW] * cols[Cin*kH*kW, g*Ho*Wo]  (+ bias)
 //   backward: dW += dY * cols^T ; db += sum(dY) ; dcols = W^T * dY, col2im(dcols) = dX
 // Three other ways, chosen by shape alone (`strategy`):
-// - 3x3 stride-1 padding-1 convolutions on maps of 8x8 or more use Winograd F(4x4, 3x3)
+// - 3x3 stride-1 padding-1 convolutions on maps of 7x7 or more use Winograd F(4x4, 3x3)
 //   (Winograd43.swift) for the forward pass and for dX (= the same convolution of dY with W transposed
-//   and rotated 180°): 4x fewer multiplications than im2col; on 3x3 to 7x7 maps F(2x2, 3x3)
+//   and rotated 180°): 4x fewer multiplications than im2col; on 3x3 to 6x6 maps F(2x2, 3x3)
 //   (Winograd.swift, 2.25x fewer); dW with the same tile size (Winograd43WeightGradient.swift,
 //   WinogradWeightGradient.swift).
 // - On maps with no more pixels than the kernel has taps (2x2, 1x1) the convolution runs as one
@@ -52,9 +52,10 @@ public final class Conv2D: Layer {
         var isWinograd: Bool { switch self { case .winograd4x4, .winograd2x2: return true; default: return false } }
         var unrolledForm: UnrolledConv? { if case .unrolled(let u) = self { return u }; return nil }
     }
-    /// Maps at least this wide use F(4x4, 3x3); 3 to 7 use F(2x2, 3x3), which was faster there
-    /// (one or two 4x4 tiles per map leave F(4x4)'s gemms too narrow). All three passes follow.
-    nonisolated(unsafe) public static var winograd4x4MinSide = 8
+    /// Maps at least this wide use F(4x4, 3x3); 3 to 6 use F(2x2, 3x3), which was as fast or faster
+    /// there (on 5x5 and 6x6 both need 144 multiplications per channel pair, and one 4x4 tile per
+    /// small map leaves F(4x4)'s gemms narrow). All three passes follow.
+    nonisolated(unsafe) public static var winograd4x4MinSide = 7
 
     func strategy(_ x: [Int]) -> Strategy {
         let os = outputShape(x)
