@@ -5,17 +5,12 @@
 // Per rank:
 //   parameters  P floats x 7: values, gradients, momentum, and the copies a checkpoint write makes
 //               (tensors collected, encoded, written); BN buffers x 2
-//   activations local batch x (input + what backward needs: every leaf's output but an in-place ReLU's, BN's x-hat,
-//               each residual block's sum; and the pooled input gradients, at most 4 per distinct
-//               shape) floats (`ResNet.footprint`); evaluation reuses the same tensors
+//   activations local batch x (input + what backward needs, and the pooled input gradients, at most
+//               3 per distinct shape) floats (`ResNet.footprint` says which); evaluation reuses them
 //   dataset     as loaded: IDX/CIFAR bytes (70 000 x 784 / 60 000 x 3072), synthetic images as
 //               Float at their generated size (train + test = count x 5/4)
 //   runtime     a fixed 200 MiB (Swift runtime, OpenBLAS and Open MPI buffers, the layers' scratch)
-// Checked against peak RSS (`/usr/bin/time -v resnet bench --batch B --size S`, ResNet-18, width
-// 64): B=256 S=96: estimate 2.8 GiB, peak 2.37 GiB; B=64 S=96: 1.1 vs 0.76 GiB; B=256 S=28:
-// 0.70 vs 0.39 GiB; B=16 3x224x224: 1.3 vs 1.12 GiB. So the estimate errs on the high side, by
-// at most ~0.5 GiB (the gradient bound, and the parameter copies of a checkpoint write, which
-// bench never makes).
+// The estimate against measured peak RSS is in docs/robustness.md: it errs on the high side.
 import Foundation
 import NN
 import Data
