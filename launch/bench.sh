@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's benchmark: `resnet bench` beside the PyTorch peer in one run, out of the box (no
 # OPENBLAS_* variable set), 1 process x 2 threads, for each shape of the matrix; then the 2-rank
-# scaling efficiency. Each figure is the median of REPEAT runs (default 3): the machine is shared.
+# scaling efficiency. Each figure is the median of REPEAT runs (default 3), ours and the peer's
+# alternating: the machine is shared.
 # Per row: images/s of both, their ratio, and both peak RSS figures (/usr/bin/time's max RSS).
 #   matrix (MATRIX to override, "BATCH CHANNELS SIZE" per row, rows separated by ';'):
 #     64 1 96 ; 256 1 96 ; 256 1 28 ; 16 3 224
@@ -20,26 +21,24 @@ ips() { sed -n 's/^\([0-9.]*\) images\/s$/\1/p' | tail -1; }
 median() { sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "-"}'; }
 mib() { awk -v k="$1" 'BEGIN {printf "%.0f", k / 1024}'; }
-# Runs a command, prints its stdout, and appends its peak RSS (KiB) to the file $rss.
-timed() { /usr/bin/time -f "%M" -o "$rss.one" "$@"; cat "$rss.one" >> "$rss"; }
-rss=$(mktemp); trap 'rm -f "$rss" "$rss.one"' EXIT
+# timed FILE CMD...: runs CMD, prints its stdout, and appends its peak RSS (KiB) to FILE.
+timed() { local out=$1; shift; /usr/bin/time -f "%M" -o "$rss.one" "$@"; cat "$rss.one" >> "$out"; }
+rss=$(mktemp); trap 'rm -f "$rss" "$rss.one" "$rss.ours" "$rss.theirs"' EXIT
 
 "$bin" sysinfo | sed -n '1p;5p'
 printf '%-22s %10s %10s %6s %12s %12s %6s\n' "shape (batch CxHxW)" "resnet/s" "torch/s" "ratio" "resnet MiB" "torch MiB" "RSS"
 IFS=';' read -ra rows <<< "$matrix"
 for row in "${rows[@]}"; do
     read -r b c s <<< "$row"
-    ours=(); theirs=(); : > "$rss"
+    # Ours and the peer alternate, so a slow spell of the shared machine hits both sides alike.
+    ours=(); theirs=(); : > "$rss.ours"; : > "$rss.theirs"
     for _ in $(seq "$repeat"); do
-        ours+=("$(timed "$bin" bench --depth 18 --batch "$b" --channels "$c" --size "$s" --threads 2 --steps "$steps" | ips)")
+        ours+=("$(timed "$rss.ours" "$bin" bench --depth 18 --batch "$b" --channels "$c" --size "$s" --threads 2 --steps "$steps" | ips)")
+        if [ -f "$peer" ]; then
+            theirs+=("$(timed "$rss.theirs" /usr/bin/python3 "$peer" "$b" "$c" "$s" 2 "$steps" | sed -n 's/.*: \([0-9.]*\) images\/s.*/\1/p')")
+        fi
     done
-    our_rss=$(median < "$rss"); : > "$rss"
-    if [ -f "$peer" ]; then
-        for _ in $(seq "$repeat"); do
-            theirs+=("$(timed /usr/bin/python3 "$peer" "$b" "$c" "$s" 2 "$steps" | sed -n 's/.*: \([0-9.]*\) images\/s.*/\1/p')")
-        done
-        their_rss=$(median < "$rss")
-    fi
+    our_rss=$(median < "$rss.ours"); their_rss=$(median < "$rss.theirs")
     o=$(printf '%s\n' "${ours[@]}" | median)
     t=$([ ${#theirs[@]} -gt 0 ] && printf '%s\n' "${theirs[@]}" | median || echo 0)
     printf '%-22s %10s %10s %6s %12s %12s %6s\n' "$b ${c}x${s}x${s}" "$o" "$t" "$(ratio "$o" "$t")" \
