@@ -6,6 +6,9 @@ let package = Package(
     name: "resnet",
     products: [
         .executable(name: "resnet", targets: ["resnet"]),
+        // The layers and model alone, and the whole trainer, for other Swift packages.
+        .library(name: "ResNetModel", targets: ["NN"]),
+        .library(name: "ResNetTraining", targets: ["Training", "Coordinator", "Distributed", "Data", "NN"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
@@ -33,6 +36,8 @@ let package = Package(
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         .executableTarget(name: "mpi-selftest", dependencies: ["Distributed"], path: "Sources/mpi-selftest"),
+        // The library used directly in one process (README); DistributedTests builds and runs it.
+        .executableTarget(name: "single-process-example", dependencies: ["NN", "Data", "Training"]),
 
         // MARK: Tests
         .target(name: "TestSupport", dependencies: ["NN"], path: "Sources/TestSupport"),

@@ -196,28 +196,32 @@ func resnetBinary() throws -> String {
     if !FileManager.default.fileExists(atPath: "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz") {
         throw XCTSkip("Fashion-MNIST not found in /usr/share/datasets/fashion-mnist")
     }
-    return try ResnetBinary.located()
+    return try ReleaseProduct.located("resnet")
 }
 
-private enum ResnetBinary {
-    private static let lock = NSLock()
-    private static var result: Result<String, Error>?
+/// A release executable of this package (<package>/.build/release/NAME), built once per test
+/// process when missing, as `resnetBinary` does for `resnet`.
+func releaseProduct(_ name: String) throws -> String { try ReleaseProduct.located(name) }
 
-    static func located() throws -> String {
+private enum ReleaseProduct {
+    private static let lock = NSLock()
+    private static var results: [String: Result<String, Error>] = [:]
+
+    static func located(_ name: String) throws -> String {
         lock.lock(); defer { lock.unlock() }
-        if let result { return try result.get() }
-        let r = Result<String, Error> { try locateOrBuild() }
-        result = r
+        if let result = results[name] { return try result.get() }
+        let r = Result<String, Error> { try locateOrBuild(name) }
+        results[name] = r
         return try r.get()
     }
 
-    private static func locateOrBuild() throws -> String {
+    private static func locateOrBuild(_ name: String) throws -> String {
         let fm = FileManager.default
-        if let env = ProcessInfo.processInfo.environment["RESNET_BIN"], !env.isEmpty {
+        if name == "resnet", let env = ProcessInfo.processInfo.environment["RESNET_BIN"], !env.isEmpty {
             guard fm.isExecutableFile(atPath: env) else { throw TestFailure("RESNET_BIN=\(env) is not an executable file") }
             return env
         }
-        let path = packageRoot + "/.build/release/resnet"
+        let path = packageRoot + "/.build/release/" + name
         for _ in 0..<10 {   // briefly missing while someone else relinks it
             if fm.isExecutableFile(atPath: path) { return path }
             usleep(500_000)
@@ -225,14 +229,14 @@ private enum ResnetBinary {
         guard let swift = findOnPath("swift") else { throw TestFailure("\(path) is missing and `swift` is not on PATH to build it") }
         var log = ""
         for attempt in 1...3 {
-            let r = runProcess(swift, ["build", "-c", "release", "--product", "resnet"], environment: ProcessInfo.processInfo.environment,
+            let r = runProcess(swift, ["build", "-c", "release", "--product", name], environment: ProcessInfo.processInfo.environment,
                                directory: packageRoot, timeout: 1800)
             if r.status == 0 && !r.timedOut && fm.isExecutableFile(atPath: path) { return path }
             log = "attempt \(attempt): status \(r.status)\(r.timedOut ? " (timed out)" : "")\n\(String(r.stdout.suffix(2000)))\n\(String(r.stderr.suffix(2000)))"
             if fm.isExecutableFile(atPath: path) { return path }   // the other build finished it
             sleep(10)
         }
-        throw TestFailure("cannot build \(path) with `swift build -c release --product resnet`:\n\(log)")
+        throw TestFailure("cannot build \(path) with `swift build -c release --product \(name)`:\n\(log)")
     }
 }
 
