@@ -86,7 +86,7 @@ public struct CheckpointStore {
         do {
             try makeFolder(folder)
             let path = folder + "/" + CheckpointStore.fileName(step: step)
-            try SafeTensors.writeAtomically(bytes, to: path, beforeRename: CheckpointStore.testPause)
+            try SafeTensors.writeAtomically(bytes, to: path, beforeRename: TestSeam.checkpointPause)
             prune(justWritten: path)
             return path
         } catch let e as CheckpointError { throw e } catch {
@@ -133,7 +133,7 @@ public struct CheckpointStore {
     /// checkpoint while keeping a corrupt one, and the corrupt file stays for inspection); it is
     /// reported through `log`. Also removes temporary files a killed writer left (only rank 0
     /// writes, one checkpoint at a time, so none of them is in progress).
-    func prune(justWritten: String? = nil, log: (String) -> Void = { FileHandleOutput.error($0) }) {
+    func prune(justWritten: String? = nil, log: (String) -> Void = { StandardError.print($0) }) {
         var kept = 0
         for path in candidates() {
             let valid: Bool
@@ -167,13 +167,6 @@ public struct CheckpointStore {
     }
 
     // MARK: Helpers
-
-    /// Test hook: RESNET_TEST_CHECKPOINT_PAUSE=SECONDS sleeps after the temporary file is written
-    /// and fsynced, before the rename (the tests SIGKILL a rank inside this window).
-    static let testPause: (() -> Void)? = {
-        guard let v = getenv("RESNET_TEST_CHECKPOINT_PAUSE"), let s = Double(String(cString: v)), s > 0 else { return nil }
-        return { usleep(UInt32(s * 1_000_000)) }
-    }()
 
     static func headerEnd(_ b: [UInt8]) -> Int {
         guard b.count >= 8 else { return 0 }

@@ -60,22 +60,9 @@ public enum ReplicaSync {
         guard comm.size > 1 else { return }
         model.ctx.statReducer = { buf, count in
             do { try comm.allreduceSum(buf, count: count) } catch {
-                FileHandleOutput.error("[rank \(comm.rank)] sync_bn allreduce failed: \(error)")
+                StandardError.print("[rank \(comm.rank)] sync_bn allreduce failed: \(error)")
                 comm.abort(code: 1)
             }
         }
     }
 }
-
-/// Writes to stderr without Foundation's buffering.
-public enum FileHandleOutput {
-    public static func error(_ s: String) {
-        let line = s.hasSuffix("\n") ? s : s + "\n"
-        line.withCString { p in _ = fputs(p, stderr) }
-        fflush(stderr)
-    }
-}
-
-#if canImport(Glibc)
-import Glibc
-#endif

@@ -59,7 +59,7 @@ public struct RunConfig: Codable, Equatable, Sendable {
         public var syncBN: Bool = false
         /// Size of one gradient allreduce bucket, in MiB.
         public var bucketMB: Double = 4.0
-        /// BLAS threads per rank (0 = auto).
+        /// Worker threads per rank for the layers (0 = auto: cores / ranks on the node).
         public var threads: Int = 0
         public var debug: Bool = false
         public var evalEveryEpoch: Bool = true

@@ -19,9 +19,3 @@ public enum Preemption {
     }
 }
 
-enum ProcessInfoEnv {
-    static func flag(_ name: String) -> Bool {
-        guard let v = getenv(name) else { return false }
-        return String(cString: v) == "1"
-    }
-}

@@ -218,7 +218,7 @@ public final class Trainer {
         try saveCheckpoint()
         try ReplicaSync.averageBuffers(model, comm)   // the run is over: the weights file gets the averages
         if isRoot { try writeFinalOutputs() }
-        if ProcessInfoEnv.flag("RESNET_DUMP_ALL_RANKS") {   // tests: every replica's weights, after the BN sync
+        if TestSeam.dumpAllRanks {   // tests: every replica's weights, after the BN sync
             try SafeTensors.write(SafeTensors.collect([model.params, model.buffers]), metadata: [:],
                                   to: runDir + "/rank\(comm.rank).safetensors")
         }

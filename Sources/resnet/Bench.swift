@@ -15,7 +15,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Images per rank per step.") var batch = 64
     @Option(help: "Input channels.") var channels = 1
     @Option(help: "Image side (pixels).") var size = 96
-    @Option(help: "OpenBLAS threads per rank (0 = auto).") var threads = 0
+    @Option(help: "Worker threads per rank (0 = auto: the cores shared among the ranks on this node).") var threads = 0
     @Option(help: "Base width (64 = the paper's).") var width = 64
     @Option(help: "Timed steps.") var steps = 10
     @Option(help: "Untimed warm-up steps.") var warmup = 2

@@ -73,7 +73,7 @@ struct ConfigOptions: ParsableArguments {
 func withCommunicator(command: String, _ body: (Communicator) throws -> Void) {
     let comm: Communicator
     do { comm = try Launch.makeCommunicator() } catch {
-        FileHandleOutput.error("error: \(error)")
+        StandardError.print("error: \(error)")
         exit(1)
     }
     do {
@@ -88,10 +88,10 @@ func withCommunicator(command: String, _ body: (Communicator) throws -> Void) {
         try comm.finalize()
     } catch {
         if comm.size > 1 {
-            FileHandleOutput.error("[rank \(comm.rank)] error: \(error)")
+            StandardError.print("[rank \(comm.rank)] error: \(error)")
             comm.abort(code: 1)
         }
-        FileHandleOutput.error("error: \(error)")
+        StandardError.print("error: \(error)")
         exit(1)
     }
 }
@@ -100,12 +100,12 @@ func withCommunicator(command: String, _ body: (Communicator) throws -> Void) {
 /// a launch script) set it — kept in RESNET_WORKER_THREADS across the re-exec, "auto" when unset
 /// — else the cores divided among the ranks on this node.
 func configureThreads(_ requested: Int) {
-    if requested > 0 { BLAS.setThreads(requested); return }
+    if requested > 0 { Parallel.setWorkers(requested); return }
     let wish = (getenv("RESNET_WORKER_THREADS") ?? getenv("OPENBLAS_NUM_THREADS")).map { String(cString: $0) }
-    if let w = wish, let n = Int(w), n > 0 { BLAS.setThreads(n); return }
+    if let w = wish, let n = Int(w), n > 0 { Parallel.setWorkers(n); return }
     let cores = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
     let local = getenv("OMPI_COMM_WORLD_LOCAL_SIZE").flatMap { Int(String(cString: $0)) } ?? 1
-    BLAS.setThreads(max(1, cores / max(local, 1)))
+    Parallel.setWorkers(max(1, cores / max(local, 1)))
 }
 
 struct Train: ParsableCommand {
@@ -222,7 +222,7 @@ struct Export: ParsableCommand {
             let n = try exportWeights(checkpoint: checkpoint, to: out)
             print("wrote \(out) (\(n) tensors; load with model.load_state_dict(..., strict=True))")
         } catch {
-            FileHandleOutput.error("error: \(error)")
+            StandardError.print("error: \(error)")
             throw ExitCode(1)
         }
     }

@@ -8,7 +8,7 @@ import Training
 let train = (try? loadDataset(kind: .fashionMNIST, root: "", split: .train))
     ?? (try! loadDataset(kind: .synthetic, root: "", split: .train, syntheticCount: 2048))
 let loader = BatchLoader(dataset: train, transform: TransformConfig(normalize: (mean: [0.286], std: [0.353])))
-BLAS.setThreads(2)                                            // worker threads for the layers
+Parallel.setWorkers(2)                                            // worker threads for the layers
 let model = ResNet(ResNetSpec(depth: 18, inChannels: 1, numClasses: 10, width: 16), seed: 1)
 let params = model.params                                     // all parameters in one flat buffer
 let sgd = SGD(count: params.totalCount, momentum: 0.9, weightDecay: 5e-4, nesterov: false)

@@ -32,7 +32,7 @@ final class HostileInputTests: XCTestCase {
     /// A trained tiny run in a fresh folder (checkpoint at every epoch end and at the end).
     func trainedRun(_ tag: String, epochs: Int = 1) throws -> String {
         let dir = try Self.dirs.make(tag)
-        try run(tinyArgs(dir, epochs: epochs))
+        _ = try run(tinyArgs(dir, epochs: epochs))
         return dir
     }
 
@@ -191,7 +191,7 @@ final class HostileInputTests: XCTestCase {
     func testARootThatIsAFileIsNamedAsSuch() throws {
         let dir = try Self.dirs.make("rootfile")
         let file = dir + "/not-a-folder"
-        FileManager.default.createFile(atPath: file, contents: Data("x".utf8))
+        _ = FileManager.default.createFile(atPath: file, contents: Data("x".utf8))
         try expectRefusal(["train", "--set", "data.root=\(file)", "--set", "output.dir=\(dir)/run"],
                           mentions: ["data.root \(file) is a file, not a folder"], absent: [dir + "/run"])
     }
@@ -209,7 +209,7 @@ final class HostileInputTests: XCTestCase {
         try expectRefusal(tinyArgs(dir, ["--resume", "auto", "--overwrite"]), mentions: ["--overwrite and --resume cannot apply together"],
                           unchanged: [dir])
         // --overwrite starts over: the old run's later checkpoints are gone, the new run's are kept.
-        try run(tinyArgs(dir, ["--overwrite"]))
+        _ = try run(tinyArgs(dir, ["--overwrite"]))
         XCTAssertEqual(CheckpointStore(folder: dir + "/checkpoints", keep: 1).candidates().map { ($0 as NSString).lastPathComponent },
                        [CheckpointStore.fileName(step: 4)])
         let metrics = try String(contentsOfFile: dir + "/metrics.jsonl", encoding: .utf8)

@@ -111,25 +111,25 @@ final class TrainingMPITests: XCTestCase {
         print("[TrainingMPITests] no sync_bn, 2 ranks vs 1 process: BN running stats differ by up to \(worst.rel) (\(worst.name))")
     }
 
-    /// REQUIRES the trainer hook RESNET_DUMP_ALL_RANKS=1 (to be implemented in the trainer): when
+    /// Uses the test seam RESNET_TEST_DUMP_ALL_RANKS=1 (Sources/Coordinator/TestSeam.swift): when
     /// set, every rank r writes RUN_DIR/rank<r>.safetensors at the end, at the point where rank 0
     /// writes model.safetensors (after the final averaging of BN buffers), same tensors and names.
     /// Then, without sync_bn, the replicas must be bit-identical to each other and to
-    /// model.safetensors. This test FAILS (does not skip) while the hook is missing.
-    func testWithoutSyncBNReplicasAreIdentical_needsRESNET_DUMP_ALL_RANKS() throws {
+    /// model.safetensors.
+    func testWithoutSyncBNReplicasAreIdentical() throws {
         _ = try resnetBinary()
         try requireMPI()
         let dir = try makeRunDir("dump")
         let r = runMPI(np: 2, executable: try resnetBinary(),
                        args: trainArgs(dir: dir, ["--set", "train.max_steps=3", "--set", "train.sync_bn=false",
                                                   "--set", "data.augment=true"]),
-                       env: ["OPENBLAS_NUM_THREADS": "1", "RESNET_DUMP_ALL_RANKS": "1"], timeout: Self.mpiTimeout,
+                       env: ["OPENBLAS_NUM_THREADS": "1", "RESNET_TEST_DUMP_ALL_RANKS": "1"], timeout: Self.mpiTimeout,
                        killMarker: dir)
-        try assertSucceeded(r, "mpirun -np 2 with RESNET_DUMP_ALL_RANKS=1")
+        try assertSucceeded(r, "mpirun -np 2 with RESNET_TEST_DUMP_ALL_RANKS=1")
         let paths = (0..<2).map { "\(dir)/rank\($0).safetensors" }
         let missing = paths.filter { !FileManager.default.fileExists(atPath: $0) }
         guard missing.isEmpty else {
-            return XCTFail("RESNET_DUMP_ALL_RANKS=1 did not make every rank write its weights: missing \(missing) (the trainer hook is not implemented yet?); files: \(listDir(dir))")
+            return XCTFail("RESNET_TEST_DUMP_ALL_RANKS=1 did not make every rank write its weights: missing \(missing) (TestSeam.dumpAllRanks); files: \(listDir(dir))")
         }
         let r0 = try SafeTensors.read(path: paths[0]).tensors
         let r1 = try SafeTensors.read(path: paths[1]).tensors

@@ -129,7 +129,7 @@ final class YAMLLimitsTests: XCTestCase {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let big = dir + "/big.yaml"
-        FileManager.default.createFile(atPath: big, contents: Data(repeating: 0x20, count: YAMLLimits.maxBytes + 1))
+        _ = FileManager.default.createFile(atPath: big, contents: Data(repeating: 0x20, count: YAMLLimits.maxBytes + 1))
         XCTAssertThrowsError(try YAMLLimits.readText(path: big)) {
             XCTAssertTrue("\($0)".contains("exceed the limit"), "\($0)")
         }
@@ -139,7 +139,7 @@ final class YAMLLimitsTests: XCTestCase {
         XCTAssertThrowsError(try YAMLLimits.readText(path: dir)) { XCTAssertTrue("\($0)".contains("is a directory"), "\($0)") }
         XCTAssertThrowsError(try YAMLLimits.readText(path: dir + "/none.yaml")) { XCTAssertTrue("\($0)".contains("not found"), "\($0)") }
         let latin1 = dir + "/latin1.yaml"
-        FileManager.default.createFile(atPath: latin1, contents: Data([0x61, 0x3a, 0x20, 0xe9, 0x0a]))
+        _ = FileManager.default.createFile(atPath: latin1, contents: Data([0x61, 0x3a, 0x20, 0xe9, 0x0a]))
         XCTAssertThrowsError(try YAMLLimits.readText(path: latin1)) { XCTAssertTrue("\($0)".contains("not UTF-8"), "\($0)") }
         let ok = dir + "/ok.yaml"
         try "model:\n  depth: 34\n".write(toFile: ok, atomically: true, encoding: .utf8)

@@ -5,16 +5,6 @@ import Glibc
 #endif
 
 
-public enum BLAS {
-    /// Sets OpenBLAS's thread count (1 per rank when ranks share cores).
-    /// The layers split their work over `n` worker threads of their own (`Parallel.workers`),
-    /// each calling single-threaded OpenBLAS: no BLAS thread pool spinning against our workers.
-    public static func setThreads(_ n: Int) {
-        openblas_set_num_threads(1)
-        Parallel.workers = max(1, n)
-    }
-}
-
 /// C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C, row-major.
 @inline(__always)
 public func gemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,

@@ -1,10 +1,19 @@
 // Splits a loop over the rank's worker threads (the same count as OpenBLAS's threads), for the
 // memory-bound parts of the layers (im2col, col2im, batch norm, ReLU, pooling). One worker runs inline.
+import CBLAS
 import Dispatch
 
 public enum Parallel {
-    /// Worker threads per rank; set together with OpenBLAS's thread count (`BLAS.setThreads`).
+    /// Worker threads per rank (`setWorkers`).
     nonisolated(unsafe) public static var workers = 1
+
+    /// The layers split their work over `n` worker threads of their own, each calling
+    /// single-threaded OpenBLAS (pinned to 1 thread here): no BLAS thread pool spinning against
+    /// our workers.
+    public static func setWorkers(_ n: Int) {
+        openblas_set_num_threads(1)
+        workers = max(1, n)
+    }
 
     /// Calls body(range) for disjoint ranges that cover 0..<n, on up to `workers` threads.
     /// Loops shorter than `minChunk` items per worker run inline.
