@@ -4,6 +4,12 @@
 import NN
 import Distributed
 
+/// The ranks disagree about something they must share (parameter layout, config, command).
+public struct ReplicaMismatchError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
 public enum ReplicaSync {
     /// Rank 0's parameters and BN buffers to every rank (random init and init_weights alike).
     public static func broadcastInitialState(_ model: ResNet, _ comm: Communicator) throws {
@@ -19,7 +25,7 @@ public enum ReplicaSync {
         let mine = withUnsafeBytes(of: layoutHash.littleEndian) { Array($0) }
         let all = try comm.allgather(mine)
         for (r, other) in all.enumerated() where other != all[0] {
-            throw ShardError("rank \(r) has a different parameter layout than rank 0 (another program version?): every rank must run the same binary with the same config")
+            throw ReplicaMismatchError("rank \(r) has a different parameter layout than rank 0 (another program version?): every rank must run the same binary with the same config")
         }
     }
 

@@ -140,7 +140,7 @@ public final class Trainer {
 
         let grads = model.params.grads
         if comm.size > 1 {
-            model.params.onGradientReady = { [unowned self] h in
+            model.ctx.onGradientReady = { [unowned self] h in
                 // Mark the tensor final (a full bucket starts its allreduce), then let MPI progress
                 // the reductions in flight while backward goes on.
                 do {
@@ -298,7 +298,7 @@ public final class Trainer {
             let other = flatConfig(try RunConfig.parse(yaml: String(decoding: bytes, as: UTF8.self), file: "rank \(r)'s config"))
             let keys = root.keys.filter { root[$0] != other[$0] }.sorted()
             let shown = keys.prefix(3).map { "\($0) is \(clippedForMessage(root[$0] ?? "?", limit: 60)) on rank 0 but \(clippedForMessage(other[$0] ?? "?", limit: 60)) on rank \(r)" }
-            throw TrainingError("the ranks were started with different configs: \(shown.joined(separator: "; "))\(keys.count > 3 ? " (and \(keys.count - 3) more)" : ""); every rank must read the same config file and --set overrides")
+            throw ReplicaMismatchError("the ranks were started with different configs: \(shown.joined(separator: "; "))\(keys.count > 3 ? " (and \(keys.count - 3) more)" : ""); every rank must read the same config file and --set overrides")
         }
     }
 

@@ -334,7 +334,7 @@ final class ResNetTests: XCTestCase {
             let model = ResNet(ResNetSpec(depth: depth, inChannels: 1, numClasses: 3, width: 2), seed: 1)
             var ready: [ParamHandle] = []
             var prefixes: [Int] = []
-            model.params.onGradientReady = { ready.append($0) }
+            model.ctx.onGradientReady = { ready.append($0) }
             model.ctx.inspector = { name, what, _ in
                 guard what == "input gradient" else { return }
                 let covered = ready.reduce(0) { $0 + $1.count }

@@ -29,6 +29,10 @@ public final class ModelContext {
     public let params = ParameterStore()
     /// Batch-norm running statistics: buffers, not parameters.
     public let buffers = ParameterStore()
+    // The hooks a run attaches to its model, all here.
+    /// Called after backward has finished a parameter's gradient (the gradient buckets start
+    /// their allreduce from it).
+    public var onGradientReady: ((ParamHandle) -> Void)?
     /// Sums a small Double vector across ranks in place (batch-norm statistics with sync_bn).
     /// nil means one process (or BN statistics stay local).
     public var statReducer: ((UnsafeMutablePointer<Double>, Int) -> Void)?
@@ -61,7 +65,7 @@ public final class ModelContext {
         guard layer.isLeaf else { return layer.backward(dy) }
         let dx = timed(layer.typeName) { layer.backward(dy) }
         for p in layer.parameters {
-            params.gradientReady(p)
+            onGradientReady?(p)
             inspector?(layer.name, "gradient of \(p.name)", UnsafeBufferPointer(start: p.grad, count: p.count))
         }
         inspector?(layer.name, "input gradient", UnsafeBufferPointer(dx.buffer))

@@ -36,8 +36,6 @@ public final class ParameterStore {
     public private(set) var grads: UnsafeMutablePointer<Float>
     public private(set) var isFinalized = false
     private var byName: [String: ParamHandle] = [:]
-    /// Called by layers after backward has finished a tensor's gradient (for overlapped allreduce).
-    public var onGradientReady: ((ParamHandle) -> Void)?
 
     public init() {
         values = .allocate(capacity: 1); grads = .allocate(capacity: 1)
@@ -67,7 +65,6 @@ public final class ParameterStore {
     public var valueBuffer: UnsafeMutableBufferPointer<Float> { .init(start: values, count: totalCount) }
     public var gradBuffer: UnsafeMutableBufferPointer<Float> { .init(start: grads, count: totalCount) }
     public func zeroGrad() { grads.update(repeating: 0, count: max(totalCount, 1)) }
-    public func gradientReady(_ h: ParamHandle) { onGradientReady?(h) }
 
     /// The first tensor holding a NaN or an infinity: its name, the element's index and value
     /// (loaded weights and checkpoints are checked with this before a run uses them). `buffer`

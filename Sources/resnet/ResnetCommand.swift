@@ -10,7 +10,7 @@ import Glibc
 #endif
 
 @main
-struct Resnet: ParsableCommand {
+struct ResnetCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "resnet",
         abstract: "Data-parallel ResNet training over MPI with hand-written backward passes.",
@@ -80,7 +80,7 @@ func withCommunicator(command: String, _ body: (Communicator) throws -> Void) {
         if comm.size > 1 {
             let all = try comm.allgather(Array(command.utf8))
             for (r, c) in all.enumerated() where c != all[0] {
-                throw ValidationError("rank \(r) runs 'resnet \(String(decoding: c, as: UTF8.self))' but rank 0 runs 'resnet \(String(decoding: all[0], as: UTF8.self))': every rank of a job must run the same command")
+                throw ReplicaMismatchError("rank \(r) runs 'resnet \(String(decoding: c, as: UTF8.self))' but rank 0 runs 'resnet \(String(decoding: all[0], as: UTF8.self))': every rank of a job must run the same command")
             }
         }
         try body(comm)
