@@ -3,6 +3,15 @@
 # Example:  launch/setup.sh            (WITH_TORCH=1 also installs python3-torch for the parity tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if ! command -v swift >/dev/null 2>&1; then
+    echo "error: no 'swift' on PATH: a Swift 6 toolchain is needed (https://www.swift.org/install/linux/; tested with 6.3.1)" >&2
+    exit 1
+fi
+major=$(swift --version 2>/dev/null | sed -n 's/.*Swift version \([0-9][0-9]*\)\..*/\1/p' | head -1)
+if [ -n "$major" ] && [ "$major" -lt 6 ]; then
+    echo "error: $(swift --version 2>/dev/null | head -1) found; Swift 6 or newer is needed (tested with 6.3.1)" >&2
+    exit 1
+fi
 pkgs=(libopenmpi-dev openmpi-bin libopenblas-dev zlib1g-dev dataset-fashion-mnist pkg-config)
 [ "${WITH_TORCH:-0}" = 1 ] && pkgs+=(python3-torch)
 missing=()

@@ -1,4 +1,4 @@
-// The single-process example (Sources/single-process-example, shown in the README) builds and
+// The single-process example (Sources/single-process-example, named in the README) builds and
 // trains: every step printed, finite losses, and the loss of the last steps below the first.
 import XCTest
 import Foundation
