@@ -4,7 +4,7 @@
 #                             gradients, BatchNorm, pooling, ReLU, a whole ResNet step) with
 #                             Parallel.workers > 1 (Sources/NN/Core/Parallel.swift)
 #   NNTests.Conv2DTests       Conv2D's worker plans (image grouping, accumulation)
-#   NNTests.Winograd*Tests/testConcurrentWorkers
+#   NNTests.WinogradTests, WinogradWeightGradientTests /testConcurrentWorkers
 #                             both Winograd forms' passes on concurrent workers, each with its own scratch
 #   DistributedTests.ShimTests/testBucket*, /testLocalCommunicator*
 #                             GradientBuckets (Sources/Distributed/GradientBuckets.swift) over
@@ -16,7 +16,7 @@
 # Usage:  launch/tsan.sh [extra swift test arguments]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-FILTER='NNTests\.ParallelTests|NNTests\.Conv2DTests|NNTests\.Winograd.*Tests/testConcurrentWorkers|DistributedTests\.ShimTests/testBucket|DistributedTests\.ShimTests/testLocalCommunicator|TrainingTests\.TrainingRunTests/testLossGoesDownAndOutputsAreWritten'
+FILTER='NNTests\.ParallelTests|NNTests\.Conv2DTests|NNTests\.Winograd(WeightGradient)?Tests/testConcurrentWorkers|DistributedTests\.ShimTests/testBucket|DistributedTests\.ShimTests/testLocalCommunicator|TrainingTests\.TrainingRunTests/testLossGoesDownAndOutputsAreWritten'
 start=$(date +%s)
 echo "== building the tests with -sanitize=thread (.build-tsan)"
 swift build --build-tests --sanitize=thread --scratch-path .build-tsan 2>&1 | grep -E 'error|warning: .*data race|Compiling|Build' | grep -v '^\[' | tail -5

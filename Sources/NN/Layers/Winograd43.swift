@@ -19,7 +19,7 @@ nonisolated(unsafe) public var winograd43TargetTiles = 64
 /// g -> G g G^T applied along one axis: three values to six.
 @inline(__always)
 private func kernelTransform(_ a: SIMD8<Float>, _ b: SIMD8<Float>, _ c: SIMD8<Float>)
-    -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
+    -> Six {
     let sixth = SIMD8<Float>(repeating: 1 / 6), quarter = SIMD8<Float>(repeating: 0.25)
     let ac = a * (1 / 24) + c * (1 / 6), b12 = b * (1 / 12)
     return (a * quarter, -(a + b + c) * sixth, -(a - b + c) * sixth, ac + b12, ac - b12, c)
@@ -37,15 +37,8 @@ private func transformKernels8(_ u: UnsafeMutablePointer<Float>, _ stride: Int, 
     let c1 = kernelTransform(lanes(1), lanes(4), lanes(7))
     let c2 = kernelTransform(lanes(2), lanes(5), lanes(8))
     let r = UnsafeMutableRawPointer(u), bs = stride * 4
-    @inline(__always) func row(_ i: Int, _ a: SIMD8<Float>, _ b: SIMD8<Float>, _ c: SIMD8<Float>) {
-        let v = kernelTransform(a, b, c)   // (t G^T) row i
-        r.storeBytes(of: v.0, toByteOffset: (i * 6) * bs, as: SIMD8<Float>.self)
-        r.storeBytes(of: v.1, toByteOffset: (i * 6 + 1) * bs, as: SIMD8<Float>.self)
-        r.storeBytes(of: v.2, toByteOffset: (i * 6 + 2) * bs, as: SIMD8<Float>.self)
-        r.storeBytes(of: v.3, toByteOffset: (i * 6 + 3) * bs, as: SIMD8<Float>.self)
-        r.storeBytes(of: v.4, toByteOffset: (i * 6 + 4) * bs, as: SIMD8<Float>.self)
-        r.storeBytes(of: v.5, toByteOffset: (i * 6 + 5) * bs, as: SIMD8<Float>.self)
-    }
+    // (t G^T) row i
+    @inline(__always) func row(_ i: Int, _ a: SIMD8<Float>, _ b: SIMD8<Float>, _ c: SIMD8<Float>) { storeRow(r, bs, i, kernelTransform(a, b, c)) }
     row(0, c0.0, c1.0, c2.0); row(1, c0.1, c1.1, c2.1); row(2, c0.2, c1.2, c2.2)
     row(3, c0.3, c1.3, c2.3); row(4, c0.4, c1.4, c2.4); row(5, c0.5, c1.5, c2.5)
 }
@@ -95,11 +88,25 @@ func splitPhases(_ src: UnsafePointer<Float>, count: Int, into row: UnsafeMutabl
     while i < count { let c = i + offset; row[(c & 3) * lw + c >> 2] = src[i]; i += 1 }
 }
 
+/// Six SIMD8 values: a row (or column) of a 6x6 transform, for 8 tiles or kernels.
+typealias Six = (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>)
+
+/// Row i of a transformed 6x6 tile into planes i*6 ..< i*6 + 6, `planeBytes` apart (8 lanes each).
+@inline(__always)
+func storeRow(_ dst: UnsafeMutableRawPointer, _ planeBytes: Int, _ i: Int, _ r: Six) {
+    dst.storeBytes(of: r.0, toByteOffset: (i * 6) * planeBytes, as: SIMD8<Float>.self)
+    dst.storeBytes(of: r.1, toByteOffset: (i * 6 + 1) * planeBytes, as: SIMD8<Float>.self)
+    dst.storeBytes(of: r.2, toByteOffset: (i * 6 + 2) * planeBytes, as: SIMD8<Float>.self)
+    dst.storeBytes(of: r.3, toByteOffset: (i * 6 + 3) * planeBytes, as: SIMD8<Float>.self)
+    dst.storeBytes(of: r.4, toByteOffset: (i * 6 + 4) * planeBytes, as: SIMD8<Float>.self)
+    dst.storeBytes(of: r.5, toByteOffset: (i * 6 + 5) * planeBytes, as: SIMD8<Float>.self)
+}
+
 /// Rows (or columns) of a 6x6 patch to B^T d.
 @inline(__always)
 private func inputTransform(_ d0: SIMD8<Float>, _ d1: SIMD8<Float>, _ d2: SIMD8<Float>,
                             _ d3: SIMD8<Float>, _ d4: SIMD8<Float>, _ d5: SIMD8<Float>)
-    -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
+    -> Six {
     let four = SIMD8<Float>(repeating: 4), five = SIMD8<Float>(repeating: 5), two = SIMD8<Float>(repeating: 2)
     let a = d4 - four * d2, b = d3 - four * d1      // rows 1, 2: a ± b
     let c = d4 - d2, e = two * (d3 - d1)            // rows 3, 4: c ± e
@@ -178,14 +185,7 @@ func winograd43InputTransform(_ x: UnsafePointer<Float>, _ v: UnsafeMutablePoint
                 let q4 = inputTransform(load(0, 4), load(1, 4), load(2, 4), load(3, 4), load(4, 4), load(5, 4))
                 let q5 = inputTransform(load(0, 5), load(1, 5), load(2, 5), load(3, 5), load(4, 5), load(5, 5))
                 let dst = UnsafeMutableRawPointer(v + c * nt + t + (k - ka)), ps = vPlane * 4
-                @inline(__always) func store(_ i: Int, _ r: (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>)) {
-                    dst.storeBytes(of: r.0, toByteOffset: (i * 6) * ps, as: SIMD8<Float>.self)
-                    dst.storeBytes(of: r.1, toByteOffset: (i * 6 + 1) * ps, as: SIMD8<Float>.self)
-                    dst.storeBytes(of: r.2, toByteOffset: (i * 6 + 2) * ps, as: SIMD8<Float>.self)
-                    dst.storeBytes(of: r.3, toByteOffset: (i * 6 + 3) * ps, as: SIMD8<Float>.self)
-                    dst.storeBytes(of: r.4, toByteOffset: (i * 6 + 4) * ps, as: SIMD8<Float>.self)
-                    dst.storeBytes(of: r.5, toByteOffset: (i * 6 + 5) * ps, as: SIMD8<Float>.self)
-                }
+                @inline(__always) func store(_ i: Int, _ r: Six) { storeRow(dst, ps, i, r) }
                 // row i of (B^T d) B = the column pass over q*.i; a partial group's extra lanes land
                 // on tiles written later (next segment, next channel) or in the plane's padding
                 store(0, inputTransform(q0.0, q1.0, q2.0, q3.0, q4.0, q5.0))

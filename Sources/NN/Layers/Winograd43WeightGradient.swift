@@ -55,7 +55,7 @@ public func winograd43WeightGradient(x: UnsafePointer<Float>, dy: UnsafePointer<
 /// Four values to A y (six).
 @inline(__always)
 private func gradientRows(_ y0: SIMD8<Float>, _ y1: SIMD8<Float>, _ y2: SIMD8<Float>, _ y3: SIMD8<Float>)
-    -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
+    -> Six {
     let s02 = y0 + y2, s13 = y1 + y3
     let a = y0 + 4 * y2, b = 2 * y1 + 8 * y3
     return (y0, s02 + s13, s02 - s13, a + b, a - b, y3)
@@ -91,14 +91,7 @@ private func outputGradientTransform(_ dy: UnsafePointer<Float>, _ d: UnsafeMuta
                 let c2 = gradientRows(load(0, 2), load(1, 2), load(2, 2), load(3, 2))
                 let c3 = gradientRows(load(0, 3), load(1, 3), load(2, 3), load(3, 3))
                 let dst = UnsafeMutableRawPointer(d + c * nt + t + (k - ka)), ps = plane * 4
-                @inline(__always) func store(_ i: Int, _ r: (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>)) {
-                    dst.storeBytes(of: r.0, toByteOffset: (i * 6) * ps, as: SIMD8<Float>.self)
-                    dst.storeBytes(of: r.1, toByteOffset: (i * 6 + 1) * ps, as: SIMD8<Float>.self)
-                    dst.storeBytes(of: r.2, toByteOffset: (i * 6 + 2) * ps, as: SIMD8<Float>.self)
-                    dst.storeBytes(of: r.3, toByteOffset: (i * 6 + 3) * ps, as: SIMD8<Float>.self)
-                    dst.storeBytes(of: r.4, toByteOffset: (i * 6 + 4) * ps, as: SIMD8<Float>.self)
-                    dst.storeBytes(of: r.5, toByteOffset: (i * 6 + 5) * ps, as: SIMD8<Float>.self)
-                }
+                @inline(__always) func store(_ i: Int, _ r: Six) { storeRow(dst, ps, i, r) }
                 // extra lanes of a partial group land on tiles written later or in the plane's padding
                 store(0, gradientRows(c0.0, c1.0, c2.0, c3.0))
                 store(1, gradientRows(c0.1, c1.1, c2.1, c3.1))
