@@ -307,8 +307,11 @@ final class ResNetTests: XCTestCase {
             for h in sorted { XCTAssertEqual(h.offset, next, h.name); next = h.offset + h.count }
             // Views point into the flat buffers.
             XCTAssertEqual(e[3].value, store.values + e[3].offset)
-            XCTAssertEqual(e[3].grad, store.grads + e[3].offset)
+            if store.hasGradients { XCTAssertEqual(e[3].grad, store.grads + e[3].offset) }
         }
+        // BN's running statistics are values only: no gradient memory.
+        XCTAssertFalse(Self.big.buffers.hasGradients)
+        XCTAssertEqual(Self.big.buffers.gradBuffer.count, 0)
         XCTAssertEqual(Self.big.params["7.bias"]?.offset, 0)
         XCTAssertEqual(Self.big.params["7.weight"]?.offset, 10)
     }

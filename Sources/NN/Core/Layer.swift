@@ -27,8 +27,8 @@ public extension Layer {
 /// Shared state a model's layers are built against.
 public final class ModelContext {
     public let params = ParameterStore()
-    /// Batch-norm running statistics: buffers, not parameters.
-    public let buffers = ParameterStore()
+    /// Batch-norm running statistics: buffers, not parameters (no gradient memory).
+    public let buffers = ParameterStore(hasGradients: false)
     // The hooks a run attaches to its model, all here.
     /// Called after backward has finished a parameter's gradient (the gradient buckets start
     /// their allreduce from it).

@@ -23,8 +23,12 @@ public final class ParamHandle {
 
     /// The tensor's values inside the store's flat value buffer.
     public var value: UnsafeMutablePointer<Float> { store.values + offset }
-    /// The tensor's gradient inside the store's flat gradient buffer.
-    public var grad: UnsafeMutablePointer<Float> { store.grads + offset }
+    /// The tensor's gradient inside the store's flat gradient buffer (parameters only: a store of
+    /// buffers has none).
+    public var grad: UnsafeMutablePointer<Float> {
+        precondition(store.hasGradients, "\(name) is a buffer: it has no gradient")
+        return store.grads + offset
+    }
     public var values: [Float] { Array(UnsafeBufferPointer(start: value, count: count)) }
     public var grads: [Float] { Array(UnsafeBufferPointer(start: grad, count: count)) }
 }
@@ -35,9 +39,12 @@ public final class ParameterStore {
     public private(set) var values: UnsafeMutablePointer<Float>
     public private(set) var grads: UnsafeMutablePointer<Float>
     public private(set) var isFinalized = false
+    /// False for batch norm's running statistics: values only, no gradient memory.
+    public let hasGradients: Bool
     private var byName: [String: ParamHandle] = [:]
 
-    public init() {
+    public init(hasGradients: Bool = true) {
+        self.hasGradients = hasGradients
         values = .allocate(capacity: 1); grads = .allocate(capacity: 1)
     }
     deinit { values.deallocate(); grads.deallocate() }
@@ -57,14 +64,15 @@ public final class ParameterStore {
         totalCount = offset
         values.deallocate(); grads.deallocate()
         values = .allocate(capacity: max(offset, 1)); values.initialize(repeating: 0, count: max(offset, 1))
-        grads = .allocate(capacity: max(offset, 1)); grads.initialize(repeating: 0, count: max(offset, 1))
+        let gradCount = hasGradients ? max(offset, 1) : 1
+        grads = .allocate(capacity: gradCount); grads.initialize(repeating: 0, count: gradCount)
         isFinalized = true
     }
 
     public subscript(name: String) -> ParamHandle? { byName[name] }
     public var valueBuffer: UnsafeMutableBufferPointer<Float> { .init(start: values, count: totalCount) }
-    public var gradBuffer: UnsafeMutableBufferPointer<Float> { .init(start: grads, count: totalCount) }
-    public func zeroGrad() { grads.update(repeating: 0, count: max(totalCount, 1)) }
+    public var gradBuffer: UnsafeMutableBufferPointer<Float> { .init(start: grads, count: hasGradients ? totalCount : 0) }
+    public func zeroGrad() { if hasGradients { grads.update(repeating: 0, count: max(totalCount, 1)) } }
 
     /// The first tensor holding a NaN or an infinity: its name, the element's index and value
     /// (loaded weights and checkpoints are checked with this before a run uses them). `buffer`
