@@ -1,4 +1,4 @@
-/// Gradient buckets over one flat Float buffer [0, total): contiguous slices of about
+/// Gradient buckets over one flat Float buffer [0, total), given once: contiguous slices of about
 /// `bucketBytes` each, summed across ranks with nonblocking allreduces.
 ///
 /// During backward, the training loop calls `markReady` for each gradient range that is final
@@ -12,6 +12,8 @@
 /// With a world of one (`size == 1`) every call returns at once.
 public final class GradientBuckets {
     public let total: Int
+    /// The gradients: `total` floats, summed across ranks in place.
+    public let buffer: UnsafeMutablePointer<Float>
     /// The buckets, in buffer order; they cover [0, total) without gaps or overlap.
     public let ranges: [Range<Int>]
     public let communicator: Communicator
@@ -22,14 +24,14 @@ public final class GradientBuckets {
     private var covered: [Int]
     private var inFlight: [PendingReduction?]
     private var done: [Bool]
-    private var stepBuffer: UnsafeMutablePointer<Float>?
 
-    public init(total: Int, bucketBytes: Int = 4 << 20, communicator: Communicator) {
+    public init(buffer: UnsafeMutablePointer<Float>, total: Int, bucketBytes: Int = 4 << 20, communicator: Communicator) {
         precondition(total >= 0, "negative gradient count \(total)")
         precondition(bucketBytes >= MemoryLayout<Float>.stride, "bucketBytes \(bucketBytes) holds no Float")
         self.total = total
+        self.buffer = buffer
         self.communicator = communicator
-        ranges = GradientBuckets.split(total: total, bucketFloats: bucketBytes / MemoryLayout<Float>.stride)
+        ranges = GradientBuckets.ranges(total: total, bucketBytes: bucketBytes)
         active = communicator.size > 1
         covered = [Int](repeating: 0, count: ranges.count)
         inFlight = [PendingReduction?](repeating: nil, count: ranges.count)
@@ -37,8 +39,9 @@ public final class GradientBuckets {
     }
 
     /// `total` floats in ceil(total / bucketFloats) slices of equal size (differing by at most
-    /// one), so no tiny tail bucket.
-    static func split(total: Int, bucketFloats: Int) -> [Range<Int>] {
+    /// one), so no tiny tail bucket; bucketFloats = bucketBytes / 4.
+    public static func ranges(total: Int, bucketBytes: Int = 4 << 20) -> [Range<Int>] {
+        let bucketFloats = max(1, bucketBytes / MemoryLayout<Float>.stride)
         guard total > 0 else { return [] }
         let n = (total + bucketFloats - 1) / bucketFloats
         let base = total / n, extra = total % n
@@ -53,16 +56,11 @@ public final class GradientBuckets {
         return result
     }
 
-    /// Marks the floats [lo, hi) of `buffer` final for this step. A bucket whose every float
+    /// Marks the floats [lo, hi) of the buffer final for this step. A bucket whose every float
     /// has been marked starts its allreduce right away. A range may span buckets.
-    public func markReady(_ buffer: UnsafeMutablePointer<Float>, lo: Int, hi: Int) throws {
+    public func markReady(lo: Int, hi: Int) throws {
         guard active else { return }
         precondition(0 <= lo && lo <= hi && hi <= total, "markReady range \(lo)..<\(hi) outside 0..<\(total)")
-        if let b = stepBuffer {
-            precondition(b == buffer, "markReady: a different buffer within one step")
-        } else {
-            stepBuffer = buffer
-        }
         guard lo < hi else { return }
         var b = bucketIndex(containing: lo)
         while b < ranges.count && ranges[b].lowerBound < hi {
@@ -71,7 +69,7 @@ public final class GradientBuckets {
             precondition(covered[b] <= range.count,
                          "markReady: floats of bucket \(b) (\(range)) marked more than once this step")
             if covered[b] == range.count {
-                try start(b, buffer)
+                try start(b)
             }
             b += 1
         }
@@ -96,18 +94,15 @@ public final class GradientBuckets {
 
     /// Starts every bucket not yet started, waits for all of them and resets for the next
     /// step. Returns the seconds spent here (also kept in `communicationWaitSeconds`).
-    public func finish(_ buffer: UnsafeMutablePointer<Float>) throws -> Double {
+    public func finish() throws -> Double {
         guard active else {
             communicationWaitSeconds = 0
             return 0
         }
-        if let b = stepBuffer {
-            precondition(b == buffer, "finish: a different buffer than markReady used this step")
-        }
         let clock = ContinuousClock()
         let began = clock.now
         for b in ranges.indices where inFlight[b] == nil && !done[b] {
-            try start(b, buffer)
+            try start(b)
         }
         for b in ranges.indices {
             if let request = inFlight[b] {
@@ -121,7 +116,7 @@ public final class GradientBuckets {
         return communicationWaitSeconds
     }
 
-    private func start(_ b: Int, _ buffer: UnsafeMutablePointer<Float>) throws {
+    private func start(_ b: Int) throws {
         let range = ranges[b]
         inFlight[b] = try communicator.startAllreduceSum(buffer + range.lowerBound, count: range.count)
     }
@@ -132,7 +127,6 @@ public final class GradientBuckets {
             inFlight[b] = nil
             done[b] = false
         }
-        stepBuffer = nil
     }
 
     /// The bucket whose range contains `index` (0 <= index < total).

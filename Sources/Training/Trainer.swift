@@ -132,19 +132,18 @@ public final class Trainer {
 
         optimizer = SGD(count: model.params.totalCount, momentum: Float(config.optimizer.momentum),
                         weightDecay: Float(config.optimizer.weightDecay), nesterov: config.optimizer.nesterov)
-        buckets = GradientBuckets(total: model.params.totalCount,
+        buckets = GradientBuckets(buffer: model.params.grads, total: model.params.totalCount,
                                   bucketBytes: max(Int(config.train.bucketMB * 1_048_576), 4096), communicator: comm)
         let out = trainLoader.outputShape
         x = Tensor(shape: [sampler.localBatch, out.c, out.h, out.w])
         labels = [Int32](repeating: 0, count: sampler.localBatch)
 
-        let grads = model.params.grads
         if comm.size > 1 {
             model.ctx.onGradientReady = { [unowned self] h in
                 // Mark the tensor final (a full bucket starts its allreduce), then let MPI progress
                 // the reductions in flight while backward goes on.
                 do {
-                    try self.buckets.markReady(grads, lo: h.offset, hi: h.offset + h.count)
+                    try self.buckets.markReady(lo: h.offset, hi: h.offset + h.count)
                     try self.buckets.poll()
                 } catch {
                     if self.bucketError == nil { self.bucketError = error }
@@ -237,7 +236,7 @@ public final class Trainer {
         let r = labels.withUnsafeBufferPointer { model.trainStep(x, labels: $0.baseAddress!, normalizer: config.train.batchSize) }
         if let bad = firstNonFinite { throw TrainingError("--debug: step \(state.globalStep): \(bad)") }
         if let e = bucketError { throw e }
-        let wait = try buckets.finish(model.params.grads)
+        let wait = try buckets.finish()
         // Loss and hits of the global batch, and whether any rank was asked to stop (one tiny
         // allreduce: every rank sees the stop request after the same step).
         var stats = [r.loss, Double(r.correct), Preemption.requested ? 1 : 0]

@@ -111,10 +111,11 @@ func checkAllreduce() throws {
 
 func checkGradientBuckets() throws {
     let total = 1_000_003
-    let buckets = GradientBuckets(total: total, bucketBytes: 64 << 10, communicator: comm)
+    let buffer = UnsafeMutablePointer<Float>.allocate(capacity: total)
+    defer { buffer.deallocate() }
+    let buckets = GradientBuckets(buffer: buffer, total: total, bucketBytes: 64 << 10, communicator: comm)
     expect(buckets.ranges.first?.lowerBound == 0 && buckets.ranges.last?.upperBound == total,
            "bucket ranges do not cover 0..<\(total)")
-    var buffer = [Float](repeating: 0, count: total)
     var random = SplitMix64(state: 42)
     for step in 0..<4 {
         for i in 0..<total { buffer[i] = Float((rank + 1) * ((i + step) % 13)) }
@@ -129,13 +130,11 @@ func checkGradientBuckets() throws {
             for i in stride(from: pieces.count - 1, to: 0, by: -1) { pieces.swapAt(i, random.below(i + 1)) }
         }
         let marked = step == 3 ? pieces.count / 2 : pieces.count
-        let waited: Double = try buffer.withUnsafeMutableBufferPointer { buf in
-            for (k, piece) in pieces.prefix(marked).enumerated() {
-                try buckets.markReady(buf.baseAddress!, lo: piece.lowerBound, hi: piece.upperBound)
-                if k % 3 == 0 { try buckets.poll() }
-            }
-            return try buckets.finish(buf.baseAddress!)
+        for (k, piece) in pieces.prefix(marked).enumerated() {
+            try buckets.markReady(lo: piece.lowerBound, hi: piece.upperBound)
+            if k % 3 == 0 { try buckets.poll() }
         }
+        let waited = try buckets.finish()
         expect(waited >= 0 && waited == buckets.communicationWaitSeconds, "finish returned \(waited)")
         for i in 0..<total where buffer[i] != Float(rankSum * ((i + step) % 13)) {
             expect(false, "GradientBuckets step \(step) [\(i)] = \(buffer[i]), expected \(rankSum * ((i + step) % 13))")

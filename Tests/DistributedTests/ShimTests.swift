@@ -69,18 +69,17 @@ final class ShimTests: XCTestCase {
     // MARK: GradientBuckets: ranges
 
     func testBucketRangesSplitEvenlyAndCoverTheBuffer() {
-        let local = LocalCommunicator()
-        XCTAssertEqual(GradientBuckets(total: 0, communicator: local).ranges, [])
-        XCTAssertEqual(GradientBuckets(total: 10, bucketBytes: 16, communicator: local).ranges,
+        XCTAssertEqual(GradientBuckets.ranges(total: 0), [])
+        XCTAssertEqual(GradientBuckets.ranges(total: 10, bucketBytes: 16),
                        [0 ..< 4, 4 ..< 7, 7 ..< 10])
-        XCTAssertEqual(GradientBuckets(total: 8, bucketBytes: 16, communicator: local).ranges,
+        XCTAssertEqual(GradientBuckets.ranges(total: 8, bucketBytes: 16),
                        [0 ..< 4, 4 ..< 8])
-        XCTAssertEqual(GradientBuckets(total: 3, bucketBytes: 16, communicator: local).ranges, [0 ..< 3])
-        XCTAssertEqual(GradientBuckets(total: 5, bucketBytes: 4, communicator: local).ranges.count, 5)
+        XCTAssertEqual(GradientBuckets.ranges(total: 3, bucketBytes: 16), [0 ..< 3])
+        XCTAssertEqual(GradientBuckets.ranges(total: 5, bucketBytes: 4).count, 5)
 
         // Default 4 MB = 1 Mi floats; ResNet-18-sized buffer (11.2 M floats) → 11 buckets.
         for total in [1, 1 << 20, (1 << 20) + 1, 11_172_042, 2_500_000] {
-            let ranges = GradientBuckets(total: total, communicator: local).ranges
+            let ranges = GradientBuckets.ranges(total: total)
             XCTAssertEqual(ranges.count, (total + (1 << 20) - 1) / (1 << 20), "total \(total)")
             XCTAssertEqual(ranges.first?.lowerBound, 0)
             XCTAssertEqual(ranges.last?.upperBound, total)
@@ -97,20 +96,19 @@ final class ShimTests: XCTestCase {
         let recorder = SimulatedWorld(size: 1)
         for comm in [LocalCommunicator(), recorder] as [Communicator] {
             let total = 1000
-            let buckets = GradientBuckets(total: total, bucketBytes: 64, communicator: comm)
-            var buffer = (0..<total).map { Float($0) * 0.5 }
-            let original = buffer
+            let buf = UnsafeMutablePointer<Float>.allocate(capacity: total)
+            defer { buf.deallocate() }
+            for i in 0..<total { buf[i] = Float(i) * 0.5 }
+            let buckets = GradientBuckets(buffer: buf, total: total, bucketBytes: 64, communicator: comm)
             var random = TestRandom(seed: 3)
             for _ in 0..<3 {
-                try buffer.withUnsafeMutableBufferPointer { buf in
-                    for piece in random.shuffledPieces(total: total, maxLength: 90) {
-                        try buckets.markReady(buf.baseAddress!, lo: piece.lowerBound, hi: piece.upperBound)
-                        XCTAssertEqual(try buckets.poll(), 0)
-                    }
-                    XCTAssertEqual(try buckets.finish(buf.baseAddress!), 0)
+                for piece in random.shuffledPieces(total: total, maxLength: 90) {
+                    try buckets.markReady(lo: piece.lowerBound, hi: piece.upperBound)
+                    XCTAssertEqual(try buckets.poll(), 0)
                 }
+                XCTAssertEqual(try buckets.finish(), 0)
                 XCTAssertEqual(buckets.communicationWaitSeconds, 0)
-                XCTAssertEqual(buffer, original)
+                XCTAssertTrue((0..<total).allSatisfy { buf[$0] == Float($0) * 0.5 }, "a world of one leaves the buffer alone")
             }
         }
         XCTAssertTrue(recorder.started.isEmpty, "a world of one starts no reductions")
@@ -121,38 +119,36 @@ final class ShimTests: XCTestCase {
     func testBucketsReduceEveryFloatOnceInAnyMarkingOrder() throws {
         let world = SimulatedWorld(size: 3)
         let total = 10_007
-        let buckets = GradientBuckets(total: total, bucketBytes: 4 * 500, communicator: world)
+        let buf = UnsafeMutablePointer<Float>.allocate(capacity: total)
+        defer { buf.deallocate() }
+        let buckets = GradientBuckets(buffer: buf, total: total, bucketBytes: 4 * 500, communicator: world)
         XCTAssertEqual(buckets.ranges.count, 21)
         var random = TestRandom(seed: 11)
-        var buffer = [Float](repeating: 0, count: total)
 
         for step in 0..<6 {
             world.started = []
-            for i in 0..<total { buffer[i] = Float((i + step) % 17) }
+            for i in 0..<total { buf[i] = Float((i + step) % 17) }
             var pieces = random.shuffledPieces(total: total, maxLength: step < 3 ? 300 : 2_000)
             if step == 0 { pieces.sort { $0.lowerBound > $1.lowerBound } }  // backward order
             let marked = step == 5 ? pieces.count / 3 : pieces.count        // leave some for finish
             var coveredSoFar = IndexSet()
 
-            try buffer.withUnsafeMutableBufferPointer { buf in
-                for (k, piece) in pieces.prefix(marked).enumerated() {
-                    try buckets.markReady(buf.baseAddress!, lo: piece.lowerBound, hi: piece.upperBound)
-                    coveredSoFar.insert(integersIn: piece)
-                    // Started right away: exactly the buckets whose floats are all marked.
-                    let complete = buckets.ranges.filter { coveredSoFar.contains(integersIn: $0) }
-                    XCTAssertEqual(Set(world.startedRanges(in: buf.baseAddress!)), Set(complete),
-                                   "step \(step) piece \(k)")
-                    if k % 4 == 0 { try buckets.poll() }
-                }
-                let waited = try buckets.finish(buf.baseAddress!)
-                XCTAssertGreaterThanOrEqual(waited, 0)
-                XCTAssertEqual(waited, buckets.communicationWaitSeconds)
-                XCTAssertEqual(world.startedRanges(in: buf.baseAddress!).sorted { $0.lowerBound < $1.lowerBound },
-                               buckets.ranges, "every bucket started exactly once in step \(step)")
+            for (k, piece) in pieces.prefix(marked).enumerated() {
+                try buckets.markReady(lo: piece.lowerBound, hi: piece.upperBound)
+                coveredSoFar.insert(integersIn: piece)
+                // Started right away: exactly the buckets whose floats are all marked.
+                let complete = buckets.ranges.filter { coveredSoFar.contains(integersIn: $0) }
+                XCTAssertEqual(Set(world.startedRanges(in: buf)), Set(complete), "step \(step) piece \(k)")
+                if k % 4 == 0 { try buckets.poll() }
             }
+            let waited = try buckets.finish()
+            XCTAssertGreaterThanOrEqual(waited, 0)
+            XCTAssertEqual(waited, buckets.communicationWaitSeconds)
+            XCTAssertEqual(world.startedRanges(in: buf).sorted { $0.lowerBound < $1.lowerBound },
+                           buckets.ranges, "every bucket started exactly once in step \(step)")
             XCTAssertTrue(world.started.allSatisfy { $0.completed })
-            for i in 0..<total where buffer[i] != 3 * Float((i + step) % 17) {
-                XCTFail("step \(step): buffer[\(i)] = \(buffer[i]), expected \(3 * Float((i + step) % 17))")
+            for i in 0..<total where buf[i] != 3 * Float((i + step) % 17) {
+                XCTFail("step \(step): buffer[\(i)] = \(buf[i]), expected \(3 * Float((i + step) % 17))")
                 break
             }
         }
@@ -160,21 +156,20 @@ final class ShimTests: XCTestCase {
 
     func testBucketsPollCompletesInFlightReductions() throws {
         let world = SimulatedWorld(size: 2, testsUntilDone: 2)
-        let buckets = GradientBuckets(total: 40, bucketBytes: 40, communicator: world)  // 4 buckets of 10
-        var buffer = [Float](repeating: 1, count: 40)
-        try buffer.withUnsafeMutableBufferPointer { buf in
-            let p = buf.baseAddress!
-            try buckets.markReady(p, lo: 25, hi: 40)     // completes bucket 3 only
-            XCTAssertEqual(world.startedRanges(in: p), [30 ..< 40])
-            try buckets.markReady(p, lo: 5, hi: 25)      // completes buckets 1 and 2
-            XCTAssertEqual(world.startedRanges(in: p), [30 ..< 40, 10 ..< 20, 20 ..< 30])
-            XCTAssertEqual(try buckets.poll(), 3)
-            XCTAssertEqual(try buckets.poll(), 0)        // second test completes them
-            XCTAssertEqual(buf[35], 2)
-            XCTAssertEqual(buf[0], 1)                    // bucket 0 not started yet
-            _ = try buckets.finish(p)                    // starts bucket 0, waits
-        }
-        XCTAssertEqual(buffer, [Float](repeating: 2, count: 40))
+        let p = UnsafeMutablePointer<Float>.allocate(capacity: 40)
+        defer { p.deallocate() }
+        p.initialize(repeating: 1, count: 40)
+        let buckets = GradientBuckets(buffer: p, total: 40, bucketBytes: 40, communicator: world)  // 4 buckets of 10
+        try buckets.markReady(lo: 25, hi: 40)     // completes bucket 3 only
+        XCTAssertEqual(world.startedRanges(in: p), [30 ..< 40])
+        try buckets.markReady(lo: 5, hi: 25)      // completes buckets 1 and 2
+        XCTAssertEqual(world.startedRanges(in: p), [30 ..< 40, 10 ..< 20, 20 ..< 30])
+        XCTAssertEqual(try buckets.poll(), 3)
+        XCTAssertEqual(try buckets.poll(), 0)     // second test completes them
+        XCTAssertEqual(p[35], 2)
+        XCTAssertEqual(p[0], 1)                   // bucket 0 not started yet
+        _ = try buckets.finish()                  // starts bucket 0, waits
+        XCTAssertEqual(Array(UnsafeBufferPointer(start: p, count: 40)), [Float](repeating: 2, count: 40))
     }
 
     // MARK: Real mpirun jobs
