@@ -68,10 +68,11 @@ public final class Conv2D: Layer {
         return min(x[2], x[3]) >= Conv2D.winograd4x4MinSide ? .winograd4x4 : .winograd2x2
     }
 
-    /// Runs forward (x -> y) or dX (dY -> dX) with Winograd, F(4x4) or F(2x2) by map size.
-    private func winogradPass(_ input: Tensor, _ output: Tensor, bias: UnsafePointer<Float>?, forInputGradient: Bool, _ p: Plan) {
+    /// Runs forward (x -> y) or dX (dY -> dX) with Winograd, F(4x4) or F(2x2) as `strategy` says.
+    private func winogradPass(_ strategy: Strategy, _ input: Tensor, _ output: Tensor, bias: UnsafePointer<Float>?,
+                              forInputGradient: Bool, _ p: Plan) {
         let (ci, co) = forInputGradient ? (outChannels, inChannels) : (inChannels, outChannels)
-        if case .winograd4x4 = strategy(input.shape) {
+        if case .winograd4x4 = strategy {
             let u = Workspace.shared.buffer(worker: 0, slot: Workspace.winogradWeights, count: 36 * inChannels * outChannels)
             Parallel.forRanges(co) { rows in
                 winograd43TransformWeights(self.weight.value, cout: self.outChannels, cin: self.inChannels, into: u,
@@ -153,7 +154,7 @@ public final class Conv2D: Layer {
         }
         if strategy.isWinograd {
             let bv = bias.map { UnsafePointer($0.value) }
-            ctx.timed("Conv2D forward winograd") { winogradPass(x, y, bias: bv, forInputGradient: false, p) }
+            ctx.timed("Conv2D forward winograd") { winogradPass(strategy, x, y, bias: bv, forInputGradient: false, p) }
             return y
         }
         let inImage = inChannels * p.h * p.w, outImage = outChannels * p.hw
@@ -267,7 +268,7 @@ public final class Conv2D: Layer {
         clock.report(ctx.profiler, ["Conv2D backward gather+im2col", "Conv2D backward gemm dW",
                                     "Conv2D backward gemm dX", "Conv2D backward col2im"])
         if winograd && needsInputGradient {   // dX = conv(dY, W transposed and rotated 180°)
-            ctx.timed("Conv2D backward winograd dX") { winogradPass(dy, d, bias: nil, forInputGradient: true, p) }
+            ctx.timed("Conv2D backward winograd dX") { winogradPass(strategy, dy, d, bias: nil, forInputGradient: true, p) }
         }
         let wg = weight.grad
         if ws.count > 1 {
