@@ -9,6 +9,7 @@ final class ConvStrategyTests: XCTestCase {
         switch s {
         case .unrolled: return "unrolled"
         case .winograd4x4: return "winograd4x4"
+        case .winograd3x3: return "winograd3x3"
         case .winograd2x2: return "winograd2x2"
         case .im2col: return "im2col"
         }
@@ -23,9 +24,10 @@ final class ConvStrategyTests: XCTestCase {
             (128, 256, 3, 2, 1, 4, "im2col"), (256, 256, 3, 1, 1, 2, "unrolled"),
             (256, 512, 3, 2, 1, 2, "unrolled"), (256, 512, 1, 2, 0, 2, "im2col"), (512, 512, 3, 1, 1, 1, "unrolled"),
             (64, 64, 3, 1, 1, 24, "winograd4x4"), (128, 128, 3, 1, 1, 12, "winograd4x4"),
-            (256, 256, 3, 1, 1, 6, "winograd2x2"), (512, 512, 3, 1, 1, 3, "winograd2x2"),   // 3x3: its dense matrix is 81 MiB
+            (256, 256, 3, 1, 1, 6, "winograd3x3"), (512, 512, 3, 1, 1, 3, "winograd3x3"),   // 3x3: its dense matrix is 81 MiB
             (3, 64, 7, 2, 3, 224, "im2col"), (64, 64, 3, 1, 1, 56, "winograd4x4"), (256, 256, 3, 1, 1, 14, "winograd4x4"),
-            (512, 512, 3, 1, 1, 7, "winograd4x4"), (256, 256, 3, 1, 1, 5, "winograd2x2"),
+            (512, 512, 3, 1, 1, 7, "winograd4x4"), (256, 256, 3, 1, 1, 5, "winograd3x3"),
+            (256, 256, 3, 1, 1, 9, "winograd3x3"), (128, 128, 3, 1, 1, 10, "winograd4x4"), (128, 128, 3, 1, 1, 21, "winograd4x4"),
         ]
         for (cin, cout, k, s, p, side, want) in table {
             let conv = Conv2D(ModelContext(), name: "c", inChannels: cin, outChannels: cout, kernel: k, stride: s, padding: p)
@@ -33,16 +35,16 @@ final class ConvStrategyTests: XCTestCase {
         }
     }
 
-    /// A 3x3 map through the dense matrix, and (with the matrix disallowed) through F(2x2)
-    /// Winograd: the same output, input gradient and parameter gradients, and both pass the
+    /// A 3x3 map through the dense matrix, and (with the matrix disallowed) through F(3x3) and F(2x2)
+    /// Winograd: the same output, input gradient and parameter gradients, and all pass the
     /// finite-difference check.
     func testUnrolledAndWinogradAgreeOnThreeByThreeMaps() {
         let c = ConvCase(n: 3, cin: 3, cout: 4, h: 3, w: 3, k: 3, stride: 1, padding: 1, bias: true)
-        let saved = UnrolledConv.maxEntries
-        defer { UnrolledConv.maxEntries = saved }
+        let saved = (UnrolledConv.maxEntries, Conv2D.winograd3x3MaxSide)
+        defer { (UnrolledConv.maxEntries, Conv2D.winograd3x3MaxSide) = saved }
         var runs: [([Float], [Float], [Float])] = []
-        for (limit, want) in [(saved, "unrolled"), (0, "winograd2x2")] {
-            UnrolledConv.maxEntries = limit
+        for (limit, f3, want) in [(saved.0, 9, "unrolled"), (0, 9, "winograd3x3"), (0, 0, "winograd2x2")] {
+            UnrolledConv.maxEntries = limit; Conv2D.winograd3x3MaxSide = f3
             let (ctx, conv) = makeConv(c, seed: 4)
             XCTAssertEqual(name(conv.strategy([c.n, c.cin, c.h, c.w])), want)
             let x = randomTensor([c.n, c.cin, c.h, c.w], seed: 5), dy = randomTensor([c.n, c.cout, c.h, c.w], seed: 6)
@@ -52,8 +54,36 @@ final class ConvStrategyTests: XCTestCase {
             runs.append((y, conv.backward(dy).array, Array(ctx.params.gradBuffer)))
             assertLayerGradients(conv, ctx: ctx, input: x, "\(c) \(want)")
         }
-        assertClose(runs[1].0, runs[0].0, rtol: 1e-5, atol: 1e-6, "output")
-        assertClose(runs[1].1, runs[0].1, rtol: 1e-5, atol: 1e-6, "input gradient")
-        assertClose(runs[1].2, runs[0].2, rtol: 1e-4, atol: 1e-5, "parameter gradients")
+        for k in 1..<runs.count {
+            // Relative to each tensor's largest magnitude: Winograd's rounding scales with the whole tile.
+            assertCloseScaled(runs[k].0, runs[0].0.map(Double.init), tol: 2e-5, "output \(k)")
+            assertCloseScaled(runs[k].1, runs[0].1.map(Double.init), tol: 2e-5, "input gradient \(k)")
+            assertCloseScaled(runs[k].2, runs[0].2.map(Double.init), tol: 1e-4, "parameter gradients \(k)")
+        }
+    }
+
+    /// F(3x3) and F(2x2) through Conv2D on 5x5, 6x6 and 9x9 maps (one to three tiles a side, a batch
+    /// that is not a multiple of 8 lanes): the same output and gradients, and F(3x3) passes the
+    /// finite-difference check.
+    func testThreeByThreeTilesAgreeWithTwoByTwo() {
+        let saved = Conv2D.winograd3x3MaxSide
+        defer { Conv2D.winograd3x3MaxSide = saved }
+        for (i, side) in [5, 6, 9].enumerated() {
+            let c = ConvCase(n: 11, cin: 3, cout: 4, h: side, w: side, k: 3, stride: 1, padding: 1, bias: false)
+            var runs: [([Float], [Float], [Float])] = []
+            for (f3, want) in [(9, "winograd3x3"), (0, side == 9 ? "winograd4x4" : "winograd2x2")] {
+                Conv2D.winograd3x3MaxSide = f3
+                let (ctx, conv) = makeConv(c, seed: UInt64(40 + i))
+                XCTAssertEqual(name(conv.strategy([c.n, c.cin, c.h, c.w])), want)
+                let x = randomTensor([c.n, c.cin, c.h, c.w], seed: UInt64(50 + i)), dy = randomTensor([c.n, c.cout, c.h, c.w], seed: 60)
+                ctx.params.zeroGrad()
+                let y = conv.forward(x, training: true).array
+                runs.append((y, conv.backward(dy).array, Array(ctx.params.gradBuffer)))
+                if f3 > 0 { assertLayerGradients(conv, ctx: ctx, input: Tensor(shape: [2, c.cin, side, side], values: Array(x.array.prefix(2 * c.cin * side * side))), "\(c) \(want)") }
+            }
+            assertCloseScaled(runs[0].0, runs[1].0.map(Double.init), tol: 2e-5, "output \(side)")
+            assertCloseScaled(runs[0].1, runs[1].1.map(Double.init), tol: 2e-5, "input gradient \(side)")
+            assertCloseScaled(runs[0].2, runs[1].2.map(Double.init), tol: 1e-4, "parameter gradients \(side)")
+        }
     }
 }

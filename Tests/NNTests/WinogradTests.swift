@@ -30,6 +30,11 @@ private let variants = [
                 winograd43TransformWeights(w, cout: co, cin: ci, into: u, forInputGradient: dx, rows: 0..<(dx ? ci : co)) },
             forward: { winograd43Forward(x: $0, u: $1, bias: $2, y: $3, cin: $4, cout: $5, h: $6, w: $7, images: $8, worker: $9) },
             target: { winograd43TargetTiles }, setTarget: { winograd43TargetTiles = $0 }),
+    Variant(name: "F(3x3)", planes: 25,
+            transform: { w, co, ci, u, dx in
+                winograd33TransformWeights(w, cout: co, cin: ci, into: u, forInputGradient: dx, rows: 0..<(dx ? ci : co)) },
+            forward: { winograd33Forward(x: $0, u: $1, bias: $2, y: $3, cin: $4, cout: $5, h: $6, w: $7, images: $8, worker: $9) },
+            target: { winograd33TargetTiles }, setTarget: { winograd33TargetTiles = $0 }),
 ]
 
 final class WinogradTests: XCTestCase {

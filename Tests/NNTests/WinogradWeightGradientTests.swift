@@ -31,14 +31,16 @@ private struct Variant {
     let name: String
     let run: (UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int, Int, Int, Int, Range<Int>, Int) -> Void
     let setTarget: (Int) -> Void
-    var target: Int { name == "F(2x2)" ? winogradWeightGradientTargetTiles : winograd43WeightGradientTargetTiles }
+    let target: () -> Int
 }
 
 private let variants = [
     Variant(name: "F(2x2)", run: { winogradWeightGradient(x: $0, dy: $1, dw: $2, cin: $3, cout: $4, h: $5, w: $6, images: $7, worker: $8) },
-            setTarget: { winogradWeightGradientTargetTiles = $0 }),
+            setTarget: { winogradWeightGradientTargetTiles = $0 }, target: { winogradWeightGradientTargetTiles }),
     Variant(name: "F(4x4)", run: { winograd43WeightGradient(x: $0, dy: $1, dw: $2, cin: $3, cout: $4, h: $5, w: $6, images: $7, worker: $8) },
-            setTarget: { winograd43WeightGradientTargetTiles = $0 }),
+            setTarget: { winograd43WeightGradientTargetTiles = $0 }, target: { winograd43WeightGradientTargetTiles }),
+    Variant(name: "F(3x3)", run: { winograd33WeightGradient(x: $0, dy: $1, dw: $2, cin: $3, cout: $4, h: $5, w: $6, images: $7, worker: $8) },
+            setTarget: { winograd33WeightGradientTargetTiles = $0 }, target: { winograd33WeightGradientTargetTiles }),
 ]
 
 final class WinogradWeightGradientTests: XCTestCase {
@@ -95,7 +97,7 @@ final class WinogradWeightGradientTests: XCTestCase {
     /// Small blocks: blocks start and end inside images and tile rows; gemms accumulate over many blocks.
     func testSmallBlocks() {
         for v in variants {
-            let saved = v.target
+            let saved = v.target()
             defer { v.setTarget(saved) }
             for target in [1, 3, 7, 20, 37, 100] {
                 v.setTarget(target)

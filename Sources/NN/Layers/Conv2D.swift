@@ -47,15 +47,17 @@ public final class Conv2D: Layer {
     enum Strategy {
         case unrolled(UnrolledConv)   // H·W ≤ k²: one dense matrix per pass (ConvUnrolled.swift)
         case winograd4x4              // 3x3 s1 p1 on maps ≥ winograd4x4MinSide: F(4x4, 3x3) forward, dX, dW
-        case winograd2x2              // 3x3 s1 p1 on maps ≥ 3: F(2x2, 3x3) forward, dX, dW
+        case winograd3x3              // 3x3 s1 p1 on 3x3, 5x5, 6x6, 9x9 maps: F(3x3, 3x3) forward, dX, dW
+        case winograd2x2              // 3x3 s1 p1 on other maps ≥ 3 (4x4, 8x8 below winograd4x4MinSide): F(2x2, 3x3)
         case im2col                   // everything else: im2col + gemm, col2im for dX
-        var isWinograd: Bool { switch self { case .winograd4x4, .winograd2x2: return true; default: return false } }
+        var isWinograd: Bool { switch self { case .winograd4x4, .winograd3x3, .winograd2x2: return true; default: return false } }
         var unrolledForm: UnrolledConv? { if case .unrolled(let u) = self { return u }; return nil }
     }
-    /// Maps at least this wide use F(4x4, 3x3); 3 to 6 use F(2x2, 3x3), which was as fast or faster
-    /// there (on 5x5 and 6x6 both need 144 multiplications per channel pair, and one 4x4 tile per
-    /// small map leaves F(4x4)'s gemms narrow). All three passes follow.
+    /// Maps at least this wide may use F(4x4, 3x3): below it, F(2x2) was as fast or faster (one 4x4
+    /// tile per small map leaves F(4x4)'s gemms narrow).
     nonisolated(unsafe) public static var winograd4x4MinSide = 7
+    /// F(3x3, 3x3), whose transforms gather across images, is used on maps up to this wide (3 tiles a side).
+    nonisolated(unsafe) public static var winograd3x3MaxSide = 9
 
     func strategy(_ x: [Int]) -> Strategy {
         let os = outputShape(x)
@@ -65,24 +67,42 @@ public final class Conv2D: Layer {
         // it and its gradient are scratch shared by all layers).
         if x[2] * x[3] <= kernel * kernel && u.rows * u.cols <= UnrolledConv.maxEntries { return .unrolled(u) }
         guard kernel == 3 && stride == 1 && padding == 1 && min(x[2], x[3]) >= 3 else { return .im2col }
-        return min(x[2], x[3]) >= Conv2D.winograd4x4MinSide ? .winograd4x4 : .winograd2x2
+        // The tile size with the fewest multiplications per channel pair, (tiles per map) x (m+2)²;
+        // ties go to the larger tile. F(3x3) (up to winograd3x3MaxSide) wins on 3, 5, 6 and 9 (25, 100, 100, 225 against F(2x2)'s 64, 144,
+        // 144, 400 and F(4x4)'s 324 on 9x9).
+        func cost(_ m: Int) -> Int { ((x[2] + m - 1) / m) * ((x[3] + m - 1) / m) * (m + 2) * (m + 2) }
+        let f4 = min(x[2], x[3]) >= Conv2D.winograd4x4MinSide ? cost(4) : Int.max
+        if f4 <= cost(2) && (f4 <= cost(3) || max(x[2], x[3]) > Conv2D.winograd3x3MaxSide) { return .winograd4x4 }
+        return max(x[2], x[3]) <= Conv2D.winograd3x3MaxSide && cost(3) < min(cost(2), f4) ? .winograd3x3 : .winograd2x2
     }
 
-    /// Runs forward (x -> y) or dX (dY -> dX) with Winograd, F(4x4) or F(2x2) as `strategy` says.
+    /// Runs forward (x -> y) or dX (dY -> dX) with Winograd, F(4x4), F(3x3) or F(2x2) as `strategy` says.
     private func winogradPass(_ strategy: Strategy, _ input: Tensor, _ output: Tensor, bias: UnsafePointer<Float>?,
                               forInputGradient: Bool, _ p: Plan) {
         let (ci, co) = forInputGradient ? (outChannels, inChannels) : (inChannels, outChannels)
-        if case .winograd4x4 = strategy {
-            let u = Workspace.shared.buffer(worker: 0, slot: Workspace.winogradWeights, count: 36 * inChannels * outChannels)
+        switch strategy {
+        case .winograd4x4, .winograd3x3:
+            let f4: Bool = if case .winograd4x4 = strategy { true } else { false }
+            let u = Workspace.shared.buffer(worker: 0, slot: Workspace.winogradWeights, count: (f4 ? 36 : 25) * inChannels * outChannels)
             Parallel.forRanges(co) { rows in
-                winograd43TransformWeights(self.weight.value, cout: self.outChannels, cin: self.inChannels, into: u,
-                                           forInputGradient: forInputGradient, rows: rows)
+                if f4 {
+                    winograd43TransformWeights(self.weight.value, cout: self.outChannels, cin: self.inChannels, into: u,
+                                               forInputGradient: forInputGradient, rows: rows)
+                } else {
+                    winograd33TransformWeights(self.weight.value, cout: self.outChannels, cin: self.inChannels, into: u,
+                                               forInputGradient: forInputGradient, rows: rows)
+                }
             }
             Parallel.forRanges(p.workers) { workers in for wk in workers {
-                winograd43Forward(x: input.data, u: u, bias: bias, y: output.data, cin: ci, cout: co,
-                                  h: p.h, w: p.w, images: p.images(wk), worker: wk)
+                if f4 {
+                    winograd43Forward(x: input.data, u: u, bias: bias, y: output.data, cin: ci, cout: co,
+                                      h: p.h, w: p.w, images: p.images(wk), worker: wk)
+                } else {
+                    winograd33Forward(x: input.data, u: u, bias: bias, y: output.data, cin: ci, cout: co,
+                                      h: p.h, w: p.w, images: p.images(wk), worker: wk)
+                }
             }}
-        } else {
+        default:
             let u = transformedWeights(forInputGradient: forInputGradient)
             Parallel.forRanges(p.workers) { workers in for wk in workers {
                 winogradForward(x: input.data, u: u, bias: bias, y: output.data, cin: ci, cout: co,
@@ -225,10 +245,14 @@ public final class Conv2D: Layer {
                 Parallel.forRanges(p.workers) { workers in for wk in workers {
                     let dw = ws[wk].dw
                     if wk > 0 { dw.update(repeating: 0, count: wcount) }
-                    if case .winograd4x4 = strategy {
+                    switch strategy {
+                    case .winograd4x4:
                         winograd43WeightGradient(x: x.data, dy: dy.data, dw: dw, cin: self.inChannels, cout: self.outChannels,
                                                  h: p.h, w: p.w, images: p.images(wk), worker: wk)
-                    } else {
+                    case .winograd3x3:
+                        winograd33WeightGradient(x: x.data, dy: dy.data, dw: dw, cin: self.inChannels, cout: self.outChannels,
+                                                 h: p.h, w: p.w, images: p.images(wk), worker: wk)
+                    default:
                         winogradWeightGradient(x: x.data, dy: dy.data, dw: dw, cin: self.inChannels, cout: self.outChannels,
                                                h: p.h, w: p.w, images: p.images(wk), worker: wk)
                     }

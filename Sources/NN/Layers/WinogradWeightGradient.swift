@@ -14,8 +14,9 @@ import Foundation
 /// 128 for 128, 64 for 256). Each worker needs 16 * ((Cin + Cout) * T + Cin * Cout) floats of scratch.
 nonisolated(unsafe) public var winogradWeightGradientTargetTiles = 0
 
-/// Per-worker scratch of the weight gradient (separate from the forward's, which has other sizes).
-private let winogradDWScratch = WinogradScratch()
+/// Per-worker scratch of the weight gradient (separate from the forward's, which has other sizes);
+/// F(3x3)'s weight gradient (Winograd33.swift) uses it too.
+let winogradDWScratch = WinogradScratch()
 
 /// Adds dL/dW (weight [Cout, Cin, 3, 3]) from images `images` of x (N, Cin, H, W) and dy (N, Cout, H, W)
 /// into dw (Cout*Cin*9 floats; ADDS, the caller zeroes partial buffers). Callable concurrently from worker threads
