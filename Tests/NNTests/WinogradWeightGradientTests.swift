@@ -137,6 +137,41 @@ final class WinogradWeightGradientTests: XCTestCase {
         }
     }
 
+    /// Conv2D's split of F(4x4) and F(3x3): Winograd-domain partial sums of two workers (concurrently),
+    /// then the transform back over kernel ranges that cut groups of 8 lanes, added to a prefilled dW.
+    func testPartialSumsThenTransformByKernelRanges() {
+        typealias Partial = (UnsafePointer<Float>, UnsafePointer<Float>, Int, Int, Int, Int, Range<Int>, Int) -> UnsafePointer<Float>?
+        typealias Add = ([UnsafePointer<Float>], Int, Int, UnsafeMutablePointer<Float>, Range<Int>) -> Void
+        let split: [(String, Partial, Add)] = [
+            ("F(4x4)", { winograd43WeightGradientPartial(x: $0, dy: $1, cin: $2, cout: $3, h: $4, w: $5, images: $6, worker: $7) },
+             { winograd43AddKernelGradients($0, cin: $1, cout: $2, dw: $3, kernels: $4) }),
+            ("F(3x3)", { winograd33WeightGradientPartial(x: $0, dy: $1, cin: $2, cout: $3, h: $4, w: $5, images: $6, worker: $7) },
+             { winograd33AddKernelGradients($0, cin: $1, cout: $2, dw: $3, kernels: $4) }),
+        ]
+        for c in [Case(n: 5, cin: 6, cout: 5, h: 9, w: 8), Case(n: 3, cin: 7, cout: 3, h: 3, w: 3), Case(n: 19, cin: 4, cout: 4, h: 6, w: 6)] {
+            let x = randomArray(c.n * c.cin * c.h * c.w, seed: 1)
+            let dy = randomArray(c.n * c.cout * c.h * c.w, seed: 2)
+            let initial = randomArray(c.cout * c.cin * 9, seed: 3)
+            let ref = referenceWeightGradient(x: x, dy: dy, n: c.n, cin: c.cin, cout: c.cout, h: c.h, w: c.w, images: 0..<c.n)
+            for (name, partial, add) in split {
+                var dw = initial
+                x.withUnsafeBufferPointer { xp in dy.withUnsafeBufferPointer { dp in dw.withUnsafeMutableBufferPointer { wp in
+                    let (xa, da) = (xp.baseAddress!, dp.baseAddress!)
+                    let parts = UnsafeMutableBufferPointer<UnsafePointer<Float>?>.allocate(capacity: 2)
+                    defer { parts.deallocate() }
+                    DispatchQueue.concurrentPerform(iterations: 2) { k in
+                        parts[k] = partial(xa, da, c.cin, c.cout, c.h, c.w, (k == 0 ? 0..<2 : 2..<c.n), 20 + k)
+                    }
+                    let kernels = c.cout * c.cin
+                    for r in [0..<3, 3..<(kernels / 2), (kernels / 2)..<kernels] {
+                        add(parts.compactMap { $0 }, c.cin, c.cout, wp.baseAddress!, r)
+                    }
+                }}}
+                assertCloseScaled(zip(dw, initial).map { $0 - $1 }, ref, "\(name) split \(c)")
+            }
+        }
+    }
+
     /// Against Conv2D.backward's im2col + gemm weight gradient.
     func testMatchesConv2DBackward() {
         let shapes: [(n: Int, cin: Int, cout: Int, h: Int, w: Int)] =

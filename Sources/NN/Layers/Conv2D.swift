@@ -234,28 +234,40 @@ public final class Conv2D: Layer {
             return d
         }
         let columns = winograd ? 1 : p.group * p.hw   // Winograd needs only the dW partial sums
+        // F(4x4) and F(3x3): each worker sums its images in the Winograd domain, then the workers split
+        // the kernels for the transform back (G^T Σ G), added straight into the gradient.
+        let splitDW: Bool = switch strategy { case .winograd4x4, .winograd3x3: true; default: false }
         let ws = (0..<p.workers).map { w in
             (cols: Workspace.shared.buffer(worker: w, slot: 0, count: p.kdim * columns),
              g: Workspace.shared.buffer(worker: w, slot: 1, count: outChannels * columns),
              // Worker 0 accumulates straight into the gradient buffer; the others into partial sums.
-             dw: w == 0 ? weight.grad : Workspace.shared.buffer(worker: w, slot: 2, count: wcount))
+             dw: w == 0 || splitDW ? weight.grad : Workspace.shared.buffer(worker: w, slot: 2, count: wcount))
         }
         if winograd {   // dW with Winograd too: G^T [ sum_tiles (A dY A^T) ⊙ (B^T x B) ] G
             ctx.timed("Conv2D backward winograd dW") {
-                Parallel.forRanges(p.workers) { workers in for wk in workers {
+                if splitDW {
+                    let f4: Bool = if case .winograd4x4 = strategy { true } else { false }
+                    let (ci, co) = (self.inChannels, self.outChannels)
+                    let parts = UnsafeMutableBufferPointer<UnsafePointer<Float>?>.allocate(capacity: p.workers)
+                    defer { parts.deallocate() }
+                    parts.initialize(repeating: nil)
+                    Parallel.forRanges(p.workers) { workers in for wk in workers {
+                        parts[wk] = f4
+                            ? winograd43WeightGradientPartial(x: x.data, dy: dy.data, cin: ci, cout: co, h: p.h, w: p.w, images: p.images(wk), worker: wk)
+                            : winograd33WeightGradientPartial(x: x.data, dy: dy.data, cin: ci, cout: co, h: p.h, w: p.w, images: p.images(wk), worker: wk)
+                    }}
+                    let list = parts.compactMap { $0 }, wg = self.weight.grad
+                    Parallel.forRanges(co * ci, minChunk: 512) { r in
+                        if f4 { winograd43AddKernelGradients(list, cin: ci, cout: co, dw: wg, kernels: r) }
+                        else { winograd33AddKernelGradients(list, cin: ci, cout: co, dw: wg, kernels: r) }
+                    }
+                    return
+                }
+                Parallel.forRanges(p.workers) { workers in for wk in workers {   // F(2x2): a partial dW per worker
                     let dw = ws[wk].dw
                     if wk > 0 { dw.update(repeating: 0, count: wcount) }
-                    switch strategy {
-                    case .winograd4x4:
-                        winograd43WeightGradient(x: x.data, dy: dy.data, dw: dw, cin: self.inChannels, cout: self.outChannels,
-                                                 h: p.h, w: p.w, images: p.images(wk), worker: wk)
-                    case .winograd3x3:
-                        winograd33WeightGradient(x: x.data, dy: dy.data, dw: dw, cin: self.inChannels, cout: self.outChannels,
-                                                 h: p.h, w: p.w, images: p.images(wk), worker: wk)
-                    default:
-                        winogradWeightGradient(x: x.data, dy: dy.data, dw: dw, cin: self.inChannels, cout: self.outChannels,
-                                               h: p.h, w: p.w, images: p.images(wk), worker: wk)
-                    }
+                    winogradWeightGradient(x: x.data, dy: dy.data, dw: dw, cin: self.inChannels, cout: self.outChannels,
+                                           h: p.h, w: p.w, images: p.images(wk), worker: wk)
                 }}
             }
         }
@@ -295,7 +307,7 @@ public final class Conv2D: Layer {
             ctx.timed("Conv2D backward winograd dX") { winogradPass(strategy, dy, d, bias: nil, forInputGradient: true, p) }
         }
         let wg = weight.grad
-        if ws.count > 1 {
+        if ws.count > 1 && !splitDW {
             Parallel.forRanges(wcount, minChunk: 4096) { r in   // add workers 1...'s partial dW, in order
                 for (_, _, dw) in ws.dropFirst() { for i in r { wg[i] += dw[i] } }
             }

@@ -209,17 +209,27 @@ public func winograd33Forward(x: UnsafePointer<Float>, u: UnsafePointer<Float>, 
 }
 
 /// Adds dL/dW (weight [Cout, Cin, 3, 3]) from images of x (N, Cin, H, W) and dy (N, Cout, H, W)
-/// into dw (ADDS; the caller zeroes partial buffers). Concurrent calls need distinct `worker` ids.
+/// into dw (ADDS). Concurrent calls need distinct `worker` ids. (Conv2D splits the two halves below
+/// over its workers instead: partial sums per worker, then the transform per range of kernels.)
 public func winograd33WeightGradient(x: UnsafePointer<Float>, dy: UnsafePointer<Float>, dw: UnsafeMutablePointer<Float>,
                                      cin: Int, cout: Int, h: Int, w: Int, images: Range<Int>, worker: Int) {
-    if images.isEmpty || h <= 0 || w <= 0 || cin <= 0 || cout <= 0 { return }
+    guard let mw = winograd33WeightGradientPartial(x: x, dy: dy, cin: cin, cout: cout, h: h, w: w, images: images, worker: worker)
+    else { return }
+    winograd33AddKernelGradients([mw], cin: cin, cout: cout, dw: dw, kernels: 0..<(cout * cin))
+}
+
+/// Mw[25][Cout][Cin] = Σ over the images' tiles of DY ⊙ V, in `worker`'s scratch (valid until its next
+/// call; planes cout * cin + 16 apart), or nil for no images.
+public func winograd33WeightGradientPartial(x: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+                                            cin: Int, cout: Int, h: Int, w: Int, images: Range<Int>, worker: Int) -> UnsafePointer<Float>? {
+    if images.isEmpty || h <= 0 || w <= 0 || cin <= 0 || cout <= 0 { return nil }
     let geo = Geometry33(h: h, w: w)
     let target = winograd33WeightGradientTargetTiles > 0 ? winograd33WeightGradientTargetTiles : max(32, 32768 / (cin + cout))
     let nbMax = min(geo.blockImages(target: target), (images.count + 7) / 8 * 8)
     let tmax = geo.tpi * nbMax
     let vPlaneMax = cin * tmax + 16, dPlaneMax = cout * tmax + 16, mPlane = cout * cin + 16
     let scratch = winogradDWScratch.buffer(worker: worker, count: 25 * (vPlaneMax + dPlaneMax + mPlane))
-    let v = scratch, dt = v + 25 * vPlaneMax, mw = dt + 25 * dPlaneMax
+    let mw = scratch, v = mw + 25 * mPlane, dt = v + 25 * vPlaneMax
     withUnsafeTemporaryAllocation(of: V8.self, capacity: 25) { buffer in   // one tile's 5x5 values, aligned
         let tmp = buffer.baseAddress!
         var img0 = images.lowerBound, first = true
@@ -236,7 +246,7 @@ public func winograd33WeightGradient(x: UnsafePointer<Float>, dy: UnsafePointer<
             img0 += nb
         }
     }
-    addKernelGradients(mw, plane: mPlane, dw: dw, count: cout * cin)
+    return UnsafePointer(mw)
 }
 
 /// DY[xi][co][k * nb8 + i] = (A dY_t A^T)[xi], dY_t the 3x3 block of tile k of image img0 + i (zero
@@ -276,15 +286,21 @@ private func transformOutputGradient(_ dy: UnsafePointer<Float>, _ dt: UnsafeMut
     }
 }
 
-/// dw[q*9 ..< q*9+9] += G^T M_q G for q in 0..<count, M_q[xi] = m[xi * plane + q]; 8 kernels at a time.
-private func addKernelGradients(_ m: UnsafePointer<Float>, plane: Int, dw: UnsafeMutablePointer<Float>, count: Int) {
-    var q = 0
-    while q < count {
-        let n = min(8, count - q)
-        let p = m + q
+/// dw[q*9 ..< q*9+9] += G^T M_q G for kernels q (= co * Cin + ci) in `kernels`, M_q the sum of the
+/// partials' Mw[.][q] (in their order); 8 kernels at a time in SIMD8 lanes.
+public func winograd33AddKernelGradients(_ partials: [UnsafePointer<Float>], cin: Int, cout: Int,
+                                         dw: UnsafeMutablePointer<Float>, kernels: Range<Int>) {
+    let plane = cout * cin + 16
+    var q = kernels.lowerBound
+    while q < kernels.upperBound {
+        let n = min(8, kernels.upperBound - q)
         @inline(__always) func ld(_ xi: Int) -> V8 {
-            if n == 8 { return UnsafeRawPointer(p + xi * plane).loadUnaligned(as: V8.self) }
-            return gather(p + xi * plane, 1, n)
+            var sum = V8()
+            for m in partials {
+                let p = m + xi * plane + q
+                sum += n == 8 ? UnsafeRawPointer(p).loadUnaligned(as: V8.self) : gather(p, 1, n)
+            }
+            return sum
         }
         // Q = G^T M (3x5) by columns, then R = Q G (3x3) by rows
         @inline(__always) func column(_ j: Int) -> Three { kernelGradientTransform((ld(j), ld(5 + j), ld(10 + j), ld(15 + j), ld(20 + j))) }
@@ -292,12 +308,7 @@ private func addKernelGradients(_ m: UnsafePointer<Float>, plane: Int, dw: Unsaf
         let r0 = kernelGradientTransform((c0.0, c1.0, c2.0, c3.0, c4.0))
         let r1 = kernelGradientTransform((c0.1, c1.1, c2.1, c3.1, c4.1))
         let r2 = kernelGradientTransform((c0.2, c1.2, c2.2, c3.2, c4.2))
-        for l in 0..<n {
-            let d = dw + (q + l) * 9
-            d[0] += r0.0[l]; d[1] += r0.1[l]; d[2] += r0.2[l]
-            d[3] += r1.0[l]; d[4] += r1.1[l]; d[5] += r1.2[l]
-            d[6] += r2.0[l]; d[7] += r2.1[l]; d[8] += r2.2[l]
-        }
+        addKernelLanes((r0.0, r0.1, r0.2, r1.0, r1.1, r1.2, r2.0, r2.1, r2.2), to: dw + q * 9, count: n)
         q += n
     }
 }

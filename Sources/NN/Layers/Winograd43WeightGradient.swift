@@ -4,7 +4,7 @@
 // With V[36][Cin][T] = B^T d B (the forward's input transform) and DY[36][Cout][T] = A dY A^T
 // (dY_t the 4x4 output-gradient block of tile t, zero beyond H x W):
 //   Mw[xi][co][ci] = Σ_t DY[xi][co][t] * V[xi][ci][t]     (36 gemms [Cout x T] x [T x Cin]^T, accumulated over blocks)
-//   dW[co][ci] += G^T Mw[co][ci] G                          (once per call)
+//   dW[co][ci] += G^T Mw[co][ci] G                          (once, on the sum of the workers' Mw)
 // A = [1 0 0 0; 1 1 1 1; 1 -1 1 -1; 1 2 4 8; 1 -2 4 -8; 0 0 0 1] (A^T of the forward, transposed);
 // G^T = [1/4 -1/6 -1/6 1/24 1/24 0; 0 -1/6 1/6 1/12 -1/12 0; 0 -1/6 -1/6 1/6 1/6 1].
 
@@ -17,9 +17,20 @@ private let winograd43DWScratch = WinogradScratch()
 
 /// Adds dL/dW (weight [Cout, Cin, 3, 3]) from images `images` of x (N, Cin, H, W) and dy (N, Cout, H, W)
 /// into dw (Cout*Cin*9 floats; ADDS). Callable concurrently with distinct `worker` ids and disjoint image ranges.
+/// (Conv2D splits the two halves below over its workers instead: partial sums per worker, then the
+/// transform per range of kernels.)
 public func winograd43WeightGradient(x: UnsafePointer<Float>, dy: UnsafePointer<Float>, dw: UnsafeMutablePointer<Float>,
                                      cin: Int, cout: Int, h: Int, w: Int, images: Range<Int>, worker: Int) {
-    if images.isEmpty || h <= 0 || w <= 0 || cin <= 0 || cout <= 0 { return }
+    guard let mw = winograd43WeightGradientPartial(x: x, dy: dy, cin: cin, cout: cout, h: h, w: w, images: images, worker: worker)
+    else { return }
+    winograd43AddKernelGradients([mw], cin: cin, cout: cout, dw: dw, kernels: 0..<(cout * cin))
+}
+
+/// Mw[36][Cout][Cin] = Σ over the images' tiles of DY ⊙ V, in `worker`'s scratch (valid until its next
+/// call; planes cout * cin + 16 apart), or nil for no images.
+public func winograd43WeightGradientPartial(x: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+                                            cin: Int, cout: Int, h: Int, w: Int, images: Range<Int>, worker: Int) -> UnsafePointer<Float>? {
+    if images.isEmpty || h <= 0 || w <= 0 || cin <= 0 || cout <= 0 { return nil }
     let th = (h + 3) / 4, tw = (w + 3) / 4, tpi = th * tw
     let lw = tw + 8
     let padded = (4 * th + 2) * 4 * lw     // x, zero-bordered, phase layout (as in the forward)
@@ -49,7 +60,7 @@ public func winograd43WeightGradient(x: UnsafePointer<Float>, dy: UnsafePointer<
         firstBlock = false
         t0 += nt
     }
-    weightTransform(mw, plane: mPlane, dw: dw, count: cout * cin)
+    return UnsafePointer(mw)
 }
 
 /// Four values to A y (six).
@@ -115,17 +126,22 @@ private func kernelRows(_ m0: SIMD8<Float>, _ m1: SIMD8<Float>, _ m2: SIMD8<Floa
     return (m0 * 0.25 - s12 + s34 * (1 / 24), (m2 - m1) * (1 / 6) + (m3 - m4) * (1 / 12), s34 * (1 / 6) - s12 + m5)
 }
 
-/// dw[q*9 ..< q*9+9] += G^T M_q G for q in 0..<count, M_q[xi] = m[xi * plane + q]; 8 kernels at a time.
-private func weightTransform(_ m: UnsafePointer<Float>, plane: Int, dw: UnsafeMutablePointer<Float>, count: Int) {
-    var q = 0
-    while q < count {
-        let n = min(8, count - q)
-        let p = m + q
+/// dw[q*9 ..< q*9+9] += G^T M_q G for kernels q (= co * Cin + ci) in `kernels`, M_q the sum of the
+/// partials' Mw[.][q] (in their order); 8 kernels at a time in SIMD8 lanes.
+public func winograd43AddKernelGradients(_ partials: [UnsafePointer<Float>], cin: Int, cout: Int,
+                                         dw: UnsafeMutablePointer<Float>, kernels: Range<Int>) {
+    let plane = cout * cin + 16
+    var q = kernels.lowerBound
+    while q < kernels.upperBound {
+        let n = min(8, kernels.upperBound - q)
         @inline(__always) func ld(_ k: Int) -> SIMD8<Float> {
-            if n == 8 { return UnsafeRawPointer(p + k * plane).loadUnaligned(as: SIMD8<Float>.self) }
-            var r = SIMD8<Float>()
-            for l in 0..<n { r[l] = p[k * plane + l] }
-            return r
+            var sum = SIMD8<Float>()
+            for m in partials {
+                let p = m + k * plane + q
+                if n == 8 { sum += UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self) }
+                else { for l in 0..<n { sum[l] += p[l] } }
+            }
+            return sum
         }
         // G^T M: three rows of six (one column of M at a time), then each row times G
         let c0 = kernelRows(ld(0), ld(6), ld(12), ld(18), ld(24), ld(30))
@@ -137,12 +153,7 @@ private func weightTransform(_ m: UnsafePointer<Float>, plane: Int, dw: UnsafeMu
         let r0 = kernelRows(c0.0, c1.0, c2.0, c3.0, c4.0, c5.0)
         let r1 = kernelRows(c0.1, c1.1, c2.1, c3.1, c4.1, c5.1)
         let r2 = kernelRows(c0.2, c1.2, c2.2, c3.2, c4.2, c5.2)
-        for l in 0..<n {
-            let d = dw + (q + l) * 9
-            d[0] += r0.0[l]; d[1] += r0.1[l]; d[2] += r0.2[l]
-            d[3] += r1.0[l]; d[4] += r1.1[l]; d[5] += r1.2[l]
-            d[6] += r2.0[l]; d[7] += r2.1[l]; d[8] += r2.2[l]
-        }
+        addKernelLanes((r0.0, r0.1, r0.2, r1.0, r1.1, r1.2, r2.0, r2.1, r2.2), to: dw + q * 9, count: n)
         q += n
     }
 }

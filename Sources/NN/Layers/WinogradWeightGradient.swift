@@ -69,8 +69,6 @@ public func winogradWeightGradient(x: UnsafePointer<Float>, dy: UnsafePointer<Fl
 /// G^T = [1 .5 .5 0; 0 .5 -.5 0; 0 .5 .5 1]. 8 kernels at a time in SIMD8 lanes.
 private func winogradDWWeightTransform(_ m: UnsafePointer<Float>, plane: Int, dw: UnsafeMutablePointer<Float>, count: Int) {
     let half = SIMD8<Float>(repeating: 0.5)
-    let tmp = UnsafeMutablePointer<Float>.allocate(capacity: 144)
-    defer { tmp.deallocate() }
     var q = 0
     while q < count {
         let n = min(8, count - q)
@@ -93,30 +91,37 @@ private func winogradDWWeightTransform(_ m: UnsafePointer<Float>, plane: Int, dw
         let r = (c0.0 + s0, half * (c1.0 - c2.0), s0 + c3.0,
                  c0.1 + s1, half * (c1.1 - c2.1), s1 + c3.1,
                  c0.2 + s2, half * (c1.2 - c2.2), s2 + c3.2)
-        if n == 8 {   // transpose through tmp ([8][9] = the 72 contiguous floats of dw), then 9 vector adds
-            let rt = UnsafeMutableRawPointer(tmp)
-            rt.storeBytes(of: r.0, as: SIMD8<Float>.self); rt.storeBytes(of: r.1, toByteOffset: 32, as: SIMD8<Float>.self)
-            rt.storeBytes(of: r.2, toByteOffset: 64, as: SIMD8<Float>.self); rt.storeBytes(of: r.3, toByteOffset: 96, as: SIMD8<Float>.self)
-            rt.storeBytes(of: r.4, toByteOffset: 128, as: SIMD8<Float>.self); rt.storeBytes(of: r.5, toByteOffset: 160, as: SIMD8<Float>.self)
-            rt.storeBytes(of: r.6, toByteOffset: 192, as: SIMD8<Float>.self); rt.storeBytes(of: r.7, toByteOffset: 224, as: SIMD8<Float>.self)
-            rt.storeBytes(of: r.8, toByteOffset: 256, as: SIMD8<Float>.self)
-            let out = tmp + 72
-            for l in 0..<8 { for k in 0..<9 { out[l * 9 + k] = tmp[k * 8 + l] } }
-            let d = UnsafeMutableRawPointer(dw + q * 9), o = UnsafeRawPointer(out)
-            for j in 0..<9 {
-                let cur = d.loadUnaligned(fromByteOffset: j * 32, as: SIMD8<Float>.self)
-                d.storeBytes(of: cur + o.loadUnaligned(fromByteOffset: j * 32, as: SIMD8<Float>.self),
-                             toByteOffset: j * 32, as: SIMD8<Float>.self)
-            }
-        } else {
-            for l in 0..<n {
-                let d = dw + (q + l) * 9
-                d[0] += r.0[l]; d[1] += r.1[l]; d[2] += r.2[l]
-                d[3] += r.3[l]; d[4] += r.4[l]; d[5] += r.5[l]
-                d[6] += r.6[l]; d[7] += r.7[l]; d[8] += r.8[l]
-            }
-        }
+        addKernelLanes(r, to: dw + q * 9, count: n)
         q += n
+    }
+}
+
+/// dw[l * 9 + e] += r[e][l] for lanes l < count: the nine gradient values of 8 kernels in SIMD8
+/// lanes, added to the kernels' 72 contiguous floats (transposed through the stack, then 9 vector adds).
+@inline(__always)
+func addKernelLanes(_ r: (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>,
+                          SIMD8<Float>, SIMD8<Float>, SIMD8<Float>),
+                    to dw: UnsafeMutablePointer<Float>, count: Int) {
+    guard count == 8 else {
+        for l in 0..<count {
+            let d = dw + l * 9
+            d[0] += r.0[l]; d[1] += r.1[l]; d[2] += r.2[l]
+            d[3] += r.3[l]; d[4] += r.4[l]; d[5] += r.5[l]
+            d[6] += r.6[l]; d[7] += r.7[l]; d[8] += r.8[l]
+        }
+        return
+    }
+    withUnsafeTemporaryAllocation(of: SIMD8<Float>.self, capacity: 18) { buffer in
+        let tmp = UnsafeMutableRawPointer(buffer.baseAddress!).assumingMemoryBound(to: Float.self)
+        let out = tmp + 72
+        let b = buffer.baseAddress!
+        b[0] = r.0; b[1] = r.1; b[2] = r.2; b[3] = r.3; b[4] = r.4; b[5] = r.5; b[6] = r.6; b[7] = r.7; b[8] = r.8
+        for l in 0..<8 { for k in 0..<9 { out[l * 9 + k] = tmp[k * 8 + l] } }
+        let d = UnsafeMutableRawPointer(dw), o = UnsafeRawPointer(out)
+        for j in 0..<9 {
+            let cur = d.loadUnaligned(fromByteOffset: j * 32, as: SIMD8<Float>.self)
+            d.storeBytes(of: cur + o.loadUnaligned(fromByteOffset: j * 32, as: SIMD8<Float>.self), toByteOffset: j * 32, as: SIMD8<Float>.self)
+        }
     }
 }
 
