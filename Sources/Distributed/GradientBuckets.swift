@@ -106,7 +106,7 @@ public final class GradientBuckets {
         }
         for b in ranges.indices {
             if let request = inFlight[b] {
-                try request.wait()
+                try CollectiveWatchdog.describing("allreduce of gradient bucket \(b + 1)/\(ranges.count)") { try request.wait() }
             }
         }
         let elapsed = clock.now - began
