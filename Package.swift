@@ -13,6 +13,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-protobuf", exact: "1.39.0"),
     ],
     targets: [
         // MARK: System libraries and the C shim
@@ -28,6 +29,8 @@ let package = Package(
         .target(name: "NN", dependencies: ["CBLAS"]),
         .target(name: "Data", dependencies: ["NN", "CZlib"]),
         .target(name: "Distributed", dependencies: ["CMPI"]),
+        // TensorBoard event files (messages generated once from proto/, committed; no protoc at build time).
+        .target(name: "TensorBoard", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .target(name: "Coordinator", dependencies: ["NN", "Data", "Distributed", "CZlib"]),
         .target(name: "Training",
                 dependencies: ["NN", "Data", "Distributed", "Coordinator", "Yams"]),
@@ -43,6 +46,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["NN"], path: "Sources/TestSupport"),
         .testTarget(name: "NNTests", dependencies: ["NN", "TestSupport"]),
         .testTarget(name: "DataTests", dependencies: ["Data", "NN", "CZlib"]),
+        .testTarget(name: "TensorBoardTests", dependencies: ["TensorBoard"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Coordinator", "Data", "NN", "TestSupport"]),
         .testTarget(name: "TorchParityTests", dependencies: ["NN", "Training", "TestSupport"], exclude: ["torch"]),
         .testTarget(name: "DistributedTests", dependencies: ["Distributed", "Training", "Coordinator", "NN"]),
