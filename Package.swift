@@ -26,9 +26,10 @@ let package = Package(
                        providers: [.apt(["zlib1g-dev"])]),
 
         // MARK: Modules (each depends only on the ones above it)
-        .target(name: "NN", dependencies: ["CBLAS"]),
+        .target(name: "Trace"),   // the step timeline (--trace): layers, buckets and run loop record into it
+        .target(name: "NN", dependencies: ["CBLAS", "Trace"]),
         .target(name: "Data", dependencies: ["NN", "CZlib"]),
-        .target(name: "Distributed", dependencies: ["CMPI"]),
+        .target(name: "Distributed", dependencies: ["CMPI", "Trace"]),
         // TensorBoard event files (messages generated once from proto/, committed; no protoc at build time).
         .target(name: "TensorBoard", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .target(name: "Coordinator", dependencies: ["NN", "Data", "Distributed", "CZlib"]),
@@ -44,7 +45,7 @@ let package = Package(
 
         // MARK: Tests
         .target(name: "TestSupport", dependencies: ["NN"], path: "Sources/TestSupport"),
-        .testTarget(name: "NNTests", dependencies: ["NN", "TestSupport"]),
+        .testTarget(name: "NNTests", dependencies: ["NN", "Trace", "TestSupport"]),
         .testTarget(name: "DataTests", dependencies: ["Data", "NN", "CZlib"]),
         .testTarget(name: "TensorBoardTests", dependencies: ["TensorBoard"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Coordinator", "Data", "NN", "TestSupport"]),
