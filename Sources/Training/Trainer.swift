@@ -109,7 +109,7 @@ public final class Trainer {
                                      rank: comm.rank, worldSize: comm.size, shuffle: config.data.shuffle, seed: seed)
         var total = sampler.stepsPerEpoch * config.train.epochs
         if config.train.maxSteps > 0 { total = min(total, config.train.maxSteps) }
-        schedule = LRSchedule(kind: LRSchedule.Kind(rawValue: config.schedule.kind.rawValue) ?? .constant,
+        schedule = LRSchedule(kind: config.schedule.kind,
                               baseLR: config.optimizer.lr, warmupEpochs: config.schedule.warmupEpochs,
                               stepsPerEpoch: sampler.stepsPerEpoch, totalSteps: total,
                               stepEpochs: config.schedule.stepEpochs, gamma: config.schedule.gamma,
@@ -125,7 +125,7 @@ public final class Trainer {
             }
             try Trainer.checkFinite(model, source: "train.init_weights \(path)")
         }
-        try Trainer.checkConfigAgreement(config, comm)
+        try ReplicaSync.checkConfigAgreement(config.flatValues(), comm)
         try ReplicaSync.checkAgreement(layoutHash: model.params.layoutHash ^ model.buffers.layoutHash, comm)
         try ReplicaSync.broadcastInitialState(model, comm)
         if config.train.syncBN { ReplicaSync.installSyncBN(model, comm) }
@@ -284,20 +284,6 @@ public final class Trainer {
     public func evaluate() throws -> (loss: Double, accuracy: Double) {
         try ReplicaSync.withAveragedBuffers(model, comm) {
             try Evaluator.evaluate(model: model, loader: testLoader, batch: sampler.localBatch, comm: comm)
-        }
-    }
-
-    /// Every rank must run the same resolved config; a difference is named by key and rank
-    /// (each rank gets every rank's canonical YAML, a few hundred bytes).
-    static func checkConfigAgreement(_ config: RunConfig, _ comm: Communicator) throws {
-        guard comm.size > 1 else { return }
-        let all = try comm.allgather(Array(config.yamlString().utf8))
-        let root = flatConfig(try RunConfig.parse(yaml: String(decoding: all[0], as: UTF8.self), file: "rank 0's config"))
-        for (r, bytes) in all.enumerated() where bytes != all[0] {
-            let other = flatConfig(try RunConfig.parse(yaml: String(decoding: bytes, as: UTF8.self), file: "rank \(r)'s config"))
-            let keys = root.keys.filter { root[$0] != other[$0] }.sorted()
-            let shown = keys.prefix(3).map { "\($0) is \(clippedForMessage(root[$0] ?? "?", limit: 60)) on rank 0 but \(clippedForMessage(other[$0] ?? "?", limit: 60)) on rank \(r)" }
-            throw ReplicaMismatchError("the ranks were started with different configs: \(shown.joined(separator: "; "))\(keys.count > 3 ? " (and \(keys.count - 3) more)" : ""); every rank must read the same config file and --set overrides")
         }
     }
 

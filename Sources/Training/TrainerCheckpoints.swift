@@ -169,37 +169,17 @@ extension Trainer {
         rebuildCurves(from: restoredMetrics ?? "")
     }
 
-    /// Config keys that may differ between a checkpoint and the run resuming from it; every other
-    /// key changes the model or the run's arithmetic and is refused, named. (The world size may
-    /// change too, whenever it divides train.batch_size.)
-    public static let resumableKeys: Set<String> = [
-        "train.epochs", "train.max_steps", "train.log_every", "train.debug", "train.threads",
-        "train.bucket_mb", "train.eval_every_epoch", "data.root",
-        "checkpoint.every_steps", "checkpoint.every_epoch", "checkpoint.keep", "output.dir",
-    ]
-
+    /// Refuses a resume whose config differs from the checkpoint's in a key that is not
+    /// `RunConfig.resumableKeys` (the world size may change too, whenever it divides train.batch_size).
     static func checkResumable(saved: RunConfig, current: RunConfig, file: String) throws {
-        let old = flatConfig(saved), new = flatConfig(current)
-        for (key, value) in new where !resumableKeys.contains(key) && old[key] != value {
+        let old = Dictionary(uniqueKeysWithValues: saved.flatValues())
+        for (key, value) in current.flatValues() where !RunConfig.resumableKeys.contains(key) && old[key] != value {
             let was = old[key] ?? "(absent)"
             if key.hasPrefix("model.") {
                 throw CheckpointError("\(file): checkpoint model differs from the config: \(key) is \(was) in the checkpoint, \(value) in the config")
             }
-            throw CheckpointError("\(file): \(key) is \(was) in the checkpoint but \(value) now; it changes the run's arithmetic and cannot change on resume (free to change: \(resumableKeys.sorted().joined(separator: ", ")))")
+            throw CheckpointError("\(file): \(key) is \(was) in the checkpoint but \(value) now; it changes the run's arithmetic and cannot change on resume (free to change: \(RunConfig.resumableKeys.sorted().joined(separator: ", ")))")
         }
-    }
-
-    /// "section.key" -> value text, from the resolved config's YAML (one key per line).
-    static func flatConfig(_ c: RunConfig) -> [String: String] {
-        var out: [String: String] = [:]
-        var section = ""
-        for line in c.yamlString().split(separator: "\n") {
-            if !line.hasPrefix(" ") { section = String(line.dropLast()); continue }
-            let t = line.drop(while: { $0 == " " })
-            guard let colon = t.firstIndex(of: ":") else { continue }
-            out[section + "." + t[..<colon]] = String(t[t.index(after: colon)...]).trimmingCharacters(in: .whitespaces)
-        }
-        return out
     }
 
     func rebuildCurves(from metricsText: String) {

@@ -15,7 +15,7 @@ struct ResnetCommand: ParsableCommand {
         commandName: "resnet",
         abstract: "Data-parallel ResNet training over MPI with hand-written backward passes.",
         discussion: "Run under mpirun/srun for N ranks; started directly it is a single process (no MPI).",
-        subcommands: [Train.self, Eval.self, Summary.self, Bench.self, Export.self, SysInfo.self])
+        subcommands: [Train.self, Eval.self, Summary.self, Bench.self, Export.self, SysInfo.self, ConfigReference.self])
 
     static func main() {
         prepareOpenBLAS()
@@ -226,6 +226,13 @@ struct Export: ParsableCommand {
             throw ExitCode(1)
         }
     }
+}
+
+struct ConfigReference: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "config-reference",
+        abstract: "Print the table of config keys, defaults and meanings (the README's, made from the config schema).")
+
+    func run() throws { print(RunConfig.referenceTable, terminator: "") }
 }
 
 struct SysInfo: ParsableCommand {
