@@ -8,17 +8,11 @@ import Glibc
 #endif
 
 public func evaluateWeights(config: RunConfig, weights: String, comm: Communicator) throws -> (loss: Double, accuracy: Double, count: Int) {
-    guard let kind = DatasetKind(rawValue: config.data.dataset) else {
-        throw TrainingError("data.dataset: unknown dataset '\(config.data.dataset)'")
-    }
-    try ResourceCheck.check(config, localBatch: max(config.train.batchSize / comm.size, 1), what: "this config")
-    let size = config.data.imageSize
-    let test = try loadDataset(kind: kind, root: config.data.root, split: .test,
-                               syntheticCount: max(config.data.syntheticCount / 4, 1),
-                               syntheticShape: (config.model.inChannels, kind.side(imageSize: size), kind.side(imageSize: size)),
-                               numClasses: config.model.numClasses, seed: UInt64(truncatingIfNeeded: config.train.seed))
-    let model = ResNet(ResNetSpec(depth: config.model.depth, inChannels: config.model.inChannels,
-                                  numClasses: config.model.numClasses, width: config.model.width))
+    let plan = try RunPlan(config)
+    let batch = plan.evaluationBatch(worldSize: comm.size)
+    try ResourceCheck.check(config, localBatch: batch, what: "this config")
+    let test = try plan.load(.test)
+    let model = ResNet(plan.spec)
     // A plain weights file, or a checkpoint (verified; its optimizer state is skipped).
     let file = try SafeTensors.read(path: weights)
     var skip = Set<String>()
@@ -27,12 +21,9 @@ public func evaluateWeights(config: RunConfig, weights: String, comm: Communicat
         skip = Set(file.tensors.keys.filter { $0.hasPrefix(Trainer.momentumPrefix) || $0.hasPrefix(Trainer.replicaPrefix) })
     }
     try SafeTensors.load(file.tensors, into: [model.params, model.buffers], file: weights, ignoring: skip)
-    try Trainer.checkFinite(model, source: weights)
+    try StepEngine.checkFinite(model, source: weights)
     guard test.count > 0 else { throw TrainingError("\(config.data.dataset): the test split is empty (0 images); nothing to evaluate") }
-    let loader = BatchLoader(dataset: test, transform: TransformConfig(
-        imageSize: size > 0 ? size : nil,
-        normalize: config.data.normalize ? (config.data.mean, config.data.std) : nil))
-    let batch = max(config.train.batchSize / comm.size, 1)
+    let loader = BatchLoader(dataset: test, transform: plan.transform(augment: false))
     let r = try Evaluator.evaluate(model: model, loader: loader, batch: batch, comm: comm)
     return (r.loss, r.accuracy, test.count)
 }

@@ -161,7 +161,7 @@ extension Trainer {
         if let bad = velocity.withUnsafeBufferPointer({ model.params.firstNonFinite(in: $0.baseAddress!) }) {
             throw CheckpointError("\(file): tensor \(Trainer.momentumPrefix)\(bad.name) holds \(bad.value) at element \(bad.index); a checkpoint must be finite")
         }
-        try Trainer.checkFinite(model, source: file)
+        try StepEngine.checkFinite(model, source: file)
         optimizer.setVelocity(velocity)
         state = s
         epochTotals = totals

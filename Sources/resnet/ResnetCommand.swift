@@ -180,10 +180,9 @@ struct Summary: ParsableCommand {
 
     func run() throws {
         let config = try options.load()
-        let spec = ResNetSpec(depth: config.model.depth, inChannels: config.model.inChannels,
-                              numClasses: config.model.numClasses, width: config.model.width)
-        let side = (DatasetKind(rawValue: config.data.dataset) ?? .synthetic).side(imageSize: config.data.imageSize)
-        var shape = [spec.inChannels, side, side]
+        let plan = try RunPlan(config)
+        let spec = plan.spec
+        var shape = plan.inputShape
         if let s = input {
             let sides = 1...65_536
             let parts = s.split(separator: "x", omittingEmptySubsequences: false).map { Int($0) }
