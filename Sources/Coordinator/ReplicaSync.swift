@@ -1,6 +1,6 @@
 // Keeps the replicas in agreement: start-up broadcast of parameters and BN buffers from rank 0,
-// a check that every rank built the same layout and read the same config, and batch-norm
-// statistics (averaged running stats; the reducer that makes sync_bn use global batch stats).
+// a check that every rank built the same layout and read the same config, the checkpoint a
+// resume starts from, and batch-norm statistics (averaged running stats; the reducer that makes sync_bn use global batch stats).
 import NN
 import Distributed
 
@@ -50,6 +50,20 @@ public enum ReplicaSync {
             let shown = keys.prefix(3).map { "\($0) is \(clippedForMessage(root[$0] ?? "?", limit: 60)) on rank 0 but \(clippedForMessage(other[$0] ?? "?", limit: 60)) on rank \(r)" }
             throw ReplicaMismatchError("the ranks were started with different configs: \(shown.joined(separator: "; "))\(keys.count > 3 ? " (and \(keys.count - 3) more)" : ""); every rank must read the same config file and --set overrides")
         }
+    }
+
+    /// Rank 0's choice of checkpoint to every rank: its path and bytes, or nil for a fresh
+    /// start (`found` is read on rank 0 only). Every rank resumes from the same bytes.
+    public static func broadcastCheckpoint(_ found: (path: String, bytes: [UInt8])?, _ comm: Communicator) throws -> (path: String, bytes: [UInt8])? {
+        var payload: [UInt8] = [0]   // [0] = fresh start, [1] + path length (4, little-endian) + path + file bytes
+        if comm.rank == 0, let found {
+            let p = Array(found.path.utf8)
+            payload = [1, UInt8(p.count & 0xff), UInt8((p.count >> 8) & 0xff), UInt8((p.count >> 16) & 0xff), UInt8(p.count >> 24)] + p + found.bytes
+        }
+        try comm.broadcast(&payload, root: 0)
+        guard payload.first == 1, payload.count >= 5 else { return nil }
+        let n = Int(payload[1]) | Int(payload[2]) << 8 | Int(payload[3]) << 16 | Int(payload[4]) << 24
+        return (String(decoding: payload[5..<(5 + n)], as: UTF8.self), Array(payload[(5 + n)...]))
     }
 
     /// Runs `body` with the BN buffers averaged over ranks (evaluation, checkpoints), then puts

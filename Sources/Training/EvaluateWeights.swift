@@ -16,9 +16,9 @@ public func evaluateWeights(config: RunConfig, weights: String, comm: Communicat
     // A plain weights file, or a checkpoint (verified; its optimizer state is skipped).
     let file = try SafeTensors.read(path: weights)
     var skip = Set<String>()
-    if file.metadata["format_name"] == CheckpointStore.formatName {
-        _ = try CheckpointStore.verify(try CheckpointStore.readFile(weights), file: weights)
-        skip = Set(file.tensors.keys.filter { $0.hasPrefix(Trainer.momentumPrefix) || $0.hasPrefix(Trainer.replicaPrefix) })
+    if Checkpoint.isCheckpoint(file.metadata) {
+        _ = try Checkpoint.read(weights)
+        skip = Set(file.tensors.keys.filter(Checkpoint.isTrainingState))
     }
     try SafeTensors.load(file.tensors, into: [model.params, model.buffers], file: weights, ignoring: skip)
     try StepEngine.checkFinite(model, source: weights)
@@ -30,8 +30,7 @@ public func evaluateWeights(config: RunConfig, weights: String, comm: Communicat
 
 /// The config stored in a checkpoint (verified), with --set overrides applied.
 public func checkpointConfig(_ path: String, overrides: [String]) throws -> RunConfig {
-    let (_, meta) = try CheckpointStore.verify(try CheckpointStore.readFile(path), file: path)
-    guard let yaml = meta["config"] else { throw CheckpointError("\(path): no config in the metadata") }
+    let yaml = try Checkpoint.read(path).storedConfig()
     return try RunConfig.parse(yaml: yaml, file: path + " (stored config)", overrides: overrides)
 }
 
@@ -46,11 +45,7 @@ public func exportWeights(checkpoint: String, to out: String) throws -> Int {
         }
     }
     if let problem = pathProblem(out) { throw TrainingError("--out: expected \(problem), got '\(clippedForMessage(out))'") }
-    let (tensors, meta) = try CheckpointStore.verify(try CheckpointStore.readFile(checkpoint), file: checkpoint)
-    let plain = tensors.values.filter { !$0.name.hasPrefix(Trainer.momentumPrefix) && !$0.name.hasPrefix(Trainer.replicaPrefix) }
-        .sorted { $0.name < $1.name }
-    var keep: [String: String] = ["format": "pt"]
-    for k in ["global_step", "epoch"] { keep[k] = meta[k] }
+    let (plain, keep) = try Checkpoint.read(checkpoint).weights
     try SafeTensors.write(plain, metadata: keep, to: out)
     return plain.count
 }
