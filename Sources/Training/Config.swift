@@ -1,16 +1,12 @@
 // The run configuration: every knob of a training run, as read from YAML (snake_case keys)
-// and `--set section.key=value` overrides. The YAML schema is the users' contract; the Swift
-// properties are its camelCase mirror. `ConfigLoader.swift` reads, checks and prints it.
+// and `--set section.key=value` overrides. The defaults are the initial values below; the
+// YAML keys, what they mean and whether they may change on resume are in `ConfigSchema`
+// (ConfigLoader.swift), which reads, prints, encodes and documents the config.
 import NN
 import Data
 
-/// Learning-rate schedule family (`schedule.kind`).
-public enum ScheduleKind: String, Codable, Equatable, CaseIterable, Sendable {
-    case constant, step, cosine
-}
-
-public struct RunConfig: Codable, Equatable, Sendable {
-    public struct Model: Codable, Equatable, Sendable {
+public struct RunConfig: Equatable, Sendable {
+    public struct Model: Equatable, Sendable {
         /// ResNet depth: 18, 34 (basic blocks) or 50 (bottlenecks).
         public var depth: Int = 18
         public var inChannels: Int = 1
@@ -18,13 +14,10 @@ public struct RunConfig: Codable, Equatable, Sendable {
         /// Channels of the stem and first stage (64 in the paper).
         public var width: Int = 64
         public init() {}
-        enum CodingKeys: String, CodingKey {
-            case depth, inChannels = "in_channels", numClasses = "num_classes", width
-        }
     }
 
-    public struct DataConfig: Codable, Equatable, Sendable {
-        /// One of `RunConfig.datasets`: "fashion-mnist", "mnist", "cifar10", "synthetic".
+    public struct DataConfig: Equatable, Sendable {
+        /// The raw value of a `DatasetKind`: "fashion-mnist", "mnist", "cifar10", "synthetic".
         public var dataset: String = "fashion-mnist"
         /// Folder of the dataset's files; "" = the dataset's own default folder
         /// (`DatasetKind.defaultRoot`: /usr/share/datasets/fashion-mnist, .../mnist, .../cifar10).
@@ -38,16 +31,17 @@ public struct RunConfig: Codable, Equatable, Sendable {
         /// Per-channel mean and std used when `normalize` is on (one entry per input channel).
         public var mean: [Float] = [0.2860]
         public var std: [Float] = [0.3530]
-        /// Number of images of the "synthetic" dataset.
+        /// Number of training images of the "synthetic" dataset.
         public var syntheticCount: Int = 1024
         public init() {}
-        enum CodingKeys: String, CodingKey {
-            case dataset, root, imageSize = "image_size", shuffle, augment, normalize, mean, std
-            case syntheticCount = "synthetic_count"
-        }
+
+        /// Padding of `augment`'s random crop (pixels on each side).
+        public static let cropPadding = 4
+        /// The synthetic test split holds `syntheticCount / syntheticTestDivisor` images (at least one).
+        public static let syntheticTestDivisor = 4
     }
 
-    public struct Train: Codable, Equatable, Sendable {
+    public struct Train: Equatable, Sendable {
         /// The GLOBAL batch; each rank takes batchSize / worldSize.
         public var batchSize: Int = 256
         public var epochs: Int = 10
@@ -66,26 +60,18 @@ public struct RunConfig: Codable, Equatable, Sendable {
         /// Log a metrics line every this many steps.
         public var logEvery: Int = 10
         public init() {}
-        enum CodingKeys: String, CodingKey {
-            case batchSize = "batch_size", epochs, maxSteps = "max_steps", seed
-            case initWeights = "init_weights", syncBN = "sync_bn", bucketMB = "bucket_mb"
-            case threads, debug, evalEveryEpoch = "eval_every_epoch", logEvery = "log_every"
-        }
     }
 
-    public struct Optimizer: Codable, Equatable, Sendable {
+    public struct Optimizer: Equatable, Sendable {
         public var lr: Double = 0.05
         public var momentum: Double = 0.9
         public var weightDecay: Double = 0.0
         public var nesterov: Bool = false
         public init() {}
-        enum CodingKeys: String, CodingKey {
-            case lr, momentum, weightDecay = "weight_decay", nesterov
-        }
     }
 
-    public struct Schedule: Codable, Equatable, Sendable {
-        public var kind: ScheduleKind = .constant
+    public struct Schedule: Equatable, Sendable {
+        public var kind: LRSchedule.Kind = .constant
         /// Linear warm-up from 0 to lr over this many epochs (fractions allowed).
         public var warmupEpochs: Double = 0.0
         /// "step": multiply the lr by gamma every stepEpochs epochs.
@@ -94,25 +80,18 @@ public struct RunConfig: Codable, Equatable, Sendable {
         /// "cosine": the lr at the end of training.
         public var minLR: Double = 0.0
         public init() {}
-        enum CodingKeys: String, CodingKey {
-            case kind, warmupEpochs = "warmup_epochs", stepEpochs = "step_epochs", gamma
-            case minLR = "min_lr"
-        }
     }
 
-    public struct Checkpoint: Codable, Equatable, Sendable {
+    public struct Checkpoint: Equatable, Sendable {
         /// Write a checkpoint every this many steps (0 = off).
         public var everySteps: Int = 0
         public var everyEpoch: Bool = true
         /// How many checkpoints to keep (oldest are deleted).
         public var keep: Int = 3
         public init() {}
-        enum CodingKeys: String, CodingKey {
-            case everySteps = "every_steps", everyEpoch = "every_epoch", keep
-        }
     }
 
-    public struct Output: Codable, Equatable, Sendable {
+    public struct Output: Equatable, Sendable {
         public var dir: String = "runs/default"
         public init() {}
     }
@@ -129,11 +108,15 @@ public struct RunConfig: Codable, Equatable, Sendable {
 
     /// Every field at its default.
     public static var `default`: RunConfig { RunConfig() }
+}
 
-    /// Accepted values of `data.dataset`.
-    public static let datasets = DatasetKind.allCases.map(\.rawValue)
-    /// Accepted values of `model.depth`.
-    public static let depths = ResNetSpec.supportedDepths
+extension RunConfig.DataConfig {
+    /// The dataset `dataset` names (nil when it names none; `validate` refuses that).
+    public var kind: DatasetKind? { DatasetKind(rawValue: dataset) }
+
+    /// The folder the data is read from: `root`, or the named dataset's own default folder when
+    /// `root` is empty (so `--set data.dataset=mnist` reads MNIST's folder, not Fashion-MNIST's).
+    public var resolvedRoot: String { kind?.root(root) ?? root }
 }
 
 /// The ranges of the numeric keys (and of `resnet bench`'s options, which build a config).

@@ -43,11 +43,8 @@ public struct MemoryEstimate: CustomStringConvertible {
 public enum ResourceCheck {
     /// The estimate for one rank holding `localBatch` images per step.
     public static func estimate(_ config: RunConfig, localBatch: Int) throws -> MemoryEstimate {
-        let spec = ResNetSpec(depth: config.model.depth, inChannels: config.model.inChannels,
-                              numClasses: config.model.numClasses, width: config.model.width)
-        let kind = DatasetKind(rawValue: config.data.dataset) ?? .synthetic
-        let side = kind.side(imageSize: config.data.imageSize)
-        let input = [config.model.inChannels, side, side]
+        let plan = try RunPlan(config)
+        let spec = plan.spec, kind = plan.dataset, input = plan.inputShape
         guard let f = ResNet.footprint(spec, input: input) else {
             throw ConfigError("invalid data.image_size: images of \(input[1])x\(input[2]) shrink to nothing in ResNet-\(spec.depth) (a stride-2 stem, a max pool and three stride-2 stages): use at least 32")
         }

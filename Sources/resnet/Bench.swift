@@ -46,19 +46,22 @@ struct Bench: ParsableCommand {
             config.data.syntheticCount = min(batch * comm.size * (steps + warmup), max(batch * comm.size, 4096))
             config.train.batchSize = batch * comm.size; config.train.epochs = 1
             config.train.bucketMB = bucketMb
-            config.output.dir = "/nonexistent-bench-writes-nothing"
             try config.validate(source: "resnet bench options")   // e.g. --depth 20 is refused, named
             let estimate = try ResourceCheck.estimate(config, localBatch: batch)
-            let trainer = try Trainer(config: config, comm: comm)   // refuses a run that does not fit in memory
-            _ = try trainer.runSteps(warmup)
+            try ResourceCheck.check(config, localBatch: batch, what: "this config")   // refuses a run that does not fit in memory
+            // The step engine alone: no run folder, metrics, evaluation or checkpoints.
+            let plan = try RunPlan(config)
+            let engine = try StepEngine(plan: plan, trainLoader: try plan.trainLoader(), comm: comm)
+            var position = TrainState()
+            _ = try engine.runSteps(warmup, from: &position)
             let profiler = LayerProfiler()
-            trainer.model.ctx.profiler = profiler
-            let (seconds, wait) = try trainer.runSteps(steps)
+            engine.model.ctx.profiler = profiler
+            let (seconds, wait) = try engine.runSteps(steps, from: &position)
             guard comm.rank == 0 else { return }
             let ips = Double(batch * comm.size * steps) / seconds
             // Training FLOPs ~ 3x forward (forward, input gradient, weight gradient) of conv and linear layers.
             var fwd = 0.0
-            for leaf in trainer.model.leaves {
+            for leaf in engine.model.leaves {
                 if let c = leaf as? Conv2D, let s = c.lastOutputShape {
                     fwd += 2.0 * Double(s.reduce(1, *)) * Double(c.inChannels * c.kernel * c.kernel)
                 } else if let l = leaf as? Linear {

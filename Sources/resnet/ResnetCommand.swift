@@ -15,7 +15,7 @@ struct ResnetCommand: ParsableCommand {
         commandName: "resnet",
         abstract: "Data-parallel ResNet training over MPI with hand-written backward passes.",
         discussion: "Run under mpirun/srun for N ranks; started directly it is a single process (no MPI).",
-        subcommands: [Train.self, Eval.self, Summary.self, Bench.self, Export.self, SysInfo.self])
+        subcommands: [Train.self, Eval.self, Summary.self, Bench.self, Export.self, SysInfo.self, ConfigReference.self])
 
     static func main() {
         prepareOpenBLAS()
@@ -180,10 +180,9 @@ struct Summary: ParsableCommand {
 
     func run() throws {
         let config = try options.load()
-        let spec = ResNetSpec(depth: config.model.depth, inChannels: config.model.inChannels,
-                              numClasses: config.model.numClasses, width: config.model.width)
-        let side = (DatasetKind(rawValue: config.data.dataset) ?? .synthetic).side(imageSize: config.data.imageSize)
-        var shape = [spec.inChannels, side, side]
+        let plan = try RunPlan(config)
+        let spec = plan.spec
+        var shape = plan.inputShape
         if let s = input {
             let sides = 1...65_536
             let parts = s.split(separator: "x", omittingEmptySubsequences: false).map { Int($0) }
@@ -226,6 +225,13 @@ struct Export: ParsableCommand {
             throw ExitCode(1)
         }
     }
+}
+
+struct ConfigReference: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "config-reference",
+        abstract: "Print the table of config keys, defaults and meanings (the README's, made from the config schema).")
+
+    func run() throws { print(RunConfig.referenceTable, terminator: "") }
 }
 
 struct SysInfo: ParsableCommand {

@@ -46,9 +46,9 @@ final class HostileInputTests: XCTestCase {
     /// A checkpoint re-encoded (valid checksum) after `edit` changed its tensors or metadata.
     func forgedCheckpoint(from path: String, to out: String,
                           edit: (inout [String: NamedTensor], inout [String: String]) -> Void) throws {
-        var (tensors, meta) = try CheckpointStore.verify(try CheckpointStore.readFile(path), file: path)
+        var (tensors, meta) = try Checkpoint.verify(try CheckpointStore.readFile(path), file: path)
         edit(&tensors, &meta)
-        let bytes = CheckpointStore.encode(tensors.values.sorted { $0.name < $1.name }, metadata: meta)
+        let bytes = Checkpoint.encode(tensors.values.sorted { $0.name < $1.name }, metadata: meta)
         try Data(bytes).write(to: URL(fileURLWithPath: out))
     }
 

@@ -190,7 +190,7 @@ final class ResumeTests: XCTestCase {
         let (step, path) = try stoppedLine(job.stdout)
         XCTAssertGreaterThanOrEqual(step, 5)
         XCTAssertEqual(path, "\(dir)/checkpoints/\(CheckpointStore.fileName(step: step))")
-        let meta = try CheckpointStore.verify(try CheckpointStore.readFile(path), file: path).metadata
+        let meta = try Checkpoint.verify(try CheckpointStore.readFile(path), file: path).metadata
         XCTAssertEqual(meta["global_step"], "\(step)")
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/model.safetensors"), "final weights written by a stopped run")
         print("[ResumeTests] SIGTERM: stopped after step \(step), exit 0 after \(String(format: "%.2f", seconds)) s")
@@ -244,7 +244,7 @@ final class ResumeTests: XCTestCase {
         XCTAssertEqual(job.status, 0, "mpirun exit status (reason \(job.reason)):\n\(job.stdout.suffix(2000))\n\(job.stderr.suffix(2000))")
         XCTAssertEqual(job.stdout.components(separatedBy: "stopped by signal").count - 1, 1, "one message (rank 0):\n\(job.stdout)")
         let (step, path) = try stoppedLine(job.stdout)
-        XCTAssertNoThrow(try CheckpointStore.verify(try CheckpointStore.readFile(path), file: path))
+        XCTAssertNoThrow(try Checkpoint.verify(try CheckpointStore.readFile(path), file: path))
         let resumed = try run(np: 2, Self.signalArgs(maxSteps: step + 2) + ["--resume", "auto"], dir: dir, "2 ranks, resume after SIGTERM")
         XCTAssertTrue(resumed.stdout.contains("resumed from \(path) at step \(step)"), resumed.stdout)
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/model.safetensors"))

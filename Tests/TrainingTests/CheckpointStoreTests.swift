@@ -41,7 +41,7 @@ final class CheckpointStoreTests: XCTestCase {
     static func sampleBytes(step: Int = 12) -> [UInt8] {
         var meta = sampleMetadata
         meta["global_step"] = "\(step)"
-        return CheckpointStore.encode(sampleTensors(), metadata: meta)
+        return Checkpoint.encode(sampleTensors(), metadata: meta)
     }
 
     static let fileLabel = "run/checkpoints/ckpt-step-000000012.safetensors"
@@ -74,7 +74,7 @@ final class CheckpointStoreTests: XCTestCase {
     func assertRefused(_ bytes: [UInt8], file: String = fileLabel, _ what: String,
                        fileID: StaticString = #filePath, line: UInt = #line) -> String? {
         do {
-            _ = try CheckpointStore.verify(bytes, file: file)
+            _ = try Checkpoint.verify(bytes, file: file)
             XCTFail("\(what): accepted", file: fileID, line: line)
             return nil
         } catch let e as CheckpointError {
@@ -99,7 +99,7 @@ final class CheckpointStoreTests: XCTestCase {
     func testEncodeVerifyRoundTrip() throws {
         let bytes = Self.sampleBytes()
         XCTAssertEqual(bytes, Self.sampleBytes(), "encoding is not deterministic")
-        let (tensors, meta) = try CheckpointStore.verify(bytes, file: Self.fileLabel)
+        let (tensors, meta) = try Checkpoint.verify(bytes, file: Self.fileLabel)
         let expected = Self.sampleTensors()
         XCTAssertEqual(Set(tensors.keys), Set(expected.map(\.name)))
         for t in expected {
@@ -109,8 +109,8 @@ final class CheckpointStoreTests: XCTestCase {
             XCTAssertEqual(got.values.map(\.bitPattern), t.values.map(\.bitPattern), "\(t.name): values not bit-identical")
         }
         for (k, v) in Self.sampleMetadata { XCTAssertEqual(meta[k], v, "metadata \(k)") }
-        XCTAssertEqual(meta["format_name"], CheckpointStore.formatName)
-        XCTAssertEqual(meta["format_version"], CheckpointStore.formatVersion)
+        XCTAssertEqual(meta["format_name"], Checkpoint.formatName)
+        XCTAssertEqual(meta["format_version"], Checkpoint.formatVersion)
         let checksum = try XCTUnwrap(meta["checksum"])
         XCTAssertTrue(checksum.hasPrefix("crc32:") && checksum.count == 14, "checksum field \(checksum)")
 
@@ -124,7 +124,7 @@ final class CheckpointStoreTests: XCTestCase {
     /// CRC-32, and a file edited *and* re-checksummed that way must then be accepted.
     func testChecksumIsCRC32OfTheWholeFileWithAZeroPlaceholder() throws {
         var bytes = Self.sampleBytes()
-        let meta = try CheckpointStore.verify(bytes, file: "x").metadata
+        let meta = try Checkpoint.verify(bytes, file: "x").metadata
         let stored = try XCTUnwrap(meta["checksum"])
         let at = try XCTUnwrap(Self.find(Array(stored.utf8), in: bytes), "checksum text not in the file")
         var zeroed = bytes
@@ -137,7 +137,7 @@ final class CheckpointStoreTests: XCTestCase {
         zeroed[data] ^= 0x01
         let fixed = Array(("crc32:" + Self.hex8(Self.referenceCRC32(zeroed))).utf8)
         for i in 0..<fixed.count { bytes[at + i] = fixed[i] }
-        let t = try CheckpointStore.verify(bytes, file: "x").tensors
+        let t = try Checkpoint.verify(bytes, file: "x").tensors
         XCTAssertNotEqual(t["0.0.weight"]?.values.first?.bitPattern, Self.sampleTensors()[0].values.first?.bitPattern)
     }
 
@@ -175,7 +175,7 @@ final class CheckpointStoreTests: XCTestCase {
         var accepted: [Int] = [], otherErrors: [String] = [], unnamed: [Int] = []
         for k in 0..<bytes.count {
             do {
-                _ = try CheckpointStore.verify(Array(bytes[0..<k]), file: Self.fileLabel)
+                _ = try Checkpoint.verify(Array(bytes[0..<k]), file: Self.fileLabel)
                 accepted.append(k)
             } catch let e as CheckpointError {
                 if !e.description.contains(Self.fileLabel) { unnamed.append(k) }
@@ -197,7 +197,7 @@ final class CheckpointStoreTests: XCTestCase {
     /// then the checksum field, the rest uniformly): every one refused.
     func testThreeHundredRandomBitFlipsAreAllRefused() throws {
         let bytes = Self.sampleBytes()
-        let stored = try XCTUnwrap(try CheckpointStore.verify(bytes, file: "x").metadata["checksum"])
+        let stored = try XCTUnwrap(try Checkpoint.verify(bytes, file: "x").metadata["checksum"])
         let at = try XCTUnwrap(Self.find(Array(stored.utf8), in: bytes))
         var rng = SplitMix64(seed: 0x5EED_C4EC)
         var flips: [(Int, Int)] = (0..<8).map { ($0, Int(rng.next() % 8)) }
@@ -210,7 +210,7 @@ final class CheckpointStoreTests: XCTestCase {
             var b = bytes
             b[offset] ^= UInt8(1 << bit)
             do {
-                _ = try CheckpointStore.verify(b, file: Self.fileLabel)
+                _ = try Checkpoint.verify(b, file: Self.fileLabel)
                 accepted.append("byte \(offset) bit \(bit)")
             } catch let e as CheckpointError {
                 XCTAssertTrue(e.description.contains(Self.fileLabel), "byte \(offset) bit \(bit): \(e.description)")
@@ -230,7 +230,7 @@ final class CheckpointStoreTests: XCTestCase {
                 var b = bytes
                 b[offset] ^= UInt8(1 << bit)
                 do {
-                    _ = try CheckpointStore.verify(b, file: Self.fileLabel)
+                    _ = try Checkpoint.verify(b, file: Self.fileLabel)
                     accepted.append("byte \(offset) bit \(bit)")
                 } catch is CheckpointError {
                 } catch {
@@ -262,7 +262,7 @@ final class CheckpointStoreTests: XCTestCase {
         let bytes = try CheckpointStore.readFile(path)
         let text = assertRefused(bytes, file: path, "plain safetensors with format=pt") ?? ""
         XCTAssertTrue(text.contains("not a checkpoint"), text)
-        XCTAssertTrue(text.contains(CheckpointStore.formatName), text)
+        XCTAssertTrue(text.contains(Checkpoint.formatName), text)
 
         let bare = SafeTensors.encode(Self.sampleTensors(), metadata: [:])
         let text2 = assertRefused(bare, "safetensors without metadata") ?? ""
@@ -275,8 +275,8 @@ final class CheckpointStoreTests: XCTestCase {
 
     func testChecksumMissingIsRefused() {
         var meta = Self.sampleMetadata
-        meta["format_name"] = CheckpointStore.formatName
-        meta["format_version"] = CheckpointStore.formatVersion
+        meta["format_name"] = Checkpoint.formatName
+        meta["format_version"] = Checkpoint.formatVersion
         let noChecksum = SafeTensors.encode(Self.sampleTensors(), metadata: meta)
         let text = assertRefused(noChecksum, "format tag but no checksum") ?? ""
         XCTAssertTrue(text.contains("checksum missing"), text)
@@ -290,7 +290,7 @@ final class CheckpointStoreTests: XCTestCase {
 
     func testOtherFormatVersionIsRefused() {
         var meta = Self.sampleMetadata
-        meta["format_name"] = CheckpointStore.formatName
+        meta["format_name"] = Checkpoint.formatName
         meta["format_version"] = "2"
         meta["checksum"] = "crc32:00000000"
         let text = assertRefused(SafeTensors.encode(Self.sampleTensors(), metadata: meta), "format version 2") ?? ""
@@ -420,8 +420,8 @@ final class CheckpointStoreTests: XCTestCase {
         var other = Self.sampleMetadata
         other["note"] = "second"
         try store.write(step: 12, bytes: Self.sampleBytes())
-        let path = try store.write(step: 12, bytes: CheckpointStore.encode(Self.sampleTensors(), metadata: other))
-        XCTAssertEqual(try CheckpointStore.verify(try CheckpointStore.readFile(path), file: path).metadata["note"], "second")
+        let path = try store.write(step: 12, bytes: Checkpoint.encode(Self.sampleTensors(), metadata: other))
+        XCTAssertEqual(try Checkpoint.verify(try CheckpointStore.readFile(path), file: path).metadata["note"], "second")
         XCTAssertEqual(listDir(dir), [CheckpointStore.fileName(step: 12)])
     }
 
@@ -458,7 +458,7 @@ final class CheckpointStoreTests: XCTestCase {
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/" + CheckpointStore.fileName(step: 20)))
         XCTAssertEqual(try CheckpointStore.readFile(previous), before, "the previous checkpoint changed")
-        XCTAssertNoThrow(try CheckpointStore.verify(before, file: previous))
+        XCTAssertNoThrow(try Checkpoint.verify(before, file: previous))
         var log: [String] = []
         XCTAssertEqual(store.newestValid(log: { log.append($0) })?.path, previous)
         XCTAssertEqual(log, [])
@@ -487,7 +487,7 @@ final class CheckpointStoreTests: XCTestCase {
         }
         XCTAssertEqual(listDir(dir).filter { $0.contains(".tmp") }, [], "temporary file left behind")
         XCTAssertEqual(try CheckpointStore.readFile(previous), before, "the previous checkpoint changed")
-        XCTAssertNoThrow(try CheckpointStore.verify(before, file: previous))
+        XCTAssertNoThrow(try Checkpoint.verify(before, file: previous))
         try FileManager.default.removeItem(atPath: target)
         XCTAssertEqual(store.newestValid(log: { XCTFail("unexpected message: \($0)") })?.path, previous)
     }
@@ -569,7 +569,7 @@ final class CheckpointStoreTests: XCTestCase {
         meta["config"] = config.yamlString()
         let dir = try makeTempDir()
         let ckpt = dir + "/ckpt.safetensors"
-        try writeFile(ckpt, CheckpointStore.encode(Self.sampleTensors(), metadata: meta))
+        try writeFile(ckpt, Checkpoint.encode(Self.sampleTensors(), metadata: meta))
         XCTAssertEqual(try checkpointConfig(ckpt, overrides: []), config)
         XCTAssertEqual(try checkpointConfig(ckpt, overrides: ["train.batch_size=32"]).train.batchSize, 32)
     }

@@ -361,4 +361,50 @@ final class ConfigTests: XCTestCase {
         XCTAssertTrue(text.contains("\"batch_size\""))
         XCTAssertEqual(try JSONDecoder().decode(RunConfig.self, from: data), .default)
     }
+
+    // MARK: One source of truth
+
+    /// Each dataset's default folder comes from the dataset: `--set data.dataset=mnist` reads
+    /// MNIST's folder, not Fashion-MNIST's (their IDX file names are the same); a root given is kept.
+    func testResolvedRootFollowsTheDataset() throws {
+        let mnist = try RunConfig.load(path: nil, overrides: ["data.dataset=mnist"])
+        XCTAssertEqual(mnist.data.resolvedRoot, "/usr/share/datasets/mnist")
+        let fashion = try RunConfig.load(path: nil, overrides: [])
+        XCTAssertEqual(fashion.data.resolvedRoot, "/usr/share/datasets/fashion-mnist")
+        let cifar = try RunConfig.load(path: try file("data:\n  dataset: cifar10\n"), overrides: [])
+        XCTAssertEqual(cifar.data.resolvedRoot, "/usr/share/datasets/cifar10")
+        for dataset in ["mnist", "fashion-mnist", "cifar10"] {
+            let given = try RunConfig.load(path: nil, overrides: ["data.dataset=\(dataset)", "data.root=/data/mine"])
+            XCTAssertEqual(given.data.resolvedRoot, "/data/mine", dataset)
+        }
+    }
+
+    /// The README's table of config keys is the one the schema makes (`resnet config-reference`
+    /// prints it; paste it between the README's config-reference markers).
+    func testREADMEConfigTableMatchesTheSchema() throws {
+        let readme = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("README.md").path
+        let text = try String(contentsOfFile: readme, encoding: .utf8)
+        let begin = "<!-- config-reference: begin -->\n", end = "<!-- config-reference: end -->"
+        guard let a = text.range(of: begin), let b = text.range(of: end, range: a.upperBound..<text.endIndex) else {
+            return XCTFail("README.md has no config-reference markers")
+        }
+        XCTAssertEqual(String(text[a.upperBound..<b.lowerBound]), RunConfig.referenceTable,
+                       "README.md's config table differs from the schema: regenerate it with `resnet config-reference`")
+        for (section, keys) in RunConfig.schemaKeys {
+            for k in keys { XCTAssertTrue(RunConfig.referenceTable.contains("`\(k)`"), "\(section).\(k) missing from the table") }
+        }
+    }
+
+    /// The resumable keys are the schema's; a key outside the schema cannot be one.
+    func testResumableKeysComeFromTheSchema() {
+        let all = Set(RunConfig.schemaKeys.flatMap { s in s.keys.map { "\(s.section).\($0)" } })
+        XCTAssertTrue(RunConfig.resumableKeys.isSubset(of: all))
+        XCTAssertEqual(RunConfig.resumableKeys, [
+            "train.epochs", "train.max_steps", "train.log_every", "train.debug", "train.threads",
+            "train.bucket_mb", "train.eval_every_epoch", "data.root",
+            "checkpoint.every_steps", "checkpoint.every_epoch", "checkpoint.keep", "output.dir",
+        ])
+        XCTAssertEqual(RunConfig.default.flatValues().map(\.key).count, all.count)
+    }
 }

@@ -57,6 +57,25 @@ final class TrainingRunTests: XCTestCase {
         XCTAssertEqual(Set(w.tensors.keys), Set(trainer.model.params.entries.map(\.name) + trainer.model.buffers.entries.map(\.name)))
     }
 
+    /// The step engine alone (what `resnet bench` times) does the arithmetic of a training run and
+    /// touches no file: 11 steps across an epoch boundary (8 steps an epoch) give the weights a
+    /// Trainer stopped by max_steps writes, bit for bit, and output.dir is never created.
+    func testStepEngineAloneMatchesATrainingRunAndWritesNothing() throws {
+        var c = tinyConfig(tempDir()); c.train.maxSteps = 11; c.data.augment = true
+        let trainer = try Trainer(config: c, comm: LocalCommunicator())
+        try trainer.run()
+        var alone = c; alone.output.dir = tempDir() + "/never-created"
+        let plan = try RunPlan(alone)
+        let engine = try StepEngine(plan: plan, trainLoader: try plan.trainLoader(), comm: LocalCommunicator())
+        var position = TrainState()
+        let timing = try engine.runSteps(11, from: &position)
+        XCTAssertEqual(position.globalStep, 11); XCTAssertEqual(position.epoch, 1); XCTAssertEqual(position.stepInEpoch, 3)
+        XCTAssertGreaterThan(timing.seconds, 0)
+        XCTAssertEqual(Array(engine.model.params.valueBuffer).map(\.bitPattern), Array(trainer.model.params.valueBuffer).map(\.bitPattern))
+        XCTAssertEqual(engine.optimizer.velocity.map(\.bitPattern), trainer.optimizer.velocity.map(\.bitPattern))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: alone.output.dir))
+    }
+
     func testEvalEveryEpochOffEvaluatesOnlyAtTheEnd() throws {
         var c = tinyConfig(tempDir()); c.train.evalEveryEpoch = false; c.train.epochs = 3
         let t = try Trainer(config: c, comm: LocalCommunicator())

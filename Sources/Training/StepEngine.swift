@@ -1,0 +1,143 @@
+// One training step and the machinery it needs, nothing of the run around it (epochs,
+// evaluation, metrics, checkpoints: Trainer). Each step:
+//   load this rank's slice of the global batch -> forward/backward (loss normalized by the
+//   GLOBAL batch; each finished gradient bucket starts its allreduce) -> wait for all buckets
+//   -> SGD step on the flat buffers (identical on every rank).
+// It talks to a `Communicator` only, so one process (a world of one) and N ranks under mpirun
+// run the same code. `resnet bench` times it alone.
+import NN
+import Data
+import Distributed
+import Coordinator
+
+public final class StepEngine {
+    public let plan: RunPlan
+    public let comm: Communicator
+    public let model: ResNet
+    public let optimizer: SGD
+    public let sampler: ShardedSampler
+    public let schedule: LRSchedule
+    let trainLoader: BatchLoader
+    let buckets: GradientBuckets
+    var bucketError: Error?
+    var firstNonFinite: String?
+    private var x: Tensor
+    private var labels: [Int32]
+
+    /// What one step did: global-batch loss and hits, the rate used, timings, and whether any
+    /// rank was asked to stop (SIGTERM/SIGINT).
+    public struct StepResult {
+        public var loss: Double, correct: Double, lr: Double
+        public var seconds: Double, commWait: Double, imagesPerSecond: Double
+        public var stopRequested: Bool
+    }
+
+    /// Builds the sampler, schedule, model (rank 0's initial state, random or train.init_weights,
+    /// broadcast to every rank after the ranks agree on config and layout), optimizer and buckets.
+    public init(plan: RunPlan, trainLoader: BatchLoader, comm: Communicator) throws {
+        let config = plan.config
+        self.plan = plan; self.comm = comm; self.trainLoader = trainLoader
+        sampler = try plan.sampler(datasetCount: trainLoader.dataset.count, comm: comm)
+        schedule = plan.schedule(stepsPerEpoch: sampler.stepsPerEpoch)
+
+        model = plan.makeModel()
+        if let path = config.train.initWeights, comm.rank == 0 {
+            let file = try SafeTensors.read(path: path)
+            do { try SafeTensors.load(file.tensors, into: [model.params, model.buffers], file: path) } catch {
+                throw TrainingError("train.init_weights: \(error)")
+            }
+            try StepEngine.checkFinite(model, source: "train.init_weights \(path)")
+        }
+        try ReplicaSync.checkConfigAgreement(config.flatValues(), comm)
+        try ReplicaSync.checkAgreement(layoutHash: model.params.layoutHash ^ model.buffers.layoutHash, comm)
+        try ReplicaSync.broadcastInitialState(model, comm)
+        if config.train.syncBN { ReplicaSync.installSyncBN(model, comm) }
+
+        optimizer = plan.optimizer(parameterCount: model.params.totalCount)
+        buckets = GradientBuckets(buffer: model.params.grads, total: model.params.totalCount,
+                                  bucketBytes: plan.bucketBytes, communicator: comm)
+        let out = trainLoader.outputShape
+        x = Tensor(shape: [sampler.localBatch, out.c, out.h, out.w])
+        labels = [Int32](repeating: 0, count: sampler.localBatch)
+
+        if comm.size > 1 {
+            model.ctx.onGradientReady = { [unowned self] h in
+                // Mark the tensor final (a full bucket starts its allreduce), then let MPI progress
+                // the reductions in flight while backward goes on.
+                do {
+                    try self.buckets.markReady(lo: h.offset, hi: h.offset + h.count)
+                    try self.buckets.poll()
+                } catch {
+                    if self.bucketError == nil { self.bucketError = error }
+                }
+            }
+        }
+        if config.train.debug {
+            model.ctx.inspector = { [unowned self] layer, what, values in
+                guard self.firstNonFinite == nil else { return }
+                for v in values where !v.isFinite {
+                    self.firstNonFinite = "layer \(layer.isEmpty ? "<model>" : layer) (\(what)): first non-finite value \(v)"
+                    return
+                }
+            }
+        }
+    }
+
+    /// The step at `position` (global step, epoch, step in epoch) of the epoch's permutation `perm`.
+    public func step(perm: [Int], at position: TrainState) throws -> StepResult {
+        let config = plan.config
+        let t0 = monotonicSeconds()
+        let indices = sampler.localIndices(perm, step: position.stepInEpoch)
+        labels.withUnsafeMutableBufferPointer { lb in
+            trainLoader.fill(indices: indices, x: x, labels: lb.baseAddress!, augment: config.data.augment,
+                             seed: plan.seed, epoch: position.epoch)
+        }
+        model.params.zeroGrad()
+        let r = labels.withUnsafeBufferPointer { model.trainStep(x, labels: $0.baseAddress!, normalizer: config.train.batchSize) }
+        if let bad = firstNonFinite { throw TrainingError("--debug: step \(position.globalStep): \(bad)") }
+        if let e = bucketError { throw e }
+        let wait = try buckets.finish()
+        // Loss and hits of the global batch, and whether any rank was asked to stop (one tiny
+        // allreduce: every rank sees the stop request after the same step).
+        var stats = [r.loss, Double(r.correct), Preemption.requested ? 1 : 0]
+        try stats.withUnsafeMutableBufferPointer { try comm.allreduceSum($0.baseAddress!, count: 3) }
+        let lr = schedule.lr(at: position.globalStep)
+        if !stats[0].isFinite {   // every rank sees the same allreduced loss, so all stop here together
+            throw TrainingError("step \(position.globalStep + 1): the training loss is \(stats[0].isNaN ? "NaN" : "\(stats[0])"): the run diverged at learning rate \(lr) "
+                + "(optimizer.lr \(config.optimizer.lr)); lower optimizer.lr or add schedule.warmup_epochs"
+                + (config.train.debug ? "" : ", and rerun with --debug to name the first layer that produces a NaN or Inf")
+                + "; checkpoints written so far (\(config.output.dir)/checkpoints) hold finite states to resume from")
+        }
+        optimizer.step(params: model.params.values, grads: model.params.grads, count: model.params.totalCount, lr: Float(lr))
+        let dt = monotonicSeconds() - t0
+        return StepResult(loss: stats[0], correct: stats[1], lr: lr, seconds: dt, commWait: wait,
+                          imagesPerSecond: Double(config.train.batchSize) / dt, stopRequested: stats[2] > 0)
+    }
+
+    /// Runs `n` steps from `position`, moving it on (the bench's timed loop); returns the wall
+    /// time and the time spent waiting on gradient communication.
+    public func runSteps(_ n: Int, from position: inout TrainState) throws -> (seconds: Double, commWait: Double) {
+        var wait = 0.0
+        var perm = sampler.permutation(epoch: position.epoch)
+        let t0 = monotonicSeconds()
+        for _ in 0..<n {
+            if position.stepInEpoch >= sampler.stepsPerEpoch {
+                position.epoch += 1; position.stepInEpoch = 0
+                perm = sampler.permutation(epoch: position.epoch)
+            }
+            wait += try step(perm: perm, at: position).commWait
+            position.globalStep += 1; position.stepInEpoch += 1
+        }
+        return (monotonicSeconds() - t0, wait)
+    }
+
+    /// Refuses weights holding a NaN or an infinity, naming the tensor (a model that starts from
+    /// them trains to nonsense and evaluates to numbers that look real).
+    static func checkFinite(_ model: ResNet, source: String) throws {
+        for store in [model.params, model.buffers] {
+            if let bad = store.firstNonFinite() {
+                throw TrainingError("\(source): tensor \(bad.name) holds \(bad.value) at element \(bad.index); weights must be finite")
+            }
+        }
+    }
+}
