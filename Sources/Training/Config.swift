@@ -59,11 +59,31 @@ public struct RunConfig: Equatable, Sendable {
         public var evalEveryEpoch: Bool = true
         /// Log a metrics line every this many steps.
         public var logEvery: Int = 10
+        /// Label smoothing ε of the training loss, torch's CrossEntropyLoss(label_smoothing=) (0 = none).
+        public var labelSmoothing: Double = 0
+        /// Seconds a collective may take before the watchdog ends the job (0 = no watchdog);
+        /// startup and the first step get `startupTimeoutFactor` times as long.
+        public var collectiveTimeoutS: Double = 300
+        /// Global steps (1-based, inclusive) `--trace FILE` records, "A-B" or "A".
+        public var traceSteps: String = "3-4"
         public init() {}
+
+        /// Startup and the first step get this many times `collectiveTimeoutS`.
+        public static let startupTimeoutFactor = 3.0
+
+        /// The window of `traceSteps` (nil when it is not "A-B" or "A" with 1 <= A <= B).
+        public var traceWindow: ClosedRange<Int>? {
+            let parts = traceSteps.split(separator: "-", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+            guard (1...2).contains(parts.count), let a = parts.first ?? nil, let b = parts.last ?? nil, a >= 1, a <= b else { return nil }
+            return a...b
+        }
     }
 
     public struct Optimizer: Equatable, Sendable {
+        /// The base learning rate (ignored when `lrPer256` is set).
         public var lr: Double = 0.05
+        /// The linear scaling rule (Goyal et al. 2017): lr = lrPer256 × global batch / 256.
+        public var lrPer256: Double? = nil
         public var momentum: Double = 0.9
         public var weightDecay: Double = 0.0
         public var nesterov: Bool = false
@@ -93,6 +113,8 @@ public struct RunConfig: Equatable, Sendable {
 
     public struct Output: Equatable, Sendable {
         public var dir: String = "runs/default"
+        /// Also write the metrics as TensorBoard event files in `dir` (rank 0).
+        public var tensorboard: Bool = true
         public init() {}
     }
 
@@ -108,6 +130,12 @@ public struct RunConfig: Equatable, Sendable {
 
     /// Every field at its default.
     public static var `default`: RunConfig { RunConfig() }
+}
+
+extension RunConfig {
+    /// The base learning rate of the run: optimizer.lr, or by the linear scaling rule from
+    /// optimizer.lr_per_256 and the global batch.
+    public var baseLR: Double { optimizer.lrPer256.map { $0 * Double(train.batchSize) / 256 } ?? optimizer.lr }
 }
 
 extension RunConfig.DataConfig {
@@ -140,6 +168,8 @@ public enum ConfigLimits {
     public static let stepEpochs = 1...1_000_000
     public static let bucketMB: ClosedRange<Double> = 0.001...4096
     public static let lr: ClosedRange<Double> = 0...1000
+    public static let labelSmoothing: ClosedRange<Double> = 0...0.999_999
+    public static let collectiveTimeoutS: ClosedRange<Double> = 0...1_000_000
     public static let weightDecay: ClosedRange<Double> = 0...1000
     public static let warmupEpochs: ClosedRange<Double> = 0...1_000_000
     public static let gamma: ClosedRange<Double> = 1e-12...1000

@@ -98,7 +98,17 @@ extension RunConfig {
         try range("train.threads", train.threads, L.threads, " (0 = auto)")
         try range("train.log_every", train.logEvery, L.logEvery)
 
+        try number("train.label_smoothing", train.labelSmoothing, L.labelSmoothing, " (torch's label_smoothing: [0, 1))")
+        try number("train.collective_timeout_s", train.collectiveTimeoutS, L.collectiveTimeoutS, " (0 = no watchdog)")
+        if train.traceWindow == nil {
+            try fail("train.trace_steps", "\"A-B\" or \"A\", global steps from 1 with A <= B", "'\(clippedForMessage(train.traceSteps))'")
+        }
+
         try number("optimizer.lr", optimizer.lr, L.lr)
+        if let per256 = optimizer.lrPer256 {
+            try number("optimizer.lr_per_256", per256, L.lr)
+            try number("optimizer.lr_per_256", baseLR, L.lr, " after scaling by batch_size / 256 (\(train.batchSize) / 256)")
+        }
         try finite("optimizer.momentum", optimizer.momentum)
         if !(optimizer.momentum >= 0 && optimizer.momentum < 1) {
             try fail("optimizer.momentum", "a number in [0, 1)", optimizer.momentum)
@@ -113,8 +123,9 @@ extension RunConfig {
         try number("schedule.gamma", schedule.gamma, L.gamma)
         try finite("schedule.min_lr", schedule.minLR)
         if schedule.minLR < 0 { try fail("schedule.min_lr", "a number >= 0", schedule.minLR) }
-        if schedule.kind == .cosine && schedule.minLR > optimizer.lr {
-            try fail("schedule.min_lr", "a number <= optimizer.lr (\(optimizer.lr)) for the cosine schedule", schedule.minLR)
+        if schedule.kind == .cosine && schedule.minLR > baseLR {
+            let source = optimizer.lrPer256 == nil ? "optimizer.lr" : "the lr optimizer.lr_per_256 gives"
+            try fail("schedule.min_lr", "a number <= \(source) (\(baseLR)) for the cosine schedule", schedule.minLR)
         }
 
         try range("checkpoint.every_steps", checkpoint.everySteps, L.everySteps, " (0 = off)")

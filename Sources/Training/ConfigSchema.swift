@@ -70,9 +70,15 @@ enum ConfigSchema {
             bool("debug", \.train.debug, resumable: true),
             bool("eval_every_epoch", \.train.evalEveryEpoch, resumable: true),
             int("log_every", \.train.logEvery, doc: "steps between metrics lines", resumable: true),
+            double("label_smoothing", \.train.labelSmoothing, doc: "ε in [0, 1), torch's CrossEntropyLoss(label_smoothing=)"),
+            double("collective_timeout_s", \.train.collectiveTimeoutS,
+                   doc: "seconds a wait on other ranks may take before the job ends with a message (×\(Int(RunConfig.Train.startupTimeoutFactor)) for startup and the first step); 0 = no watchdog",
+                   resumable: true),
+            string("trace_steps", \.train.traceSteps, doc: "global steps `--trace FILE` records, \"A-B\" or \"A\"", resumable: true),
         ]),
         ConfigSection(name: "optimizer", doc: "torch.optim.SGD semantics", fields: [
-            double("lr", \.optimizer.lr),
+            double("lr", \.optimizer.lr, doc: "ignored when lr_per_256 is set"),
+            optionalDouble("lr_per_256", \.optimizer.lrPer256, doc: "linear scaling rule: lr = lr_per_256 × batch_size / 256 (Goyal et al.); null = use lr"),
             double("momentum", \.optimizer.momentum),
             double("weight_decay", \.optimizer.weightDecay),
             bool("nesterov", \.optimizer.nesterov),
@@ -91,6 +97,7 @@ enum ConfigSchema {
         ]),
         ConfigSection(name: "output", fields: [
             string("dir", \.output.dir, resumable: true),
+            bool("tensorboard", \.output.tensorboard, doc: "also write TensorBoard event files in dir", resumable: true),
         ]),
     ]
 
@@ -139,6 +146,13 @@ enum ConfigSchema {
             if isNull(node) { return .some(nil) }
             return node.scalar.map { .some($0.string) }
         }, print: { $0.map(quotedString) ?? "null" })
+    }
+
+    static func optionalDouble(_ key: String, _ kp: WritableKeyPath<RunConfig, Double?>, doc: String = "", resumable: Bool = false) -> ConfigField {
+        field(key, kp, doc: doc, resumable: resumable, expected: "a number or null", parse: { node -> Double?? in
+            if isNull(node) { return .some(nil) }
+            return plainScalar(node).flatMap(Double.construct).map { .some($0) }
+        }, print: { $0.map { yamlNumber($0) } ?? "null" })
     }
 
     static func floats(_ key: String, _ kp: WritableKeyPath<RunConfig, [Float]>, doc: String = "", resumable: Bool = false) -> ConfigField {

@@ -100,13 +100,17 @@ public struct RunPlan {
     public func schedule(stepsPerEpoch: Int) -> LRSchedule {
         var total = stepsPerEpoch * config.train.epochs
         if config.train.maxSteps > 0 { total = min(total, config.train.maxSteps) }
-        return LRSchedule(kind: config.schedule.kind, baseLR: config.optimizer.lr, warmupEpochs: config.schedule.warmupEpochs,
+        return LRSchedule(kind: config.schedule.kind, baseLR: config.baseLR, warmupEpochs: config.schedule.warmupEpochs,
                           stepsPerEpoch: stepsPerEpoch, totalSteps: total, stepEpochs: config.schedule.stepEpochs,
                           gamma: config.schedule.gamma, minLR: config.schedule.minLR)
     }
 
     /// The model at its random initialisation (from `seed`).
-    public func makeModel() -> ResNet { ResNet(spec, seed: seed) }
+    public func makeModel() -> ResNet {
+        let model = ResNet(spec, seed: seed)
+        model.labelSmoothing = Float(config.train.labelSmoothing)
+        return model
+    }
 
     public func optimizer(parameterCount: Int) -> SGD {
         SGD(count: parameterCount, momentum: Float(config.optimizer.momentum),
