@@ -194,6 +194,15 @@ public final class MPICommunicator: Communicator {
         }
     }
 
+    /// Starts the process's collective watchdog (CollectiveWatchdog.swift) for this world: on expiry
+    /// it tries MPI_Abort from its own thread, then ends the process itself.
+    @discardableResult
+    public func startWatchdog(timeout: Double, startupTimeout: Double) -> CollectiveWatchdog {
+        CollectiveWatchdog.start(timeout: timeout, startupTimeout: startupTimeout, rank: rank, host: processorName) {
+            _ = CMPI_abort(CollectiveWatchdog.exitStatus)
+        }
+    }
+
     public func abort(code: Int32) -> Never {
         fflush(stdout)
         fflush(stderr)

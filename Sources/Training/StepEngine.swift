@@ -86,6 +86,7 @@ public final class StepEngine {
     /// The step at `position` (global step, epoch, step in epoch) of the epoch's permutation `perm`.
     public func step(perm: [Int], at position: TrainState) throws -> StepResult {
         let config = plan.config
+        CollectiveWatchdog.shared?.setStep(position.globalStep + 1)
         let t0 = monotonicSeconds()
         let indices = sampler.localIndices(perm, step: position.stepInEpoch)
         labels.withUnsafeMutableBufferPointer { lb in
@@ -109,6 +110,7 @@ public final class StepEngine {
                 + "; checkpoints written so far (\(config.output.dir)/checkpoints) hold finite states to resume from")
         }
         optimizer.step(params: model.params.values, grads: model.params.grads, count: model.params.totalCount, lr: Float(lr))
+        CollectiveWatchdog.shared?.firstStepCompleted()
         let dt = monotonicSeconds() - t0
         return StepResult(loss: stats[0], correct: stats[1], lr: lr, seconds: dt, commWait: wait,
                           imagesPerSecond: Double(config.train.batchSize) / dt, stopRequested: stats[2] > 0)

@@ -67,6 +67,11 @@ public final class Trainer {
         isRoot = comm.rank == 0
         runDir = config.output.dir
 
+        // Every wait on other ranks from here on has a deadline (train.collective_timeout_s).
+        if let mpi = comm as? MPICommunicator, mpi.size > 1, config.train.collectiveTimeoutS > 0 {
+            mpi.startWatchdog(timeout: config.train.collectiveTimeoutS,
+                              startupTimeout: config.train.collectiveTimeoutS * RunConfig.Train.startupTimeoutFactor)
+        }
         // Memory first: a run that cannot fit is refused before anything large is allocated.
         try ResourceCheck.check(config, localBatch: (config.train.batchSize + comm.size - 1) / comm.size,
                                 what: "this config")
