@@ -8,6 +8,7 @@
 // steps) and every subprocess has a timeout after which it (and any rank it left) is killed.
 import Foundation
 import XCTest
+import TestSupport
 import NN
 #if canImport(Glibc)
 import Glibc
