@@ -40,17 +40,22 @@ let package = Package(
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         .executableTarget(name: "mpi-selftest", dependencies: ["Distributed"], path: "Sources/mpi-selftest"),
-        // The library used directly in one process (README); DistributedTests builds and runs it.
+        // The library used directly in one process (README); CommandLineTests builds and runs it.
         .executableTarget(name: "single-process-example", dependencies: ["NN", "Data", "Training"]),
 
         // MARK: Tests
+        // Fixtures shared by the test targets: numeric assertions, references, processes and mpirun.
         .target(name: "TestSupport", dependencies: ["NN"], path: "Sources/TestSupport"),
+        // One target per module, in module order.
         .testTarget(name: "NNTests", dependencies: ["NN", "Trace", "TestSupport"]),
         .testTarget(name: "DataTests", dependencies: ["Data", "NN", "CZlib"]),
+        .testTarget(name: "DistributedTests", dependencies: ["Distributed", "NN", "TestSupport"]),
+        .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator", "Distributed", "NN", "TestSupport"]),
         .testTarget(name: "TensorBoardTests", dependencies: ["TensorBoard"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Coordinator", "Data", "NN", "TestSupport"]),
         .testTarget(name: "TorchParityTests", dependencies: ["NN", "Training", "TestSupport"], exclude: ["torch"]),
-        .testTarget(name: "DistributedTests", dependencies: ["Distributed", "Training", "Coordinator", "NN"]),
+        // Tests that launch the release `resnet` binary (and the example), alone and under mpirun.
+        .testTarget(name: "CommandLineTests", dependencies: ["Coordinator", "NN", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

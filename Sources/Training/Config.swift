@@ -25,7 +25,7 @@ public struct RunConfig: Equatable, Sendable {
         /// Side of the (square) images fed to the net after resizing; 0 keeps the native size.
         public var imageSize: Int = 96
         public var shuffle: Bool = true
-        /// Random crop with padding 4 plus horizontal flip (training only).
+        /// Random crop with padding `cropPadding` plus horizontal flip (training only).
         public var augment: Bool = false
         public var normalize: Bool = false
         /// Per-channel mean and std used when `normalize` is on (one entry per input channel).

@@ -55,7 +55,7 @@ public enum ResourceCheck {
         case .fashionMNIST, .mnist: e.datasetBytes = 70_000 * 784
         case .cifar10: e.datasetBytes = 60_000 * 3072
         case .synthetic:
-            let count = Double(config.data.syntheticCount) * 1.25
+            let count = Double(config.data.syntheticCount) * (1 + 1 / Double(RunConfig.DataConfig.syntheticTestDivisor))   // both splits
             e.datasetBytes = 4 * count * Double(config.model.inChannels) * Double(input[1]) * Double(input[2])
             e.datasetKeys = "data.synthetic_count (\(config.data.syntheticCount))"
         }

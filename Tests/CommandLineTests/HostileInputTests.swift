@@ -3,6 +3,7 @@
 // key, option, file, rank or step and what was expected, and with no file created, changed or
 // lost. Runs the release binary on tiny synthetic models (seconds each).
 import XCTest
+import TestSupport
 import Foundation
 import NN
 import Coordinator

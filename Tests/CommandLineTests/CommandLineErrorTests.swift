@@ -2,6 +2,7 @@
 // option or field — never a crash or a hang (`expectRefusal`, shared with HostileInputTests).
 // (Runs the release binary, single process.)
 import XCTest
+import TestSupport
 import Foundation
 
 final class CommandLineErrorTests: XCTestCase {

@@ -8,6 +8,7 @@
 // steps) and every subprocess has a timeout after which it (and any rank it left) is killed.
 import Foundation
 import XCTest
+import TestSupport
 import NN
 #if canImport(Glibc)
 import Glibc
@@ -419,13 +420,4 @@ final class TrainingMPITests: XCTestCase {
                       file: file, line: line)
     }
 
-    func metricsLines(_ dir: String) throws -> [[String: Any]] {
-        let text = try String(contentsOfFile: dir + "/metrics.jsonl", encoding: .utf8)
-        return try text.split(separator: "\n").map { line in
-            guard let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
-                throw TestFailure("metrics.jsonl: not a JSON object: \(line)")
-            }
-            return object
-        }
-    }
 }

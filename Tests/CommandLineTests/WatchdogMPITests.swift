@@ -5,7 +5,7 @@
 import Foundation
 import XCTest
 import Coordinator
-import Training
+import TestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -63,6 +63,6 @@ final class WatchdogMPITests: XCTestCase {
     }
 
     private func stepsLogged(_ dir: String) -> Int {
-        ((try? MetricsLog.readRecords(path: dir + "/metrics.jsonl")) ?? []).filter { $0["kind"] as? String == "step" }.count
+        ((try? metricsLines(dir)) ?? []).filter { $0["kind"] as? String == "step" }.count
     }
 }
