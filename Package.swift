@@ -34,7 +34,7 @@ let package = Package(
         .target(name: "TensorBoard", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .target(name: "Coordinator", dependencies: ["NN", "Data", "Distributed", "CZlib"]),
         .target(name: "Training",
-                dependencies: ["NN", "Data", "Distributed", "Coordinator", "Yams"]),
+                dependencies: ["NN", "Data", "Distributed", "Coordinator", "TensorBoard", "Trace", "Yams"]),
         .executableTarget(name: "resnet",
                           dependencies: ["Training", "Coordinator", "Distributed", "NN", "Data",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")]),

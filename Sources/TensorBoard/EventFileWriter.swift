@@ -2,9 +2,9 @@
 // of TFRecords, each
 //   uint64 length (little endian) | uint32 masked CRC-32C of the length | data | uint32 masked CRC-32C of data
 // whose data is one serialized Event (Generated/tensorboard_event.pb.swift): first the file
-// version, then one Summary of scalars per call to `add`. Every `add` is written and flushed at
-// once (a crash loses nothing already logged); a resumed run starts a new file and TensorBoard
-// shows both.
+// version, then one Summary of scalars per call to `add`. Every `add` goes to the file at once
+// (unbuffered: a crash of the process loses nothing already logged); a resumed run starts a new
+// file and TensorBoard shows both.
 import Foundation
 import SwiftProtobuf
 
@@ -51,7 +51,6 @@ public final class EventFileWriter {
         let data: Data = try event.serializedBytes()
         do {
             try handle.write(contentsOf: EventFileWriter.record(data))
-            try handle.synchronize()
         } catch {
             throw EventFileError("cannot write the TensorBoard event file \(path): \(error.localizedDescription)")
         }

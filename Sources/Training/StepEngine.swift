@@ -9,6 +9,7 @@ import NN
 import Data
 import Distributed
 import Coordinator
+import Trace
 
 public final class StepEngine {
     public let plan: RunPlan
@@ -85,13 +86,19 @@ public final class StepEngine {
 
     /// The step at `position` (global step, epoch, step in epoch) of the epoch's permutation `perm`.
     public func step(perm: [Int], at position: TrainState) throws -> StepResult {
+        try Trace.span("step \(position.globalStep + 1)", "step") { try stepUntraced(perm: perm, at: position) }
+    }
+
+    private func stepUntraced(perm: [Int], at position: TrainState) throws -> StepResult {
         let config = plan.config
         CollectiveWatchdog.shared?.setStep(position.globalStep + 1)
         let t0 = monotonicSeconds()
         let indices = sampler.localIndices(perm, step: position.stepInEpoch)
-        labels.withUnsafeMutableBufferPointer { lb in
-            trainLoader.fill(indices: indices, x: x, labels: lb.baseAddress!, augment: config.data.augment,
-                             seed: plan.seed, epoch: position.epoch)
+        Trace.span("load batch", "data") {
+            labels.withUnsafeMutableBufferPointer { lb in
+                trainLoader.fill(indices: indices, x: x, labels: lb.baseAddress!, augment: config.data.augment,
+                                 seed: plan.seed, epoch: position.epoch)
+            }
         }
         model.params.zeroGrad()
         let r = labels.withUnsafeBufferPointer { model.trainStep(x, labels: $0.baseAddress!, normalizer: config.train.batchSize) }
@@ -101,7 +108,9 @@ public final class StepEngine {
         // Loss and hits of the global batch, and whether any rank was asked to stop (one tiny
         // allreduce: every rank sees the stop request after the same step).
         var stats = [r.loss, Double(r.correct), Preemption.requested ? 1 : 0]
-        try stats.withUnsafeMutableBufferPointer { try comm.allreduceSum($0.baseAddress!, count: 3) }
+        try Trace.span("allreduce loss and hits", "wait") {
+            try stats.withUnsafeMutableBufferPointer { try comm.allreduceSum($0.baseAddress!, count: 3) }
+        }
         let lr = schedule.lr(at: position.globalStep)
         if !stats[0].isFinite {   // every rank sees the same allreduced loss, so all stop here together
             throw TrainingError("step \(position.globalStep + 1): the training loss is \(stats[0].isNaN ? "NaN" : "\(stats[0])"): the run diverged at learning rate \(lr) "
@@ -109,7 +118,9 @@ public final class StepEngine {
                 + (config.train.debug ? "" : ", and rerun with --debug to name the first layer that produces a NaN or Inf")
                 + "; checkpoints written so far (\(config.output.dir)/checkpoints) hold finite states to resume from")
         }
-        optimizer.step(params: model.params.values, grads: model.params.grads, count: model.params.totalCount, lr: Float(lr))
+        Trace.span("SGD step", "optimizer") {
+            optimizer.step(params: model.params.values, grads: model.params.grads, count: model.params.totalCount, lr: Float(lr))
+        }
         CollectiveWatchdog.shared?.firstStepCompleted()
         let dt = monotonicSeconds() - t0
         return StepResult(loss: stats[0], correct: stats[1], lr: lr, seconds: dt, commWait: wait,

@@ -5,6 +5,8 @@ import NN
 import Data
 import Distributed
 import Coordinator
+import TensorBoard
+import Trace
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -52,6 +54,9 @@ public final class Trainer {
     /// by the caller (`overwrite`: delete it first). Neither: the folder must hold no run.
     var resumeRequest: ResumeRequest?
     public var overwrite = false
+    /// `--trace FILE`: the steps of train.trace_steps as a Chrome trace (rank 0 writes it).
+    public var traceFile: String?
+    var trace: TraceSession?
     /// Rank 0's lock on output.dir, held until the trainer goes away.
     var folder: RunFolder?
     /// Whether the (collective) claim of output.dir has been made, on every rank.
@@ -61,6 +66,8 @@ public final class Trainer {
     let runDir: String
     let isRoot: Bool
     var metrics: MetricsLog?
+    /// The same figures as TensorBoard event files (output.tensorboard), rank 0.
+    var tensorboard: EventFileWriter?
 
     public init(config: RunConfig, comm: Communicator) throws {
         self.config = config; self.comm = comm
@@ -85,11 +92,19 @@ public final class Trainer {
     // MARK: Running
 
     public func run() throws {
+        let totalSteps = schedule.totalSteps
+        if let file = traceFile {   // before anything is written: a window outside the run, or a path that cannot be written
+            let window = config.train.traceWindow!
+            if window.lowerBound > totalSteps || window.upperBound <= state.globalStep {
+                throw TrainingError("train.trace_steps \(config.train.traceSteps): outside this run's steps \(state.globalStep + 1)...\(totalSteps)")
+            }
+            try onRootAgreed { try TraceSession.checkWritable(file) }
+            trace = TraceSession(path: file, comm: comm)
+        }
         try claimOutputFolder()
         if isRoot { try prepareRunDir() }
         let spe = sampler.stepsPerEpoch
         let maxSteps = config.train.maxSteps
-        let totalSteps = schedule.totalSteps
         // Under mpirun every rank's stdout is a pty even when the job's output goes to a log file,
         // so launched runs print plain lines; the redrawn bar is for single-process runs.
         let terminal = ProgressReporter.stdoutIsTerminal && !Launch.underMPILauncher
@@ -126,6 +141,7 @@ public final class Trainer {
             }
         }
         progress?.finish()
+        if let t = trace, t.recording { try t.finish(what: "steps \(config.train.traceSteps)") }
         if preempted {   // finish the step, write a checkpoint, exit 0 (SLURM's SIGTERM before the time limit)
             let path = try saveCheckpoint()
             if isRoot { print("stopped by signal after step \(state.globalStep); checkpoint written to \(path ?? "?"); resume with --resume auto") }
@@ -146,6 +162,10 @@ public final class Trainer {
 
     /// One step of the engine at the current position; moves the position on and logs the step.
     func trainStep(perm: [Int]) throws -> StepEngine.StepResult {
+        if let t = trace, let window = config.train.traceWindow {   // the window's steps, with the evaluation and checkpoints among them
+            if window.contains(state.globalStep + 1) { t.start() }
+            else if t.recording { try t.finish(what: "steps \(config.train.traceSteps)") }
+        }
         let r = try engine.step(perm: perm, at: state)
         state.globalStep += 1; state.stepInEpoch += 1
         if isRoot {
@@ -154,6 +174,9 @@ public final class Trainer {
                                 "loss": .double(r.loss), "accuracy": .double(r.correct / Double(config.train.batchSize)),
                                 "lr": .double(r.lr), "images_per_s": .double(r.imagesPerSecond), "step_s": .double(r.seconds),
                                 "comm_wait_s": .double(r.commWait)])
+            try tensorboard?.add(step: state.globalStep, scalars: [
+                ("train/loss", r.loss), ("train/accuracy", r.correct / Double(config.train.batchSize)), ("train/lr", r.lr),
+                ("train/images_per_s", r.imagesPerSecond), ("train/comm_wait_s", r.commWait)])
         }
         return r
     }
@@ -171,6 +194,9 @@ public final class Trainer {
             try metrics?.write(["kind": .string(partial ? "eval" : "epoch"), "epoch": .int(state.epoch), "step": .int(state.globalStep),
                                 "train_loss": .double(trainLoss), "train_accuracy": .double(trainAcc),
                                 "test_loss": .double(testLoss), "test_accuracy": .double(testAcc)])
+            try tensorboard?.add(step: state.globalStep, scalars: [
+                ("epoch/train_loss", trainLoss), ("epoch/train_accuracy", trainAcc), ("test/loss", testLoss), ("test/accuracy", testAcc),
+            ].filter { $0.1.isFinite })
             print(String(format: "epoch %d  step %d  train loss %.4f acc %.4f  test loss %.4f acc %.4f",
                          state.epoch + 1, state.globalStep, trainLoss, trainAcc, testLoss, testAcc))
         }
@@ -178,8 +204,10 @@ public final class Trainer {
 
     /// Test loss and top-1 accuracy over the whole test split, each image once across ranks.
     public func evaluate() throws -> (loss: Double, accuracy: Double) {
-        try ReplicaSync.withAveragedBuffers(model, comm) {
-            try Evaluator.evaluate(model: model, loader: testLoader, batch: sampler.localBatch, comm: comm)
+        try Trace.span("evaluation", "eval") {
+            try ReplicaSync.withAveragedBuffers(model, comm) {
+                try Evaluator.evaluate(model: model, loader: testLoader, batch: sampler.localBatch, comm: comm)
+            }
         }
     }
 
@@ -228,6 +256,7 @@ public final class Trainer {
         try writeTextFile(runDir + "/config.yaml", yaml)
         if let text = restoredMetrics { try writeTextFile(runDir + "/metrics.jsonl", text) }
         metrics = try MetricsLog(path: runDir + "/metrics.jsonl", append: restoredMetrics != nil)
+        if config.output.tensorboard { tensorboard = try EventFileWriter(directory: runDir) }
         // Where this (part of the) run ran: every start and resume adds one line.
         try metrics?.write(["kind": .string("system"), "step": .int(state.globalStep), "cpu": .string(BLASKernel.cpuModel),
                             "cpu_level": .string(BLASKernel.levelName(BLASKernel.level(of: BLASKernel.cpuFeatures))),

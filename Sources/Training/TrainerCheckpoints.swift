@@ -5,6 +5,7 @@ import Foundation
 import NN
 import Distributed
 import Coordinator
+import Trace
 
 /// `--resume auto` (the newest valid checkpoint of the run folder, or a fresh start) or a file.
 public enum ResumeRequest: Equatable {
@@ -22,6 +23,10 @@ extension Trainer {
     /// worked before training goes on. Returns the path (on rank 0).
     @discardableResult
     func saveCheckpoint() throws -> String? {
+        try Trace.span("checkpoint", "checkpoint") { try saveCheckpointUntraced() }
+    }
+
+    private func saveCheckpointUntraced() throws -> String? {
         let replicas = try ReplicaSync.gatherBuffers(model, comm)
         var path: String?
         try ReplicaSync.withAveragedBuffers(model, comm) {

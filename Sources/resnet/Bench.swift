@@ -20,6 +20,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Timed steps.") var steps = 10
     @Option(help: "Untimed warm-up steps.") var warmup = 2
     @Option(help: "Gradient bucket size in MiB.") var bucketMb = 4.0
+    @Option(help: "Write a Chrome trace (Perfetto, chrome://tracing) of the timed steps to this file.") var trace: String?
 
     func validate() throws {
         typealias L = ConfigLimits
@@ -56,7 +57,13 @@ struct Bench: ParsableCommand {
             _ = try engine.runSteps(warmup, from: &position)
             let profiler = LayerProfiler()
             engine.model.ctx.profiler = profiler
+            let session = try trace.map { file in
+                try TraceSession.checkWritable(file)
+                return TraceSession(path: file, comm: comm)
+            }
+            session?.start()
             let (seconds, wait) = try engine.runSteps(steps, from: &position)
+            try session?.finish(what: "the \(steps) timed steps")
             guard comm.rank == 0 else { return }
             let ips = Double(batch * comm.size * steps) / seconds
             // Training FLOPs ~ 3x forward (forward, input gradient, weight gradient) of conv and linear layers.

@@ -117,12 +117,15 @@ struct Train: ParsableCommand {
     var resume: String?
     @Flag(help: "Start over in an output.dir that holds an earlier run, deleting its metrics, weights and checkpoints.")
     var overwrite = false
+    @Option(help: "Write a Chrome trace (Perfetto, chrome://tracing) of the steps train.trace_steps to this file.")
+    var trace: String?
 
     func validate() throws {
         if overwrite && resume != nil {
             throw ValidationError("--overwrite and --resume cannot apply together: --resume continues the run in output.dir, --overwrite deletes it")
         }
         if let r = resume, r.isEmpty { throw ValidationError("--resume: expected 'auto' or a checkpoint file, got ''") }
+        if let t = trace, t.isEmpty { throw ValidationError("--trace: expected a file to write the trace to, got ''") }
     }
 
     func run() throws {
@@ -132,6 +135,7 @@ struct Train: ParsableCommand {
         withCommunicator(command: "train") { comm in
             let trainer = try Trainer(config: config, comm: comm)
             trainer.overwrite = overwrite
+            trainer.traceFile = trace
             if let r = resume { try trainer.resume(ResumeRequest(r)) }
             try trainer.run()
         }
