@@ -64,6 +64,9 @@ public struct RunConfig: Equatable, Sendable {
         /// Seconds a collective may take before the watchdog ends the job (0 = no watchdog);
         /// startup and the first step get `startupTimeoutFactor` times as long.
         public var collectiveTimeoutS: Double = 300
+        /// Micro-batches per optimizer step: each rank's share of the global batch goes through
+        /// forward/backward in this many parts whose gradients add up; one allreduce per step.
+        public var accumulateSteps: Int = 1
         /// Global steps (1-based, inclusive) `--trace FILE` records, "A-B" or "A".
         public var traceSteps: String = "3-4"
         public init() {}
@@ -168,6 +171,7 @@ public enum ConfigLimits {
     public static let stepEpochs = 1...1_000_000
     public static let bucketMB: ClosedRange<Double> = 0.001...4096
     public static let lr: ClosedRange<Double> = 0...1000
+    public static let accumulateSteps = 1...1_000_000
     public static let labelSmoothing: ClosedRange<Double> = 0...0.999_999
     public static let collectiveTimeoutS: ClosedRange<Double> = 0...1_000_000
     public static let weightDecay: ClosedRange<Double> = 0...1000

@@ -98,6 +98,10 @@ extension RunConfig {
         try range("train.threads", train.threads, L.threads, " (0 = auto)")
         try range("train.log_every", train.logEvery, L.logEvery)
 
+        try range("train.accumulate_steps", train.accumulateSteps, L.accumulateSteps)
+        if train.batchSize % train.accumulateSteps != 0 {
+            try fail("train.accumulate_steps", "a divisor of train.batch_size (\(train.batchSize))", train.accumulateSteps)
+        }
         try number("train.label_smoothing", train.labelSmoothing, L.labelSmoothing, " (torch's label_smoothing: [0, 1))")
         try number("train.collective_timeout_s", train.collectiveTimeoutS, L.collectiveTimeoutS, " (0 = no watchdog)")
         if train.traceWindow == nil {

@@ -70,6 +70,8 @@ enum ConfigSchema {
             bool("debug", \.train.debug, resumable: true),
             bool("eval_every_epoch", \.train.evalEveryEpoch, resumable: true),
             int("log_every", \.train.logEvery, doc: "steps between metrics lines", resumable: true),
+            int("accumulate_steps", \.train.accumulateSteps,
+                doc: "micro-batches per optimizer step (gradient accumulation; BN sees micro-batches); must divide each rank's batch"),
             double("label_smoothing", \.train.labelSmoothing, doc: "ε in [0, 1), torch's CrossEntropyLoss(label_smoothing=)"),
             double("collective_timeout_s", \.train.collectiveTimeoutS,
                    doc: "seconds a wait on other ranks may take before the job ends with a message (×\(Int(RunConfig.Train.startupTimeoutFactor)) for startup and the first step); 0 = no watchdog",

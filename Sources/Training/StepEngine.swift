@@ -24,6 +24,14 @@ public final class StepEngine {
     var firstNonFinite: String?
     private var x: Tensor
     private var labels: [Int32]
+    /// Images per forward/backward: the rank's batch over train.accumulate_steps.
+    public let microBatch: Int
+    /// True during every micro-batch but the last: their gradients stay local (no bucket starts).
+    private var accumulating = false
+    /// With accumulation: the sum of the earlier micro-batches' gradients. Each micro-batch's
+    /// gradient is computed alone (as one rank computes its batch) and added here, so 1 rank x 2
+    /// micro-batches sums exactly what an allreduce of 2 ranks sums.
+    private let accumulated: UnsafeMutablePointer<Float>?
 
     /// What one step did: global-batch loss and hits, the rate used, timings, and whether any
     /// rank was asked to stop (SIGTERM/SIGINT).
@@ -57,14 +65,26 @@ public final class StepEngine {
         optimizer = plan.optimizer(parameterCount: model.params.totalCount)
         buckets = GradientBuckets(buffer: model.params.grads, total: model.params.totalCount,
                                   bucketBytes: plan.bucketBytes, communicator: comm)
+        let parts = config.train.accumulateSteps
+        guard sampler.localBatch % parts == 0 else {
+            throw TrainingError("train.accumulate_steps \(parts): each rank's batch, \(sampler.localBatch) (train.batch_size \(config.train.batchSize) over \(comm.size) rank(s)), is not a multiple of it")
+        }
+        microBatch = sampler.localBatch / parts
+        accumulated = parts > 1 ? .allocate(capacity: model.params.totalCount) : nil
         let out = trainLoader.outputShape
-        x = Tensor(shape: [sampler.localBatch, out.c, out.h, out.w])
-        labels = [Int32](repeating: 0, count: sampler.localBatch)
+        x = Tensor(shape: [microBatch, out.c, out.h, out.w])
+        labels = [Int32](repeating: 0, count: microBatch)
 
         if comm.size > 1 {
             model.ctx.onGradientReady = { [unowned self] h in
                 // Mark the tensor final (a full bucket starts its allreduce), then let MPI progress
-                // the reductions in flight while backward goes on.
+                // the reductions in flight while backward goes on. Only in the last micro-batch:
+                // the allreduce runs once per optimizer step, overlapped with that backward.
+                guard !self.accumulating else { return }
+                if let acc = self.accumulated {   // this tensor's final gradient: the earlier micro-batches' plus this one's
+                    let g = self.model.params.grads
+                    for i in h.offset..<(h.offset + h.count) { g[i] = acc[i] + g[i] }
+                }
                 do {
                     try self.buckets.markReady(lo: h.offset, hi: h.offset + h.count)
                     try self.buckets.poll()
@@ -84,6 +104,8 @@ public final class StepEngine {
         }
     }
 
+    deinit { accumulated?.deallocate() }
+
     /// The step at `position` (global step, epoch, step in epoch) of the epoch's permutation `perm`.
     public func step(perm: [Int], at position: TrainState) throws -> StepResult {
         try Trace.span("step \(position.globalStep + 1)", "step") { try stepUntraced(perm: perm, at: position) }
@@ -94,15 +116,32 @@ public final class StepEngine {
         CollectiveWatchdog.shared?.setStep(position.globalStep + 1)
         let t0 = monotonicSeconds()
         let indices = sampler.localIndices(perm, step: position.stepInEpoch)
-        Trace.span("load batch", "data") {
-            labels.withUnsafeMutableBufferPointer { lb in
-                trainLoader.fill(indices: indices, x: x, labels: lb.baseAddress!, augment: config.data.augment,
-                                 seed: plan.seed, epoch: position.epoch)
+        var loss = 0.0, correct = 0
+        let parts = config.train.accumulateSteps
+        let grads = model.params.grads, count = model.params.totalCount
+        for m in 0..<parts {   // micro-batches: each gradient alone, summed in `accumulated`
+            model.params.zeroGrad()
+            let part = indices.dropFirst(m * microBatch).prefix(microBatch)
+            Trace.span("load batch", "data") {
+                labels.withUnsafeMutableBufferPointer { lb in
+                    trainLoader.fill(indices: part, x: x, labels: lb.baseAddress!, augment: config.data.augment,
+                                     seed: plan.seed, epoch: position.epoch)
+                }
+            }
+            accumulating = m < parts - 1
+            let r = labels.withUnsafeBufferPointer { model.trainStep(x, labels: $0.baseAddress!, normalizer: config.train.batchSize) }
+            loss += r.loss; correct += r.correct
+            if let bad = firstNonFinite { throw TrainingError("--debug: step \(position.globalStep): \(bad)") }
+            if let acc = accumulated, m < parts - 1 {
+                if m == 0 { acc.update(from: grads, count: count) }
+                else { Parallel.forRanges(count, minChunk: 1 << 16) { r in for i in r { acc[i] = acc[i] + grads[i] } } }
             }
         }
-        model.params.zeroGrad()
-        let r = labels.withUnsafeBufferPointer { model.trainStep(x, labels: $0.baseAddress!, normalizer: config.train.batchSize) }
-        if let bad = firstNonFinite { throw TrainingError("--debug: step \(position.globalStep): \(bad)") }
+        if let acc = accumulated, comm.size == 1 {   // (with more ranks the gradient hook added it before each bucket started)
+            Parallel.forRanges(count, minChunk: 1 << 16) { r in for i in r { grads[i] = acc[i] + grads[i] } }
+        }
+        accumulating = false
+        let r = (loss: loss, correct: correct)
         if let e = bucketError { throw e }
         let wait = try buckets.finish()
         // Loss and hits of the global batch, and whether any rank was asked to stop (one tiny

@@ -80,7 +80,7 @@ public final class Trainer {
                               startupTimeout: config.train.collectiveTimeoutS * RunConfig.Train.startupTimeoutFactor)
         }
         // Memory first: a run that cannot fit is refused before anything large is allocated.
-        try ResourceCheck.check(config, localBatch: (config.train.batchSize + comm.size - 1) / comm.size,
+        try ResourceCheck.check(config, localBatch: max(1, (config.train.batchSize + comm.size - 1) / comm.size / config.train.accumulateSteps),
                                 what: "this config")
         // Data: every rank reads the files itself (they are small next to the model).
         let plan = try RunPlan(config)

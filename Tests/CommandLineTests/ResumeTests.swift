@@ -43,6 +43,15 @@ final class ResumeTests: XCTestCase {
                           expect: .bitIdentical(reference: a.dir), label: "1 process: uninterrupted vs stopped at 17 + resumed")
     }
 
+    /// With gradient accumulation (2 micro-batches per step): stopped at 12, resumed to 16, the
+    /// same bits as 16 uninterrupted (checkpoints fall between optimizer steps, never inside one).
+    func testResumeWithAccumulationIsBitIdentical() throws {
+        let args = { (steps: Int) in Self.bitwiseArgs(maxSteps: steps) + ["--set", "train.accumulate_steps=2"] }
+        let a = try cachedRun(np: 1, args(16))
+        try stopAndResume("a-accumulate", np: 1, stop: 12, total: 16, args: args,
+                          expect: .bitIdentical(reference: a.dir, stepLines: true), label: "accumulate_steps 2: uninterrupted vs stopped at 12 + resumed")
+    }
+
     // MARK: - b. Same world size, 2 ranks: bit-identical
 
     func testResumeTwoRanksIsBitIdentical() throws {

@@ -252,6 +252,8 @@ final class ConfigTests: XCTestCase {
             (["train.threads=-1"], ["train.threads"]),
             (["train.log_every=0"], ["train.log_every"]),
             (["train.init_weights=''"], ["train.init_weights"]),
+            (["train.accumulate_steps=0"], ["train.accumulate_steps", "1...1000000"]),
+            (["train.accumulate_steps=3"], ["train.accumulate_steps", "a divisor of train.batch_size (256)", "3"]),
             (["train.label_smoothing=1"], ["train.label_smoothing", "[0, 1)", "1.0"]),
             (["train.label_smoothing=-0.1"], ["train.label_smoothing", "[0, 1)"]),
             (["train.collective_timeout_s=-5"], ["train.collective_timeout_s", "0 = no watchdog", "-5"]),
