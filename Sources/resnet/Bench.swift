@@ -43,8 +43,10 @@ struct Bench: ParsableCommand {
             var config = RunConfig.default
             config.model.depth = depth; config.model.inChannels = channels; config.model.width = width
             config.data.dataset = "synthetic"; config.data.imageSize = size; config.data.shuffle = false
-            // The synthetic set holds one epoch of the timed and warm-up steps, capped (later epochs reuse it).
-            config.data.syntheticCount = min(batch * comm.size * (steps + warmup), max(batch * comm.size, 4096))
+            // Two global batches of synthetic images, loaded step after step (epochs of 2 steps): the
+            // data path runs as in training without holding a dataset the peer does not hold
+            // (PyTorch's bench reuses one batch).
+            config.data.syntheticCount = 2 * batch * comm.size
             config.train.batchSize = batch * comm.size; config.train.epochs = 1
             config.train.bucketMB = bucketMb
             try config.validate(source: "resnet bench options")   // e.g. --depth 20 is refused, named
