@@ -51,8 +51,8 @@ let package = Package(
         .testTarget(name: "DataTests", dependencies: ["Data", "NN", "CZlib"]),
         .testTarget(name: "DistributedTests", dependencies: ["Distributed", "NN", "TestSupport"]),
         .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator", "Distributed", "NN", "TestSupport"]),
-        .testTarget(name: "TensorBoardTests", dependencies: ["TensorBoard"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Coordinator", "Data", "NN", "TestSupport"]),
+        .testTarget(name: "TensorBoardTests", dependencies: ["TensorBoard", "TestSupport"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Coordinator", "Data", "NN", "Trace", "TestSupport"]),
         .testTarget(name: "TorchParityTests", dependencies: ["NN", "Training", "TestSupport"], exclude: ["torch"]),
         // Tests that launch the release `resnet` binary (and the example), alone and under mpirun.
         .testTarget(name: "CommandLineTests", dependencies: ["Coordinator", "NN", "TestSupport"]),

@@ -5,6 +5,7 @@
 // engine, evaluation and checkpoints); recording does not change what is computed.
 import Foundation
 import Distributed
+import NN
 import Trace
 
 public final class TraceSession {
@@ -49,5 +50,34 @@ public final class TraceSession {
         guard comm.rank == 0 else { return }
         try writeTextFile(path, TraceRecorder.chromeTrace(all.filter { !$0.isEmpty }))
         print("wrote the trace of \(what) (\(comm.size) rank(s)) to \(path)")
+    }
+}
+
+extension TraceRecorder {
+    /// This recorder's spans as Chrome trace events of process `rank` (JSON objects without the
+    /// enclosing array), with the process's name and its thread rows' names.
+    public func chromeEvents(rank: Int, host: String) -> [String] {
+        let all = spans
+        var events = [#"{"name":"process_name","ph":"M","pid":\#(rank),"args":{"name":\#(quotedString("rank \(rank) (\(host))"))}}"#,
+                      #"{"name":"process_sort_index","ph":"M","pid":\#(rank),"args":{"sort_index":\#(rank)}}"#]
+        var workers: [Int32: Int] = [:]
+        for s in all where s.thread != mainThread && s.thread != TraceRecorder.communicationThread && workers[s.thread] == nil {
+            workers[s.thread] = workers.count + 1
+        }
+        func threadName(_ t: Int32) -> String {
+            t == mainThread ? "main" : t == TraceRecorder.communicationThread ? "communication" : "worker \(workers[t] ?? 0)"
+        }
+        for t in [mainThread, TraceRecorder.communicationThread] + workers.keys.sorted() {
+            events.append(#"{"name":"thread_name","ph":"M","pid":\#(rank),"tid":\#(t),"args":{"name":\#(quotedString(threadName(t)))}}"#)
+        }
+        for s in all {
+            events.append(#"{"name":\#(quotedString(s.name)),"cat":\#(quotedString(s.category)),"ph":"X","ts":\#(String(format: "%.3f", s.start)),"dur":\#(String(format: "%.3f", s.duration)),"pid":\#(rank),"tid":\#(s.thread)}"#)
+        }
+        return events
+    }
+
+    /// The whole file: every rank's events (from `chromeEvents`) in one JSON object.
+    public static func chromeTrace(_ events: [String]) -> String {
+        "{\"displayTimeUnit\":\"ms\",\"traceEvents\":[\n" + events.joined(separator: ",\n") + "\n]}\n"
     }
 }

@@ -56,6 +56,8 @@ public final class Trainer {
     public var overwrite = false
     /// `--trace FILE`: the steps of train.trace_steps as a Chrome trace (rank 0 writes it).
     public var traceFile: String?
+    /// Why this launch is a restart (launch/elastic.sh): written to metrics.jsonl as a "restart" record.
+    public var restartNote: String?
     var trace: TraceSession?
     /// Rank 0's lock on output.dir, held until the trainer goes away.
     var folder: RunFolder?
@@ -263,6 +265,9 @@ public final class Trainer {
                             "blas": .string("OpenBLAS \(BLASKernel.openBLASVersion)"), "blas_kernel": .string(BLASKernel.coreInUse),
                             "blas_kernel_choice": .string(BLASKernel.choice), "ranks": .int(comm.size),
                             "threads_per_rank": .int(Parallel.workers)])
+        if let note = restartNote {
+            try metrics?.write(["kind": .string("restart"), "step": .int(state.globalStep), "ranks": .int(comm.size), "note": .string(note)])
+        }
     }
 
     func writeFinalOutputs() throws {

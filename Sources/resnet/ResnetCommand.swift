@@ -15,7 +15,7 @@ struct ResnetCommand: ParsableCommand {
         commandName: "resnet",
         abstract: "Data-parallel ResNet training over MPI with hand-written backward passes.",
         discussion: "Run under mpirun/srun for N ranks; started directly it is a single process (no MPI).",
-        subcommands: [Train.self, Eval.self, Summary.self, Bench.self, Export.self, SysInfo.self, ConfigReference.self])
+        subcommands: [Train.self, Eval.self, Summary.self, Bench.self, Export.self, SysInfo.self, ConfigReference.self, ConfigShow.self])
 
     static func main() {
         prepareOpenBLAS()
@@ -119,6 +119,7 @@ struct Train: ParsableCommand {
     var overwrite = false
     @Option(help: "Write a Chrome trace (Perfetto, chrome://tracing) of the steps train.trace_steps to this file.")
     var trace: String?
+    @Option(help: .hidden) var restartNote: String?   // launch/elastic.sh: why this launch is a restart (a metrics.jsonl record)
 
     func validate() throws {
         if overwrite && resume != nil {
@@ -136,6 +137,7 @@ struct Train: ParsableCommand {
             let trainer = try Trainer(config: config, comm: comm)
             trainer.overwrite = overwrite
             trainer.traceFile = trace
+            trainer.restartNote = restartNote
             if let r = resume { try trainer.resume(ResumeRequest(r)) }
             try trainer.run()
         }
@@ -236,6 +238,23 @@ struct ConfigReference: ParsableCommand {
         abstract: "Print the table of config keys, defaults and meanings (the README's, made from the config schema).")
 
     func run() throws { print(RunConfig.referenceTable, terminator: "") }
+}
+
+struct ConfigShow: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "config-show",
+        abstract: "Print the resolved config (--config and --set applied, defaults filled in) as YAML, or the values of the given keys, one per line.")
+    @OptionGroup var options: ConfigOptions
+    @Argument(help: "Keys such as train.batch_size (none: the whole config).") var keys: [String] = []
+
+    func run() throws {
+        let config = try options.load()
+        guard !keys.isEmpty else { print(config.yamlString(), terminator: ""); return }
+        let values = Dictionary(config.flatValues().map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
+        for key in keys {
+            guard let v = values[key] else { throw ValidationError("unknown config key '\(key)' (resnet config-reference lists them)") }
+            print(v)
+        }
+    }
 }
 
 struct SysInfo: ParsableCommand {

@@ -24,4 +24,15 @@ final class CommandLineErrorTests: XCTestCase {
                           mentions: ["/nonexistent/c.safetensors"])
         try expectRefusal(["eval"], mentions: ["--weights", "--checkpoint"])
     }
+
+    /// `config-show` prints resolved values (what launch/elastic.sh reads the global batch with);
+    /// an unknown key is refused by name.
+    func testConfigShow() throws {
+        let r = runProcess(try resnetBinary(), ["config-show", "--config", packageRoot + "/configs/quickstart.yaml",
+                                                "--set", "optimizer.lr_per_256=0.2", "train.batch_size", "optimizer.lr_per_256", "train.accumulate_steps"],
+                           environment: singleProcessEnvironment(), timeout: 60)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stdout, "128\n0.2\n1\n")
+        try expectRefusal(["config-show", "train.batch_sise"], mentions: ["unknown config key 'train.batch_sise'"])
+    }
 }

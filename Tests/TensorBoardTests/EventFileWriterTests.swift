@@ -4,6 +4,7 @@
 import Foundation
 import XCTest
 @testable import TensorBoard
+import TestSupport
 
 final class EventFileWriterTests: XCTestCase {
     func testCRC32CKnownValues() {
@@ -48,14 +49,6 @@ final class EventFileWriterTests: XCTestCase {
 
     /// TensorBoard's EventAccumulator reads back every scalar with its step and value.
     func testTensorBoardReadsEveryScalar() throws {
-        let python = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent(".build/tensorboard-venv/bin/python").path
-        guard FileManager.default.isExecutableFile(atPath: python) else {
-            if ProcessInfo.processInfo.environment["RESNET_SKIP_TENSORBOARD"] == "1" {
-                throw XCTSkip("!!!!!!!! TensorBoard reader NOT checked (RESNET_SKIP_TENSORBOARD=1): \(python) missing")
-            }
-            return XCTFail("\(python) missing: run WITH_TENSORBOARD=1 launch/setup.sh (launch/test.sh does)")
-        }
         let dir = try temporaryDirectory()
         let w = try EventFileWriter(directory: dir, host: "node-a")
         var expected: [String: [(Int, Float)]] = [:]
@@ -64,33 +57,11 @@ final class EventFileWriterTests: XCTestCase {
             try w.add(step: step, scalars: scalars)
             for (tag, value) in scalars { expected[tag, default: []].append((step, Float(value))) }
         }
-        let script = """
-        import sys
-        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-        acc = EventAccumulator(sys.argv[1], size_guidance={'scalars': 0})
-        acc.Reload()
-        for tag in sorted(acc.Tags()['scalars']):
-            for e in acc.Scalars(tag):
-                print(tag, e.step, repr(e.value))
-        """
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: python)
-        p.arguments = ["-c", script, dir]
-        let out = Pipe(); p.standardOutput = out; p.standardError = FileHandle.nullDevice
-        try p.run()
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        XCTAssertEqual(p.terminationStatus, 0)
-        var read: [String: [(Int, Float)]] = [:]
-        for line in text.split(separator: "\n") {
-            let f = line.split(separator: " ")
-            guard f.count == 3, let step = Int(f[1]), let value = Double(f[2]) else { XCTFail("line \(line)"); continue }
-            read[String(f[0]), default: []].append((step, Float(value)))
-        }
+        let read = try tensorBoardScalars(dir)
         XCTAssertEqual(Set(read.keys), Set(expected.keys))
         for (tag, values) in expected {
-            XCTAssertEqual(read[tag]?.map(\.0), values.map(\.0), "steps of \(tag)")
-            XCTAssertEqual(read[tag]?.map(\.1), values.map(\.1), "values of \(tag)")
+            XCTAssertEqual(read[tag]?.map(\.step), values.map(\.0), "steps of \(tag)")
+            XCTAssertEqual(read[tag]?.map { Float($0.value) }, values.map(\.1), "values of \(tag)")
         }
     }
 
