@@ -4,7 +4,8 @@
 // naming the rank, host, step and collective, tries MPI_Abort (which ends the job everywhere mpirun
 // still reaches), and, since MPI_Abort cannot be trusted to return when the network is gone, ends
 // this process itself a few seconds later — also a rank cut off from every other one, whose own
-// collective never completes. So every process exits non-zero within the timeout plus the grace.
+// collective never completes; a parent orted or mpirun still waiting for an unreachable peer is
+// ended too. So every process exits non-zero within the timeout plus the grace (10 s) plus 3 s.
 //
 //   [rank 1 on host node-b] step 142: allreduce of gradient bucket 3/12 not completed after 60 s
 //
@@ -53,8 +54,9 @@ public final class CollectiveWatchdog: @unchecked Sendable {
 
     /// Starts the process-wide watchdog: on expiry it prints the message to stderr, calls `abort`
     /// (MPI_Abort) on a thread of its own, and ends the process with `exitStatus` after `grace`
-    /// seconds whatever MPI did (a parent Open MPI daemon, orted/prted, is sent SIGTERM first, so a
-    /// cut-off node keeps no orphan daemon).
+    /// seconds whatever MPI did — first ending a parent Open MPI daemon or launcher that is still
+    /// there (SIGTERM, then SIGKILL), so neither a cut-off node's orted nor a mpirun waiting for it
+    /// outlives the job.
     @discardableResult
     public static func start(timeout: Double, startupTimeout: Double, rank: Int, host: String, grace: Double = 10,
                              abort: @escaping @Sendable () -> Void) -> CollectiveWatchdog {
@@ -64,7 +66,7 @@ public final class CollectiveWatchdog: @unchecked Sendable {
             let aborting = Thread { abort() }
             aborting.start()
             Thread.sleep(forTimeInterval: grace)
-            terminateParentDaemon()
+            terminateParentLauncher()
             _exit(CollectiveWatchdog.exitStatus)
         }
         install(watchdog)
@@ -150,11 +152,20 @@ public final class CollectiveWatchdog: @unchecked Sendable {
     }
 }
 
-/// SIGTERM to the parent process when it is Open MPI's per-node daemon (orted, or prted in Open MPI 5):
-/// on a node cut off from mpirun nothing else would end it.
-private func terminateParentDaemon() {
+/// Ends the parent process when it is Open MPI's: its per-node daemon (orted; prted in Open MPI 5)
+/// or the launcher itself (mpirun/mpiexec/orterun/prterun, the parent of the ranks on the head
+/// node). Seen on the netns cluster with a link down: MPI_Abort's kill never reaches the cut-off
+/// node, whose orted then ignores SIGTERM while it waits for mpirun, and mpirun waits for that
+/// daemon for ever. So: SIGTERM, 3 s, SIGKILL. Only called once MPI_Abort has had its grace.
+private func terminateParentLauncher() {
     let parent = getppid()
     guard parent > 1, let name = try? String(contentsOfFile: "/proc/\(parent)/comm", encoding: .utf8) else { return }
     let command = name.trimmingCharacters(in: .whitespacesAndNewlines)
-    if command == "orted" || command == "prted" { kill(parent, SIGTERM) }
+    guard ["orted", "prted", "mpirun", "mpiexec", "orterun", "prterun"].contains(command) else { return }
+    kill(parent, SIGTERM)
+    for _ in 0..<30 {
+        usleep(100_000)
+        if getppid() != parent || kill(parent, 0) != 0 { return }
+    }
+    kill(parent, SIGKILL)
 }
