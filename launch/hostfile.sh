@@ -66,14 +66,16 @@ check_host() {
     local cmd=($agent)
     [ "$(basename "${cmd[0]}")" = ssh ] && cmd+=(-o BatchMode=yes -o ConnectTimeout="$timeout_s")
     out=$(timeout "$timeout_s" "${cmd[@]}" "$host" \
-        "ip -o -4 addr show 2>/dev/null | awk '{print \"addr\", \$2, \$4}'; if [ -x '$bin' ]; then echo binary-ok; else echo binary-missing; fi" \
+        "if command -v ip >/dev/null; then ip -o -4 addr show | awk '{print \"addr\", \$2, \$4}'; else echo no-ip; fi; if [ -x '$bin' ]; then echo binary-ok; else echo binary-missing; fi" \
         2>&1 </dev/null) && rc=0 || rc=$?
     if [ "$rc" -eq 124 ]; then
         echo "$host: unreachable: no answer through '$agent' within ${timeout_s} s" >&2; return 1
     elif [ "$rc" -ne 0 ] || ! grep -q '^binary-' <<<"$out"; then
-        echo "$host: unreachable through '$agent' (status $rc): $(grep -v '^addr \|^binary-' <<<"$out" | tail -1)" >&2; return 1
+        echo "$host: unreachable through '$agent' (status $rc): $(grep -v '^addr \|^binary-\|^no-ip' <<<"$out" | tail -1)" >&2; return 1
     fi
-    if [ -n "$subnet" ]; then
+    if [ -n "$subnet" ] && grep -q '^no-ip' <<<"$out"; then
+        echo "$host: note: no 'ip' command there, SUBNET $subnet not checked" >&2
+    elif [ -n "$subnet" ]; then
         if [[ "$subnet" =~ ^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+/[0-9]+$ ]]; then
             if ! awk '$1 == "addr" {print $3}' <<<"$out" | in_subnet "$subnet"; then
                 echo "$host: no interface in subnet $subnet (its addresses: $(awk '$1 == "addr" {printf "%s%s", s, $3; s=" "}' <<<"$out"))" >&2; return 1

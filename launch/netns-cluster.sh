@@ -9,6 +9,7 @@
 #   launch/netns-cluster.sh link NODE down|up  pull / plug a node's cable (its port on the bridge)
 #   launch/netns-cluster.sh rate RATE|none   (re)set every link's bandwidth limit (tc tbf)
 #   launch/netns-cluster.sh status           nodes, addresses, links, processes in the namespaces
+#   launch/netns-cluster.sh kill             kill every process in the namespaces (cluster stays up)
 #   launch/netns-cluster.sh down             kill every process in the namespaces, delete everything
 #   launch/netns-cluster.sh with [N] -- CMD  up, run CMD on node 0, down (also on failure or Ctrl-C)
 #   launch/netns-cluster.sh agent HOST CMD   the rsh agent itself (what mpirun's plm_rsh_agent calls)
@@ -16,7 +17,7 @@
 # Environment:
 #   CLUSTER   name of the cluster (default rn); several clusters can exist side by side. At most 8
 #             characters of [a-z0-9] (interface names are limited to 15 characters).
-#   SUBNET    the nodes' /24 (default 10.213.0.0/24; node i gets .(10+i)). Used only inside the
+#   CLUSTER_SUBNET the nodes' /24 (default 10.213.0.0/24; node i gets .(10+i)). Used only inside the
 #             namespaces made here: nothing is added to the host's own network namespace.
 #   RATE      bandwidth limit of each link, each direction, as tc writes it (1gbit, 10gbit,
 #             500mbit); empty = unlimited. (netem is not available in every kernel; tbf is.)
@@ -41,14 +42,14 @@
 set -euo pipefail
 
 CLUSTER=${CLUSTER:-rn}
-SUBNET=${SUBNET:-10.213.0.0/24}
+SUBNET=${CLUSTER_SUBNET:-10.213.0.0/24}
 STATE_DIR=${STATE_DIR:-/run/resnet-netns/$CLUSTER}
 self=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")
 
 die() { echo "netns-cluster: $*" >&2; exit 1; }
 
 [[ "$CLUSTER" =~ ^[a-z0-9]{1,8}$ ]] || die "CLUSTER must be 1 to 8 characters of [a-z0-9], got '$CLUSTER'"
-[[ "$SUBNET" =~ ^([0-9]+)\.([0-9]+)\.([0-9]+)\.0/24$ ]] || die "SUBNET must be a /24 written A.B.C.0/24, got '$SUBNET'"
+[[ "$SUBNET" =~ ^([0-9]+)\.([0-9]+)\.([0-9]+)\.0/24$ ]] || die "CLUSTER_SUBNET must be a /24 written A.B.C.0/24, got '$SUBNET'"
 prefix=${SUBNET%.0/24}
 sw="$CLUSTER-sw"; br="br0"
 node_ns() { echo "$CLUSTER-n$1"; }
@@ -149,7 +150,7 @@ cmd_up() {
     cat > "$STATE_DIR/agent" <<EOF
 #!/bin/sh
 # rsh agent of netns cluster '$CLUSTER' (mpirun --mca plm_rsh_agent $STATE_DIR/agent)
-CLUSTER='$CLUSTER' SUBNET='$SUBNET' STATE_DIR='$STATE_DIR' exec '$self' agent "\$@"
+CLUSTER='$CLUSTER' CLUSTER_SUBNET='$SUBNET' STATE_DIR='$STATE_DIR' exec '$self' agent "\$@"
 EOF
     chmod +x "$STATE_DIR/agent"
     echo "--hostfile $STATE_DIR/hostfile --mca plm_rsh_agent $STATE_DIR/agent --mca btl tcp,self --mca btl_tcp_if_include $SUBNET --mca oob_tcp_if_include $SUBNET --bind-to none" \
@@ -246,35 +247,48 @@ cmd_status() {
     done < "$STATE_DIR/nodes"
 }
 
+# This cluster's namespaces (the switch and the nodes), whether or not `up` finished.
+cluster_spaces() {
+    ip netns list 2>/dev/null | awk '{print $1}' | while read -r ns; do
+        case "$ns" in "$CLUSTER-sw"|"$CLUSTER"-n[0-9]*) echo "$ns";; esac
+    done
+}
+
+# SIGTERM, then after up to 2 s SIGKILL, to every process in the cluster's namespaces (what a
+# cut-off node leaves behind: orted and its ranks). Prints how many there were.
+kill_all() {
+    local spaces ns pids=() p
+    spaces=$(cluster_spaces)
+    for ns in $spaces; do pids+=($(ip netns pids "$ns" 2>/dev/null)); done
+    [ ${#pids[@]} -gt 0 ] || return 0
+    kill -TERM "${pids[@]}" 2>/dev/null || true
+    for _ in 1 2 3 4 5 6 7 8 9 10; do
+        local alive=0
+        for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+        [ "$alive" -eq 0 ] && break
+        sleep 0.2
+    done
+    for ns in $spaces; do
+        for p in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
+    done
+    echo "killed ${#pids[@]} process(es) in the namespaces of cluster '$CLUSTER'"
+}
+
+cmd_kill() { need_root; kill_all; }
+
 # Deletes everything this cluster made, whatever state it is in (also after a half-done `up`):
-# SIGTERM then SIGKILL to every process in its namespaces, then the namespaces (their veths and
-# the bridge go with them), then the state folder.
+# every process in its namespaces (kill_all), then the namespaces (their veths and the bridge go
+# with them), then the state folder.
 cmd_down() {
     need_root
-    local spaces=() ns
-    for ns in $(ip netns list 2>/dev/null | awk '{print $1}'); do
-        case "$ns" in "$CLUSTER-sw"|"$CLUSTER"-n[0-9]*) spaces+=("$ns");; esac
-    done
-    local pids=()
-    for ns in "${spaces[@]}"; do pids+=($(ip netns pids "$ns" 2>/dev/null)); done
-    if [ ${#pids[@]} -gt 0 ]; then
-        kill -TERM "${pids[@]}" 2>/dev/null || true
-        for _ in 1 2 3 4 5 6 7 8 9 10; do
-            local alive=()
-            for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive+=("$p"); done
-            [ ${#alive[@]} -eq 0 ] && break
-            sleep 0.2
-        done
-        for ns in "${spaces[@]}"; do
-            for p in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
-        done
-        echo "killed ${#pids[@]} process(es) left in the namespaces"
-    fi
-    for ns in "${spaces[@]}"; do
+    kill_all
+    local spaces ns
+    spaces=$(cluster_spaces)
+    for ns in $spaces; do
         for _ in 1 2 3 4 5; do ip netns del "$ns" 2>/dev/null && break; sleep 0.2; done
     done
     rm -rf "$STATE_DIR"
-    [ ${#spaces[@]} -gt 0 ] && echo "cluster '$CLUSTER' down: removed ${spaces[*]}"
+    [ -z "$spaces" ] || echo "cluster '$CLUSTER' down: removed" $spaces
     return 0
 }
 
@@ -288,8 +302,11 @@ cmd_with() {
     trap 'exit 130' INT
     trap 'exit 143' TERM
     cmd_up "$n" || { echo "netns-cluster: 'up' failed; tearing down" >&2; exit 1; }
-    local status=0
-    ( in_node 0 "$@" ) || status=$?
+    # In the background and waited for, so that a signal to this script runs the traps (and
+    # the teardown) at once instead of after CMD ends.
+    local status=0 child
+    ( in_node 0 "$@" ) <&0 & child=$!
+    wait "$child" || status=$?
     exit "$status"
 }
 
@@ -297,6 +314,7 @@ sub=${1:-}; shift || true
 case "$sub" in
     up) cmd_up "$@";;
     down) cmd_down;;
+    kill) cmd_kill;;
     run) cmd_run "$@";;
     exec) cmd_exec "$@";;
     agent) cmd_agent "$@";;
