@@ -27,14 +27,14 @@
 #   STATE_DIR where the cluster's files live (default /run/resnet-netns/$CLUSTER).
 #
 # Layout: namespace ${CLUSTER}-sw holds the bridge (the switch); node i is namespace ${CLUSTER}-n$i
-# with interface eth0 (address SUBNET.(10+i)), cabled by a veth pair to port p$i of the bridge.
+# with interface eth0 (address CLUSTER_SUBNET.(10+i)), cabled by a veth pair to port p$i of the bridge.
 # Loopback is up in every node. `link NODE down` sets the switch side of the node's cable down:
 # the node keeps running but can reach no one, and no one reaches it.
 #
 # Open MPI across the nodes (written to $STATE_DIR/mpirun-args by `up`; `run` exports
-# NETNS_AGENT, NETNS_HOSTFILE, NETNS_SUBNET):
+# NETNS_AGENT, NETNS_HOSTFILE, NETNS_SUBNET, the cluster's subnet):
 #   mpirun --hostfile $STATE_DIR/hostfile -np 2 --mca plm_rsh_agent $STATE_DIR/agent \
-#     --mca btl tcp,self --mca btl_tcp_if_include SUBNET --mca oob_tcp_if_include SUBNET \
+#     --mca btl tcp,self --mca btl_tcp_if_include CLUSTER_SUBNET --mca oob_tcp_if_include CLUSTER_SUBNET \
 #     --bind-to none  resnet ...
 # --bind-to none: each node's processes are already confined to the node's cores (taskset). Open
 # MPI computes bindings on the head node's view of the hardware, which here is the whole machine
@@ -42,15 +42,15 @@
 set -euo pipefail
 
 CLUSTER=${CLUSTER:-rn}
-SUBNET=${CLUSTER_SUBNET:-10.213.0.0/24}
+net_subnet=${CLUSTER_SUBNET:-10.213.0.0/24}
 STATE_DIR=${STATE_DIR:-/run/resnet-netns/$CLUSTER}
 self=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")
 
 die() { echo "netns-cluster: $*" >&2; exit 1; }
 
 [[ "$CLUSTER" =~ ^[a-z0-9]{1,8}$ ]] || die "CLUSTER must be 1 to 8 characters of [a-z0-9], got '$CLUSTER'"
-[[ "$SUBNET" =~ ^([0-9]+)\.([0-9]+)\.([0-9]+)\.0/24$ ]] || die "CLUSTER_SUBNET must be a /24 written A.B.C.0/24, got '$SUBNET'"
-prefix=${SUBNET%.0/24}
+[[ "$net_subnet" =~ ^([0-9]+)\.([0-9]+)\.([0-9]+)\.0/24$ ]] || die "CLUSTER_SUBNET must be a /24 written A.B.C.0/24, got '$net_subnet'"
+prefix=${net_subnet%.0/24}
 sw="$CLUSTER-sw"; br="br0"
 node_ns() { echo "$CLUSTER-n$1"; }
 node_addr() { echo "$prefix.$((10 + $1))"; }
@@ -109,7 +109,7 @@ cmd_up() {
     [ ! -e "$STATE_DIR/nodes" ] || die "cluster '$CLUSTER' is already up ($STATE_DIR); run 'down' first"
     if ip netns list | awk '{print $1}' | grep -qx "$sw"; then die "namespace $sw exists already; run 'down' first"; fi
     # The subnet must not be one the host already uses.
-    if ip -4 addr show | grep -q " inet $prefix\."; then die "SUBNET $SUBNET is in use on this host; choose another"; fi
+    if ip -4 addr show | grep -q " inet $prefix\."; then die "CLUSTER_SUBNET $net_subnet is in use on this host; choose another"; fi
     local total cores
     total=$(nproc)
     cores=${CORES:-$(( total / n ))}; [ "$cores" -ge 1 ] || cores=1
@@ -150,12 +150,12 @@ cmd_up() {
     cat > "$STATE_DIR/agent" <<EOF
 #!/bin/sh
 # rsh agent of netns cluster '$CLUSTER' (mpirun --mca plm_rsh_agent $STATE_DIR/agent)
-CLUSTER='$CLUSTER' CLUSTER_SUBNET='$SUBNET' STATE_DIR='$STATE_DIR' exec '$self' agent "\$@"
+CLUSTER='$CLUSTER' CLUSTER_SUBNET='$net_subnet' STATE_DIR='$STATE_DIR' exec '$self' agent "\$@"
 EOF
     chmod +x "$STATE_DIR/agent"
-    echo "--hostfile $STATE_DIR/hostfile --mca plm_rsh_agent $STATE_DIR/agent --mca btl tcp,self --mca btl_tcp_if_include $SUBNET --mca oob_tcp_if_include $SUBNET --bind-to none" \
+    echo "--hostfile $STATE_DIR/hostfile --mca plm_rsh_agent $STATE_DIR/agent --mca btl tcp,self --mca btl_tcp_if_include $net_subnet --mca oob_tcp_if_include $net_subnet --bind-to none" \
         > "$STATE_DIR/mpirun-args"
-    echo "cluster '$CLUSTER' up: $n node(s) on $SUBNET, links ${rate:-unlimited}, $cores core(s) per node"
+    echo "cluster '$CLUSTER' up: $n node(s) on $net_subnet, links ${rate:-unlimited}, $cores core(s) per node"
     for ((i = 0; i < n; i++)); do echo "  n$i  $(node_addr "$i")  namespace $(node_ns "$i")  cores $(cat "$STATE_DIR/cores-n$i")"; done
     echo "  hostfile $STATE_DIR/hostfile"
     echo "  agent    $STATE_DIR/agent"
@@ -164,7 +164,7 @@ EOF
 # Runs a command in node i's namespace (and its cores), with the cluster's variables exported.
 in_node() {
     local i=$1; shift
-    export NETNS_CLUSTER=$CLUSTER NETNS_STATE_DIR=$STATE_DIR NETNS_SUBNET=$SUBNET
+    export NETNS_CLUSTER=$CLUSTER NETNS_STATE_DIR=$STATE_DIR NETNS_SUBNET=$net_subnet
     export NETNS_HOSTFILE=$STATE_DIR/hostfile NETNS_AGENT=$STATE_DIR/agent NETNS_NODE=n$i
     local pin=() cores
     cores=$(cat "$STATE_DIR/cores-n$i" 2>/dev/null || true)
@@ -222,7 +222,14 @@ cmd_link() {
     need_root
     local i; i=$(node_index "${1:-}") || die "no node '${1:-}' in cluster '$CLUSTER'"
     case "${2:-}" in
-        down|up) ip -n "$sw" link set "p$i" "$2"; echo "n$i link $2";;
+        down) ip -n "$sw" link set "p$i" down; echo "n$i link down";;
+        up)
+            ip -n "$sw" link set "p$i" up
+            # Forget the neighbours that failed to answer while the link was down: a FAILED
+            # entry makes connect() fail at once (EHOSTUNREACH), which Open MPI's daemons
+            # take for a dead peer, for seconds after the cable is back.
+            local ns; while read -r _ ns _; do ip -n "$ns" neigh flush all 2>/dev/null || true; done < "$STATE_DIR/nodes"
+            echo "n$i link up";;
         *) die "usage: $0 link NODE down|up";;
     esac
 }
@@ -238,7 +245,7 @@ cmd_rate() {
 
 cmd_status() {
     [ -r "$STATE_DIR/nodes" ] || { echo "cluster '$CLUSTER' is not up"; return 0; }
-    echo "cluster '$CLUSTER' on $SUBNET, links $(cat "$STATE_DIR/rate" 2>/dev/null)"
+    echo "cluster '$CLUSTER' on $net_subnet, links $(cat "$STATE_DIR/rate" 2>/dev/null)"
     while read -r i ns addr name; do
         local state pids
         state=$(ip -n "$sw" link show "p$i" 2>/dev/null | grep -q "[<,]UP[,>]" && echo up || echo down)
