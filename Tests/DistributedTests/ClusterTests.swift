@@ -78,10 +78,11 @@ final class ClusterTests: XCTestCase {
         while !FileManager.default.fileExists(atPath: final20) && Date().timeIntervalSince(cut) < 15 { usleep(50_000) }
         // Observe the job for a bound (today it hangs: mpirun waits forever; a watchdog would end it).
         let ended = job.wait(timeout: 8)
-        print("[ClusterTests] link of n1 down at step 20: job \(ended ? "ended by itself (status \(job.status))" : "still running 8 s later (hung)"); processes in the namespaces: \(cluster.processCount())")
+        print("[ClusterTests] link of n1 down at step 20: job \(ended ? "ended by itself (status \(job.status))" : "still running 8 s later (hung)"); in the namespaces: \(cluster.processes())")
         job.killEverything(matching: dir)
+        print("[ClusterTests] left in the namespaces after SIGTERM, 5 s, SIGKILL to mpirun: \(cluster.processes())")
         let killed = cluster.killAll()
-        print("[ClusterTests] after SIGTERM/SIGKILL of mpirun: \(killed)")
+        print("[ClusterTests] \(killed)")
         XCTAssertEqual(cluster.processCount(), 0, "processes left in the namespaces")
         XCTAssertTrue(processIDs(withArgumentContaining: dir).isEmpty, "rank processes left: \(processIDs(withArgumentContaining: dir))")
 
@@ -321,6 +322,18 @@ final class NetnsCluster {
     func killAll() -> String {
         let r = runProcess("/bin/bash", [Self.script, "kill"], environment: Self.merged(env), timeout: 30)
         return (r.stdout + r.stderr).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// The processes in the cluster's namespaces, as "node:pid:name" (name from /proc/PID/comm).
+    func processes() -> [String] {
+        guard let ip = findOnPath("ip") else { return [] }
+        return cores.indices.flatMap { i in
+            runProcess(ip, ["netns", "pids", "\(name)-n\(i)"], timeout: 10).stdout.split(separator: "\n").map { pid in
+                let comm = (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?
+                    .trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
+                return "n\(i):\(pid):\(comm)"
+            }
+        }
     }
 
     /// How many processes run in the cluster's namespaces.
