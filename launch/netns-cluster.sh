@@ -15,8 +15,8 @@
 #   launch/netns-cluster.sh agent HOST CMD   the rsh agent itself (what mpirun's plm_rsh_agent calls)
 #
 # Environment:
-#   CLUSTER   name of the cluster (default rn); several clusters can exist side by side. At most 8
-#             characters of [a-z0-9] (interface names are limited to 15 characters).
+#   CLUSTER   name of the cluster (default rn), 1 to 8 characters of [a-z0-9]; several clusters
+#             can exist side by side (the tests make their own).
 #   CLUSTER_SUBNET the nodes' /24 (default 10.213.0.0/24; node i gets .(10+i)). Used only inside the
 #             namespaces made here: nothing is added to the host's own network namespace.
 #   RATE      bandwidth limit of each link, each direction, as tc writes it (1gbit, 10gbit,

@@ -262,7 +262,9 @@ final class NetnsCluster {
 
     static func merged(_ env: [String: String]) -> [String: String] {
         var e = ProcessInfo.processInfo.environment.filter { !isLauncherVariable($0.key) }
-        e.removeValue(forKey: "RESNET_TEST_CHECKPOINT_PAUSE")
+        for key in ["RESNET_TEST_CHECKPOINT_PAUSE", "STATE_DIR", "CLUSTER_SUBNET", "RATE", "CORES", "AGENT", "SUBNET", "CHECK"] {
+            e.removeValue(forKey: key)   // the fixture's and hostfile.sh's settings come from the test alone
+        }
         e.merge(env) { _, new in new }
         return e
     }
