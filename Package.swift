@@ -13,6 +13,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", exact: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-protobuf", exact: "1.39.0"),
     ],
     targets: [
         // MARK: System libraries and the C shim
@@ -25,27 +26,36 @@ let package = Package(
                        providers: [.apt(["zlib1g-dev"])]),
 
         // MARK: Modules (each depends only on the ones above it)
-        .target(name: "NN", dependencies: ["CBLAS"]),
+        .target(name: "Trace"),   // the step timeline (--trace): layers, buckets and run loop record into it
+        .target(name: "NN", dependencies: ["CBLAS", "Trace"]),
         .target(name: "Data", dependencies: ["NN", "CZlib"]),
-        .target(name: "Distributed", dependencies: ["CMPI"]),
+        .target(name: "Distributed", dependencies: ["CMPI", "Trace"]),
+        // TensorBoard event files (messages generated once from proto/, committed; no protoc at build time).
+        .target(name: "TensorBoard", dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .target(name: "Coordinator", dependencies: ["NN", "Data", "Distributed", "CZlib"]),
         .target(name: "Training",
-                dependencies: ["NN", "Data", "Distributed", "Coordinator", "Yams"]),
+                dependencies: ["NN", "Data", "Distributed", "Coordinator", "TensorBoard", "Trace", "Yams"]),
         .executableTarget(name: "resnet",
                           dependencies: ["Training", "Coordinator", "Distributed", "NN", "Data",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")]),
 
         .executableTarget(name: "mpi-selftest", dependencies: ["Distributed"], path: "Sources/mpi-selftest"),
-        // The library used directly in one process (README); DistributedTests builds and runs it.
+        // The library used directly in one process (README); CommandLineTests builds and runs it.
         .executableTarget(name: "single-process-example", dependencies: ["NN", "Data", "Training"]),
 
         // MARK: Tests
+        // Fixtures shared by the test targets: numeric assertions, references, processes and mpirun.
         .target(name: "TestSupport", dependencies: ["NN"], path: "Sources/TestSupport"),
-        .testTarget(name: "NNTests", dependencies: ["NN", "TestSupport"]),
+        // One target per module, in module order.
+        .testTarget(name: "NNTests", dependencies: ["NN", "Trace", "TestSupport"]),
         .testTarget(name: "DataTests", dependencies: ["Data", "NN", "CZlib"]),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Coordinator", "Data", "NN", "TestSupport"]),
+        .testTarget(name: "DistributedTests", dependencies: ["Distributed", "NN", "TestSupport"]),
+        .testTarget(name: "CoordinatorTests", dependencies: ["Coordinator", "Distributed", "NN", "TestSupport"]),
+        .testTarget(name: "TensorBoardTests", dependencies: ["TensorBoard", "TestSupport"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Coordinator", "Data", "NN", "Trace", "TestSupport"]),
         .testTarget(name: "TorchParityTests", dependencies: ["NN", "Training", "TestSupport"], exclude: ["torch"]),
-        .testTarget(name: "DistributedTests", dependencies: ["Distributed", "Training", "Coordinator", "NN"]),
+        // Tests that launch the release `resnet` binary (and the example), alone and under mpirun.
+        .testTarget(name: "CommandLineTests", dependencies: ["Coordinator", "NN", "TestSupport"]),
     ],
     swiftLanguageModes: [.v5]
 )

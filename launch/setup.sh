@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Checks (and installs, when missing) the system packages, then builds the release binary.
-# Example:  launch/setup.sh            (WITH_TORCH=1 also installs python3-torch for the parity tests)
+# Example:  launch/setup.sh            (WITH_TORCH=1 also installs python3-torch for the parity tests;
+#           WITH_TENSORBOARD=1 makes .build/tensorboard-venv, TensorBoard's own event reader for its tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v swift >/dev/null 2>&1; then
@@ -21,5 +22,10 @@ if [ ${#missing[@]} -gt 0 ]; then
     sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
     $sudo_cmd apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+if [ "${WITH_TENSORBOARD:-0}" = 1 ] && ! .build/tensorboard-venv/bin/python -c "import tensorboard" 2>/dev/null; then
+    echo "installing TensorBoard (PyPI) into .build/tensorboard-venv"
+    python3 -m venv .build/tensorboard-venv
+    .build/tensorboard-venv/bin/pip install -q --disable-pip-version-check tensorboard
 fi
 swift build -c release --product resnet 2>&1 | tail -1

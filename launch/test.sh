@@ -7,10 +7,10 @@
 # Example:  launch/test.sh            (extra arguments go to `swift test`, e.g. --filter NNTests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-WITH_TORCH=1 launch/setup.sh
+WITH_TORCH=1 WITH_TENSORBOARD=1 launch/setup.sh
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export RESNET_BIN="$PWD/.build/release/resnet"
-swift build -c release --product single-process-example 2>&1 | tail -1   # run by DistributedTests/ExampleTests
+swift build -c release --product single-process-example 2>&1 | tail -1   # run by CommandLineTests/ExampleTests
 swift build --build-tests 2>&1 | tail -1
 swift test --skip-build "$@"
 

@@ -1,27 +1,12 @@
-// Checkpoint files: safetensors (tensors under the seed's PyTorch names, so the weights inside
-// load into PyTorch directly; optimizer state under `optimizer.`; everything else in
-// `__metadata__`), written atomically (temp file in the same folder, fsync, rename, folder
-// fsync) and protected by a CRC-32 over every byte of the file.
-//
-// The checksum lives in the metadata as "crc32:XXXXXXXX". It is computed over the whole file
-// with that field holding "crc32:00000000" and then written in place (same length, so no offset
-// moves); verifying repeats the computation. Any truncation or flipped bit is caught.
+// The checkpoint files of a run folder: written atomically (temp file in the same folder,
+// fsync, rename, folder fsync), found newest first, verified (`Checkpoint.verify`), and pruned
+// to the newest `keep` valid ones. What a file holds and how it is encoded: Checkpoint.swift.
 import NN
-import CZlib
 #if canImport(Glibc)
 import Glibc
 #endif
 
-public struct CheckpointError: Error, CustomStringConvertible {
-    public let description: String
-    public init(_ d: String) { description = d }
-}
-
 public struct CheckpointStore {
-    public static let formatName = "resnet-swift-checkpoint"
-    public static let formatVersion = "1"
-    static let placeholder = "crc32:00000000"
-
     public let folder: String
     public let keep: Int
 
@@ -31,50 +16,6 @@ public struct CheckpointStore {
 
     public static func fileName(step: Int) -> String {
         "ckpt-step-" + String(repeating: "0", count: max(0, 9 - String(step).count)) + String(step) + ".safetensors"
-    }
-
-    // MARK: Encoding and verification
-
-    /// The file's bytes, checksum included.
-    public static func encode(_ tensors: [NamedTensor], metadata: [String: String]) -> [UInt8] {
-        var meta = metadata
-        meta["format_name"] = formatName; meta["format_version"] = formatVersion
-        meta["checksum"] = placeholder
-        var bytes = SafeTensors.encode(tensors, metadata: meta)
-        guard let at = find(Array(placeholder.utf8), in: bytes, limit: headerEnd(bytes)) else {
-            preconditionFailure("checkpoint encoding lost its checksum placeholder")
-        }
-        let crc = crc32Of(bytes)
-        let value = Array(("crc32:" + hex8(crc)).utf8)
-        for i in 0..<value.count { bytes[at + i] = value[i] }
-        return bytes
-    }
-
-    /// Decodes and checks a checkpoint: header, format, checksum. Errors name the file and the reason.
-    public static func verify(_ bytes: [UInt8], file: String) throws -> (tensors: [String: NamedTensor], metadata: [String: String]) {
-        let decoded: (tensors: [String: NamedTensor], order: [String], metadata: [String: String])
-        do { decoded = try SafeTensors.decode(bytes, file: file) } catch {
-            throw CheckpointError("\(file): bad header or layout: \(error)")
-        }
-        let meta = decoded.metadata
-        guard meta["format_name"] == formatName else {
-            throw CheckpointError("\(file): not a checkpoint of this program (no '\(formatName)' format tag; a plain weights file? use train.init_weights for those)")
-        }
-        guard meta["format_version"] == formatVersion else {
-            throw CheckpointError("\(file): checkpoint format version \(meta["format_version"].map { clippedForMessage($0, limit: 40) } ?? "?"), this program reads \(formatVersion)")
-        }
-        guard let stored = meta["checksum"], stored.hasPrefix("crc32:"), stored.utf8.count == placeholder.utf8.count,
-              let at = find(Array(stored.utf8), in: bytes, limit: headerEnd(bytes)) else {
-            throw CheckpointError("\(file): checksum missing from the metadata")
-        }
-        var copy = bytes
-        let zero = Array(placeholder.utf8)
-        for i in 0..<zero.count { copy[at + i] = zero[i] }
-        let actual = "crc32:" + hex8(crc32Of(copy))
-        guard actual == stored else {
-            throw CheckpointError("\(file): checksum mismatch (stored \(stored), computed \(actual)): the file is corrupt or truncated")
-        }
-        return (decoded.tensors, meta)
     }
 
     // MARK: Folder
@@ -119,7 +60,7 @@ public struct CheckpointStore {
         for path in candidates() {
             do {
                 let bytes = try CheckpointStore.readFile(path)
-                _ = try CheckpointStore.verify(bytes, file: path)
+                _ = try Checkpoint.verify(bytes, file: path)
                 return (path, bytes)
             } catch {
                 log("checkpoint \(path) is invalid (\(error)); falling back to the previous one")
@@ -138,7 +79,7 @@ public struct CheckpointStore {
         for path in candidates() {
             let valid: Bool
             if path == justWritten { valid = true } else {
-                do { _ = try CheckpointStore.verify(try CheckpointStore.readFile(path), file: path); valid = true } catch {
+                do { _ = try Checkpoint.verify(try CheckpointStore.readFile(path), file: path); valid = true } catch {
                     log("checkpoint retention: \(path) is invalid (\(error)); not counted, left in place")
                     valid = false
                 }
@@ -167,41 +108,6 @@ public struct CheckpointStore {
     }
 
     // MARK: Helpers
-
-    static func headerEnd(_ b: [UInt8]) -> Int {
-        guard b.count >= 8 else { return 0 }
-        var n: UInt64 = 0
-        for i in 0..<8 { n |= UInt64(b[i]) << (8 * UInt64(i)) }
-        return Int(min(UInt64(b.count), 8 &+ min(n, UInt64(b.count))))
-    }
-
-    static func find(_ needle: [UInt8], in hay: [UInt8], limit: Int) -> Int? {
-        guard needle.count > 0, limit >= needle.count else { return nil }
-        var i = 8
-        while i + needle.count <= limit {
-            if hay[i] == needle[0] && Array(hay[i..<(i + needle.count)]) == needle { return i }
-            i += 1
-        }
-        return nil
-    }
-
-    static func crc32Of(_ b: [UInt8]) -> UInt32 {
-        b.withUnsafeBufferPointer { p in
-            var crc = crc32(0, nil, 0)
-            var off = 0
-            while off < p.count {   // zlib takes a 32-bit length
-                let n = min(p.count - off, 1 << 30)
-                crc = crc32(crc, p.baseAddress! + off, UInt32(n))
-                off += n
-            }
-            return UInt32(crc)
-        }
-    }
-
-    static func hex8(_ v: UInt32) -> String {
-        let s = String(v, radix: 16)
-        return String(repeating: "0", count: 8 - s.count) + s
-    }
 
     func makeFolder(_ path: String) throws {
         var cur = path.hasPrefix("/") ? "" : "."

@@ -34,10 +34,11 @@ extension DatasetKind {
 public enum Split: String, Sendable { case train, test }
 
 /// Loads one split of a dataset into memory. An empty `root` means `kind.defaultRoot`.
-/// `syntheticCount`, `syntheticShape` and `numClasses` apply to `.synthetic` only (the real
-/// datasets have 10 classes); `seed` drives the synthetic images and labels.
+/// `syntheticCount`, `syntheticShape` (default: one channel, `nativeSide` square) and `numClasses`
+/// apply to `.synthetic` only (the real datasets have 10 classes); `seed` drives the synthetic
+/// images and labels.
 public func loadDataset(kind: DatasetKind, root: String, split: Split, syntheticCount: Int = 1024,
-                        syntheticShape: (c: Int, h: Int, w: Int) = (1, 28, 28), numClasses: Int = 10,
+                        syntheticShape: (c: Int, h: Int, w: Int)? = nil, numClasses: Int = 10,
                         seed: UInt64 = 0) throws -> ImageDataset {
     let root = kind.root(root)
     if kind != .synthetic && !directoryExists(root) && pathExists(root) {
@@ -51,9 +52,10 @@ public func loadDataset(kind: DatasetKind, root: String, split: Split, synthetic
     case .synthetic:
         guard syntheticCount >= 0 else { throw DatasetError("synthetic dataset: count must be >= 0, got \(syntheticCount)") }
         guard numClasses > 0 else { throw DatasetError("synthetic dataset: numClasses must be positive, got \(numClasses)") }
-        let (c, h, w) = syntheticShape
+        let shape = syntheticShape ?? (1, kind.nativeSide, kind.nativeSide)
+        let (c, h, w) = shape
         guard c > 0, h > 0, w > 0 else { throw DatasetError("synthetic dataset: shape must be positive, got \(c)x\(h)x\(w)") }
-        return SyntheticDataset.make(count: syntheticCount, shape: syntheticShape, numClasses: numClasses,
+        return SyntheticDataset.make(count: syntheticCount, shape: shape, numClasses: numClasses,
                                      seed: seed, split: split)
     }
 }

@@ -1,3 +1,5 @@
+import Trace
+
 /// Gradient buckets over one flat Float buffer [0, total), given once: contiguous slices of about
 /// `bucketBytes` each, summed across ranks with nonblocking allreduces.
 ///
@@ -24,6 +26,8 @@ public final class GradientBuckets {
     private var covered: [Int]
     private var inFlight: [PendingReduction?]
     private var done: [Bool]
+    /// When each in-flight bucket's allreduce started (µs), while a trace is recorded.
+    private var started: [Double]
 
     public init(buffer: UnsafeMutablePointer<Float>, total: Int, bucketBytes: Int = 4 << 20, communicator: Communicator) {
         precondition(total >= 0, "negative gradient count \(total)")
@@ -36,6 +40,7 @@ public final class GradientBuckets {
         covered = [Int](repeating: 0, count: ranges.count)
         inFlight = [PendingReduction?](repeating: nil, count: ranges.count)
         done = [Bool](repeating: false, count: ranges.count)
+        started = [Double](repeating: 0, count: ranges.count)
     }
 
     /// `total` floats in ceil(total / bucketFloats) slices of equal size (differing by at most
@@ -85,6 +90,7 @@ public final class GradientBuckets {
             if try request.test() {
                 done[b] = true
                 inFlight[b] = nil
+                traceCompleted(b)
             } else {
                 pending += 1
             }
@@ -104,9 +110,12 @@ public final class GradientBuckets {
         for b in ranges.indices where inFlight[b] == nil && !done[b] {
             try start(b)
         }
-        for b in ranges.indices {
-            if let request = inFlight[b] {
-                try request.wait()
+        try Trace.span("wait for gradient allreduces", "wait") {
+            for b in ranges.indices {
+                if let request = inFlight[b] {
+                    try CollectiveWatchdog.describing("allreduce of gradient bucket \(b + 1)/\(ranges.count)") { try request.wait() }
+                    traceCompleted(b)
+                }
             }
         }
         let elapsed = clock.now - began
@@ -117,8 +126,17 @@ public final class GradientBuckets {
     }
 
     private func start(_ b: Int) throws {
+        if Trace.recorder != nil { started[b] = TraceRecorder.now() }
         let range = ranges[b]
         inFlight[b] = try communicator.startAllreduceSum(buffer + range.lowerBound, count: range.count)
+    }
+
+    /// Bucket b's allreduce, from its start to now, on the trace's communication row.
+    private func traceCompleted(_ b: Int) {
+        guard let r = Trace.recorder, started[b] > 0 else { return }
+        r.add("allreduce bucket \(b + 1)/\(ranges.count)", "allreduce", start: started[b], end: TraceRecorder.now(),
+              thread: TraceRecorder.communicationThread)
+        started[b] = 0
     }
 
     private func reset() {

@@ -67,32 +67,40 @@ public final class MPICommunicator: Communicator {
         var flag: Int32 = 0
         _ = CMPI_finalized(&flag)
         if flag != 0 { return }
-        try check(CMPI_finalize(), "MPI_Finalize")
+        try watched("MPI_Finalize") { try check(CMPI_finalize(), "MPI_Finalize") }
     }
 
     // MARK: Collectives
 
     public func allreduceSum(_ buf: UnsafeMutablePointer<Float>, count: Int) throws {
-        try forEachChunk(count) { offset, n in
-            try check(CMPI_allreduce_sum_float(buf + offset, n), "MPI_Allreduce(sum, float, \(n))")
+        try watched("MPI_Allreduce(sum, float, \(count))") {
+            try forEachChunk(count) { offset, n in
+                try check(CMPI_allreduce_sum_float(buf + offset, n), "MPI_Allreduce(sum, float, \(n))")
+            }
         }
     }
 
     public func allreduceSum(_ buf: UnsafeMutablePointer<Double>, count: Int) throws {
-        try forEachChunk(count) { offset, n in
-            try check(CMPI_allreduce_sum_double(buf + offset, n), "MPI_Allreduce(sum, double, \(n))")
+        try watched("MPI_Allreduce(sum, double, \(count))") {
+            try forEachChunk(count) { offset, n in
+                try check(CMPI_allreduce_sum_double(buf + offset, n), "MPI_Allreduce(sum, double, \(n))")
+            }
         }
     }
 
     public func allreduceSum(_ buf: UnsafeMutablePointer<Int64>, count: Int) throws {
-        try forEachChunk(count) { offset, n in
-            try check(CMPI_allreduce_sum_int64(buf + offset, n), "MPI_Allreduce(sum, int64, \(n))")
+        try watched("MPI_Allreduce(sum, int64, \(count))") {
+            try forEachChunk(count) { offset, n in
+                try check(CMPI_allreduce_sum_int64(buf + offset, n), "MPI_Allreduce(sum, int64, \(n))")
+            }
         }
     }
 
     public func allreduceMax(_ buf: UnsafeMutablePointer<Int64>, count: Int) throws {
-        try forEachChunk(count) { offset, n in
-            try check(CMPI_allreduce_max_int64(buf + offset, n), "MPI_Allreduce(max, int64, \(n))")
+        try watched("MPI_Allreduce(max, int64, \(count))") {
+            try forEachChunk(count) { offset, n in
+                try check(CMPI_allreduce_max_int64(buf + offset, n), "MPI_Allreduce(max, int64, \(n))")
+            }
         }
     }
 
@@ -115,30 +123,38 @@ public final class MPICommunicator: Communicator {
     }
 
     public func broadcast(_ bytes: inout [UInt8], root: Int) throws {
-        checkRoot(root)
-        var length = Int64(rank == root ? bytes.count : 0)
-        try check(CMPI_bcast_bytes(&length, Int32(MemoryLayout<Int64>.size), Int32(root)),
-                  "MPI_Bcast(length, root \(root))")
-        if rank != root && bytes.count != Int(length) {
-            bytes = [UInt8](repeating: 0, count: Int(length))
-        }
-        guard length > 0 else { return }
-        try bytes.withUnsafeMutableBytes { raw in
-            try forEachChunk(raw.count) { offset, n in
-                try check(CMPI_bcast_bytes(raw.baseAddress! + offset, n, Int32(root)),
-                          "MPI_Bcast(bytes, \(n), root \(root))")
+        try watched("MPI_Bcast(bytes, root \(root))") {
+            checkRoot(root)
+            var length = Int64(rank == root ? bytes.count : 0)
+            try check(CMPI_bcast_bytes(&length, Int32(MemoryLayout<Int64>.size), Int32(root)),
+                      "MPI_Bcast(length, root \(root))")
+            if rank != root && bytes.count != Int(length) {
+                bytes = [UInt8](repeating: 0, count: Int(length))
+            }
+            guard length > 0 else { return }
+            try bytes.withUnsafeMutableBytes { raw in
+                try forEachChunk(raw.count) { offset, n in
+                    try check(CMPI_bcast_bytes(raw.baseAddress! + offset, n, Int32(root)),
+                              "MPI_Bcast(bytes, \(n), root \(root))")
+                }
             }
         }
     }
 
     public func broadcast(_ buf: UnsafeMutablePointer<Float>, count: Int, root: Int) throws {
-        checkRoot(root)
-        try forEachChunk(count) { offset, n in
-            try check(CMPI_bcast_float(buf + offset, n, Int32(root)), "MPI_Bcast(float, \(n), root \(root))")
+        try watched("MPI_Bcast(float, \(count), root \(root))") {
+            checkRoot(root)
+            try forEachChunk(count) { offset, n in
+                try check(CMPI_bcast_float(buf + offset, n, Int32(root)), "MPI_Bcast(float, \(n), root \(root))")
+            }
         }
     }
 
     public func allgather(_ bytes: [UInt8]) throws -> [[UInt8]] {
+        try watched("MPI_Allgather(\(bytes.count) bytes)") { try allgatherUnwatched(bytes) }
+    }
+
+    private func allgatherUnwatched(_ bytes: [UInt8]) throws -> [[UInt8]] {
         precondition(!finalizeCalled, "MPICommunicator used after finalize()")
         var mine = Int64(bytes.count)
         var lengths = [Int64](repeating: 0, count: size)
@@ -173,7 +189,18 @@ public final class MPICommunicator: Communicator {
     }
 
     public func barrier() throws {
-        try check(CMPI_barrier(), "MPI_Barrier")
+        try watched("MPI_Barrier") {
+            try check(CMPI_barrier(), "MPI_Barrier")
+        }
+    }
+
+    /// Starts the process's collective watchdog (CollectiveWatchdog.swift) for this world: on expiry
+    /// it tries MPI_Abort from its own thread, then ends the process itself.
+    @discardableResult
+    public func startWatchdog(timeout: Double, startupTimeout: Double) -> CollectiveWatchdog {
+        CollectiveWatchdog.start(timeout: timeout, startupTimeout: startupTimeout, rank: rank, host: processorName) {
+            _ = CMPI_abort(CollectiveWatchdog.exitStatus)
+        }
     }
 
     public func abort(code: Int32) -> Never {
@@ -188,6 +215,12 @@ public final class MPICommunicator: Communicator {
     }
 
     // MARK: Helpers
+
+    /// `body` under the collective watchdog's deadline, when one runs (CollectiveWatchdog.swift).
+    func watched<T>(_ operation: @autoclosure () -> String, _ body: () throws -> T) rethrows -> T {
+        guard let watchdog = CollectiveWatchdog.shared else { return try body() }
+        return try watchdog.watch(operation(), body)
+    }
 
     /// MPI's text for an error code.
     public static func errorString(_ code: Int32) -> String {
@@ -259,8 +292,10 @@ final class MPIPendingReduction: PendingReduction {
     func wait() throws {
         guard !completed else { return }
         defer { completed = true } // a failed request is not waited on again
-        for i in 0..<count where CMPI_request_is_null(requests + i) == 0 {
-            try communicator.check(CMPI_wait(requests + i), "MPI_Wait(Iallreduce)")
+        try communicator.watched("MPI_Wait(Iallreduce)") {
+            for i in 0..<count where CMPI_request_is_null(requests + i) == 0 {
+                try communicator.check(CMPI_wait(requests + i), "MPI_Wait(Iallreduce)")
+            }
         }
     }
 

@@ -30,6 +30,11 @@ public final class ResNet {
     public let ctx: ModelContext
     public let net: Sequential
     private let lossFn = SoftmaxCrossEntropy()
+    /// Label smoothing ε of the training loss (torch's CrossEntropyLoss(label_smoothing=)); 0 = none.
+    public var labelSmoothing: Float {
+        get { lossFn.labelSmoothing }
+        set { lossFn.labelSmoothing = newValue }
+    }
 
     public init(_ spec: ResNetSpec, seed: UInt64 = 0) {
         self.spec = spec

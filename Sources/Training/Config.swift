@@ -1,16 +1,12 @@
 // The run configuration: every knob of a training run, as read from YAML (snake_case keys)
-// and `--set section.key=value` overrides. The YAML schema is the users' contract; the Swift
-// properties are its camelCase mirror. `ConfigLoader.swift` reads, checks and prints it.
+// and `--set section.key=value` overrides. The defaults are the initial values below; the
+// YAML keys, what they mean and whether they may change on resume are in `ConfigSchema`
+// (ConfigLoader.swift), which reads, prints, encodes and documents the config.
 import NN
 import Data
 
-/// Learning-rate schedule family (`schedule.kind`).
-public enum ScheduleKind: String, Codable, Equatable, CaseIterable, Sendable {
-    case constant, step, cosine
-}
-
-public struct RunConfig: Codable, Equatable, Sendable {
-    public struct Model: Codable, Equatable, Sendable {
+public struct RunConfig: Equatable, Sendable {
+    public struct Model: Equatable, Sendable {
         /// ResNet depth: 18, 34 (basic blocks) or 50 (bottlenecks).
         public var depth: Int = 18
         public var inChannels: Int = 1
@@ -18,13 +14,10 @@ public struct RunConfig: Codable, Equatable, Sendable {
         /// Channels of the stem and first stage (64 in the paper).
         public var width: Int = 64
         public init() {}
-        enum CodingKeys: String, CodingKey {
-            case depth, inChannels = "in_channels", numClasses = "num_classes", width
-        }
     }
 
-    public struct DataConfig: Codable, Equatable, Sendable {
-        /// One of `RunConfig.datasets`: "fashion-mnist", "mnist", "cifar10", "synthetic".
+    public struct DataConfig: Equatable, Sendable {
+        /// The raw value of a `DatasetKind`: "fashion-mnist", "mnist", "cifar10", "synthetic".
         public var dataset: String = "fashion-mnist"
         /// Folder of the dataset's files; "" = the dataset's own default folder
         /// (`DatasetKind.defaultRoot`: /usr/share/datasets/fashion-mnist, .../mnist, .../cifar10).
@@ -32,22 +25,23 @@ public struct RunConfig: Codable, Equatable, Sendable {
         /// Side of the (square) images fed to the net after resizing; 0 keeps the native size.
         public var imageSize: Int = 96
         public var shuffle: Bool = true
-        /// Random crop with padding 4 plus horizontal flip (training only).
+        /// Random crop with padding `cropPadding` plus horizontal flip (training only).
         public var augment: Bool = false
         public var normalize: Bool = false
         /// Per-channel mean and std used when `normalize` is on (one entry per input channel).
         public var mean: [Float] = [0.2860]
         public var std: [Float] = [0.3530]
-        /// Number of images of the "synthetic" dataset.
+        /// Number of training images of the "synthetic" dataset.
         public var syntheticCount: Int = 1024
         public init() {}
-        enum CodingKeys: String, CodingKey {
-            case dataset, root, imageSize = "image_size", shuffle, augment, normalize, mean, std
-            case syntheticCount = "synthetic_count"
-        }
+
+        /// Padding of `augment`'s random crop (pixels on each side).
+        public static let cropPadding = 4
+        /// The synthetic test split holds `syntheticCount / syntheticTestDivisor` images (at least one).
+        public static let syntheticTestDivisor = 4
     }
 
-    public struct Train: Codable, Equatable, Sendable {
+    public struct Train: Equatable, Sendable {
         /// The GLOBAL batch; each rank takes batchSize / worldSize.
         public var batchSize: Int = 256
         public var epochs: Int = 10
@@ -65,27 +59,42 @@ public struct RunConfig: Codable, Equatable, Sendable {
         public var evalEveryEpoch: Bool = true
         /// Log a metrics line every this many steps.
         public var logEvery: Int = 10
+        /// Label smoothing ε of the training loss, torch's CrossEntropyLoss(label_smoothing=) (0 = none).
+        public var labelSmoothing: Double = 0
+        /// Seconds a collective may take before the watchdog ends the job (0 = no watchdog);
+        /// startup and the first step get `startupTimeoutFactor` times as long.
+        public var collectiveTimeoutS: Double = 300
+        /// Micro-batches per optimizer step: each rank's share of the global batch goes through
+        /// forward/backward in this many parts whose gradients add up; one allreduce per step.
+        public var accumulateSteps: Int = 1
+        /// Global steps (1-based, inclusive) `--trace FILE` records, "A-B" or "A".
+        public var traceSteps: String = "3-4"
         public init() {}
-        enum CodingKeys: String, CodingKey {
-            case batchSize = "batch_size", epochs, maxSteps = "max_steps", seed
-            case initWeights = "init_weights", syncBN = "sync_bn", bucketMB = "bucket_mb"
-            case threads, debug, evalEveryEpoch = "eval_every_epoch", logEvery = "log_every"
+
+        /// Startup and the first step get this many times `collectiveTimeoutS`.
+        public static let startupTimeoutFactor = 3.0
+
+        /// The window of `traceSteps` (nil when it is not "A-B" or "A" with 1 <= A <= B).
+        public var traceWindow: ClosedRange<Int>? {
+            let parts = traceSteps.split(separator: "-", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+            guard (1...2).contains(parts.count), let a = parts.first ?? nil, let b = parts.last ?? nil, a >= 1, a <= b else { return nil }
+            return a...b
         }
     }
 
-    public struct Optimizer: Codable, Equatable, Sendable {
+    public struct Optimizer: Equatable, Sendable {
+        /// The base learning rate (ignored when `lrPer256` is set).
         public var lr: Double = 0.05
+        /// The linear scaling rule (Goyal et al. 2017): lr = lrPer256 × global batch / 256.
+        public var lrPer256: Double? = nil
         public var momentum: Double = 0.9
         public var weightDecay: Double = 0.0
         public var nesterov: Bool = false
         public init() {}
-        enum CodingKeys: String, CodingKey {
-            case lr, momentum, weightDecay = "weight_decay", nesterov
-        }
     }
 
-    public struct Schedule: Codable, Equatable, Sendable {
-        public var kind: ScheduleKind = .constant
+    public struct Schedule: Equatable, Sendable {
+        public var kind: LRSchedule.Kind = .constant
         /// Linear warm-up from 0 to lr over this many epochs (fractions allowed).
         public var warmupEpochs: Double = 0.0
         /// "step": multiply the lr by gamma every stepEpochs epochs.
@@ -94,26 +103,21 @@ public struct RunConfig: Codable, Equatable, Sendable {
         /// "cosine": the lr at the end of training.
         public var minLR: Double = 0.0
         public init() {}
-        enum CodingKeys: String, CodingKey {
-            case kind, warmupEpochs = "warmup_epochs", stepEpochs = "step_epochs", gamma
-            case minLR = "min_lr"
-        }
     }
 
-    public struct Checkpoint: Codable, Equatable, Sendable {
+    public struct Checkpoint: Equatable, Sendable {
         /// Write a checkpoint every this many steps (0 = off).
         public var everySteps: Int = 0
         public var everyEpoch: Bool = true
         /// How many checkpoints to keep (oldest are deleted).
         public var keep: Int = 3
         public init() {}
-        enum CodingKeys: String, CodingKey {
-            case everySteps = "every_steps", everyEpoch = "every_epoch", keep
-        }
     }
 
-    public struct Output: Codable, Equatable, Sendable {
+    public struct Output: Equatable, Sendable {
         public var dir: String = "runs/default"
+        /// Also write the metrics as TensorBoard event files in `dir` (rank 0).
+        public var tensorboard: Bool = true
         public init() {}
     }
 
@@ -129,11 +133,21 @@ public struct RunConfig: Codable, Equatable, Sendable {
 
     /// Every field at its default.
     public static var `default`: RunConfig { RunConfig() }
+}
 
-    /// Accepted values of `data.dataset`.
-    public static let datasets = DatasetKind.allCases.map(\.rawValue)
-    /// Accepted values of `model.depth`.
-    public static let depths = ResNetSpec.supportedDepths
+extension RunConfig {
+    /// The base learning rate of the run: optimizer.lr, or by the linear scaling rule from
+    /// optimizer.lr_per_256 and the global batch.
+    public var baseLR: Double { optimizer.lrPer256.map { $0 * Double(train.batchSize) / 256 } ?? optimizer.lr }
+}
+
+extension RunConfig.DataConfig {
+    /// The dataset `dataset` names (nil when it names none; `validate` refuses that).
+    public var kind: DatasetKind? { DatasetKind(rawValue: dataset) }
+
+    /// The folder the data is read from: `root`, or the named dataset's own default folder when
+    /// `root` is empty (so `--set data.dataset=mnist` reads MNIST's folder, not Fashion-MNIST's).
+    public var resolvedRoot: String { kind?.root(root) ?? root }
 }
 
 /// The ranges of the numeric keys (and of `resnet bench`'s options, which build a config).
@@ -157,6 +171,9 @@ public enum ConfigLimits {
     public static let stepEpochs = 1...1_000_000
     public static let bucketMB: ClosedRange<Double> = 0.001...4096
     public static let lr: ClosedRange<Double> = 0...1000
+    public static let accumulateSteps = 1...1_000_000
+    public static let labelSmoothing: ClosedRange<Double> = 0...0.999_999
+    public static let collectiveTimeoutS: ClosedRange<Double> = 0...1_000_000
     public static let weightDecay: ClosedRange<Double> = 0...1000
     public static let warmupEpochs: ClosedRange<Double> = 0...1_000_000
     public static let gamma: ClosedRange<Double> = 1e-12...1000

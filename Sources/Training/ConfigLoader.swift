@@ -4,6 +4,7 @@
 import Foundation
 import Yams
 import NN
+import Data
 
 /// A configuration mistake a user can make: the message names where it came from, the key
 /// and what was expected.
@@ -43,25 +44,6 @@ extension RunConfig {
         try ConfigSchema.apply(override: override, to: &self)
     }
 
-    /// The full resolved config as YAML, every key in schema order. Reading it back gives an
-    /// equal config.
-    public func yamlString() -> String {
-        var out = ""
-        for section in ConfigSchema.sections {
-            out += "\(section.name):\n"
-            for f in section.fields { out += "  \(f.key): \(f.write(self))\n" }
-        }
-        return out
-    }
-
-    /// Stable FNV-1a hash of the canonical YAML.
-    public func canonicalHash() -> UInt64 { fnv1a(Array(yamlString().utf8)) }
-
-    /// Valid keys of every section, in schema order ("model" -> ["depth", ...]).
-    public static var schemaKeys: [(section: String, keys: [String])] {
-        ConfigSchema.sections.map { ($0.name, $0.fields.map(\.key)) }
-    }
-
     /// Range checks; throws on the first field that is out of range.
     public func validate(source: String? = nil) throws {
         let origin = source.map { " (config \($0))" } ?? ""
@@ -78,13 +60,15 @@ extension RunConfig {
         }
         typealias L = ConfigLimits
 
-        if !RunConfig.depths.contains(model.depth) { try fail("model.depth", "one of 18, 34, 50", model.depth) }
+        if !ResNetSpec.supportedDepths.contains(model.depth) {
+            try fail("model.depth", ConfigSchema.oneOf(ResNetSpec.supportedDepths.map(String.init)), model.depth)
+        }
         try range("model.in_channels", model.inChannels, L.inChannels)
         try range("model.num_classes", model.numClasses, L.numClasses)
         try range("model.width", model.width, L.width, " (64 is the paper's)")
 
-        if !RunConfig.datasets.contains(data.dataset) {
-            try fail("data.dataset", "one of " + RunConfig.datasets.joined(separator: ", "), "'\(clippedForMessage(data.dataset))'")
+        if data.kind == nil {
+            try fail("data.dataset", ConfigSchema.oneOf(DatasetKind.allCases.map(\.rawValue)), "'\(clippedForMessage(data.dataset))'")
         }
         try range("data.image_size", data.imageSize, L.imageSize, " (0 = native size)")
         if data.normalize {
@@ -114,7 +98,21 @@ extension RunConfig {
         try range("train.threads", train.threads, L.threads, " (0 = auto)")
         try range("train.log_every", train.logEvery, L.logEvery)
 
+        try range("train.accumulate_steps", train.accumulateSteps, L.accumulateSteps)
+        if train.batchSize % train.accumulateSteps != 0 {
+            try fail("train.accumulate_steps", "a divisor of train.batch_size (\(train.batchSize))", train.accumulateSteps)
+        }
+        try number("train.label_smoothing", train.labelSmoothing, L.labelSmoothing, " (torch's label_smoothing: [0, 1))")
+        try number("train.collective_timeout_s", train.collectiveTimeoutS, L.collectiveTimeoutS, " (0 = no watchdog)")
+        if train.traceWindow == nil {
+            try fail("train.trace_steps", "\"A-B\" or \"A\", global steps from 1 with A <= B", "'\(clippedForMessage(train.traceSteps))'")
+        }
+
         try number("optimizer.lr", optimizer.lr, L.lr)
+        if let per256 = optimizer.lrPer256 {
+            try number("optimizer.lr_per_256", per256, L.lr)
+            try number("optimizer.lr_per_256", baseLR, L.lr, " after scaling by batch_size / 256 (\(train.batchSize) / 256)")
+        }
         try finite("optimizer.momentum", optimizer.momentum)
         if !(optimizer.momentum >= 0 && optimizer.momentum < 1) {
             try fail("optimizer.momentum", "a number in [0, 1)", optimizer.momentum)
@@ -129,8 +127,9 @@ extension RunConfig {
         try number("schedule.gamma", schedule.gamma, L.gamma)
         try finite("schedule.min_lr", schedule.minLR)
         if schedule.minLR < 0 { try fail("schedule.min_lr", "a number >= 0", schedule.minLR) }
-        if schedule.kind == .cosine && schedule.minLR > optimizer.lr {
-            try fail("schedule.min_lr", "a number <= optimizer.lr (\(optimizer.lr)) for the cosine schedule", schedule.minLR)
+        if schedule.kind == .cosine && schedule.minLR > baseLR {
+            let source = optimizer.lrPer256 == nil ? "optimizer.lr" : "the lr optimizer.lr_per_256 gives"
+            try fail("schedule.min_lr", "a number <= \(source) (\(baseLR)) for the cosine schedule", schedule.minLR)
         }
 
         try range("checkpoint.every_steps", checkpoint.everySteps, L.everySteps, " (0 = off)")
@@ -145,80 +144,9 @@ extension RunConfig {
     }
 }
 
-// MARK: - Schema
+// MARK: - Reading YAML and --set through the schema
 
-/// One YAML key: how to read it from a node and how to print it.
-struct ConfigField {
-    let key: String
-    /// Reads the node into the config; returns a description of the expected type on failure.
-    let read: (inout RunConfig, Node) -> String?
-    let write: (RunConfig) -> String
-}
-
-struct ConfigSection {
-    let name: String
-    let fields: [ConfigField]
-    func field(_ key: String) -> ConfigField? { fields.first { $0.key == key } }
-}
-
-enum ConfigSchema {
-    static let sections: [ConfigSection] = [
-        ConfigSection(name: "model", fields: [
-            int("depth", \.model.depth),
-            int("in_channels", \.model.inChannels),
-            int("num_classes", \.model.numClasses),
-            int("width", \.model.width),
-        ]),
-        ConfigSection(name: "data", fields: [
-            string("dataset", \.data.dataset),
-            string("root", \.data.root),
-            int("image_size", \.data.imageSize),
-            bool("shuffle", \.data.shuffle),
-            bool("augment", \.data.augment),
-            bool("normalize", \.data.normalize),
-            floats("mean", \.data.mean),
-            floats("std", \.data.std),
-            int("synthetic_count", \.data.syntheticCount),
-        ]),
-        ConfigSection(name: "train", fields: [
-            int("batch_size", \.train.batchSize),
-            int("epochs", \.train.epochs),
-            int("max_steps", \.train.maxSteps),
-            int("seed", \.train.seed),
-            optionalString("init_weights", \.train.initWeights),
-            bool("sync_bn", \.train.syncBN),
-            double("bucket_mb", \.train.bucketMB),
-            int("threads", \.train.threads),
-            bool("debug", \.train.debug),
-            bool("eval_every_epoch", \.train.evalEveryEpoch),
-            int("log_every", \.train.logEvery),
-        ]),
-        ConfigSection(name: "optimizer", fields: [
-            double("lr", \.optimizer.lr),
-            double("momentum", \.optimizer.momentum),
-            double("weight_decay", \.optimizer.weightDecay),
-            bool("nesterov", \.optimizer.nesterov),
-        ]),
-        ConfigSection(name: "schedule", fields: [
-            scheduleKind("kind", \.schedule.kind),
-            double("warmup_epochs", \.schedule.warmupEpochs),
-            int("step_epochs", \.schedule.stepEpochs),
-            double("gamma", \.schedule.gamma),
-            double("min_lr", \.schedule.minLR),
-        ]),
-        ConfigSection(name: "checkpoint", fields: [
-            int("every_steps", \.checkpoint.everySteps),
-            bool("every_epoch", \.checkpoint.everyEpoch),
-            int("keep", \.checkpoint.keep),
-        ]),
-        ConfigSection(name: "output", fields: [
-            string("dir", \.output.dir),
-        ]),
-    ]
-
-    static func section(_ name: String) -> ConfigSection? { sections.first { $0.name == name } }
-    static var sectionNames: [String] { sections.map(\.name) }
-
+extension ConfigSchema {
     // MARK: Applying YAML
 
     static func apply(yaml: String, file: String, to config: inout RunConfig) throws {
@@ -285,79 +213,10 @@ enum ConfigSchema {
         }
     }
 
-    // MARK: Field kinds
-
-    static func int(_ key: String, _ kp: WritableKeyPath<RunConfig, Int>) -> ConfigField {
-        ConfigField(key: key, read: { c, node in
-            guard let s = plainScalar(node), let v = Int.construct(from: s) else { return "an integer" }
-            c[keyPath: kp] = v; return nil
-        }, write: { String($0[keyPath: kp]) })
-    }
-
-    static func double(_ key: String, _ kp: WritableKeyPath<RunConfig, Double>) -> ConfigField {
-        ConfigField(key: key, read: { c, node in
-            guard let s = plainScalar(node), let v = Double.construct(from: s) else { return "a number" }
-            c[keyPath: kp] = v; return nil
-        }, write: { yamlNumber($0[keyPath: kp]) })
-    }
-
-    static func bool(_ key: String, _ kp: WritableKeyPath<RunConfig, Bool>) -> ConfigField {
-        ConfigField(key: key, read: { c, node in
-            guard let s = node.scalar, let v = Bool.construct(from: s) else { return "a boolean (true or false)" }
-            c[keyPath: kp] = v; return nil
-        }, write: { $0[keyPath: kp] ? "true" : "false" })
-    }
-
-    static func string(_ key: String, _ kp: WritableKeyPath<RunConfig, String>) -> ConfigField {
-        ConfigField(key: key, read: { c, node in
-            guard let s = node.scalar, !isNull(node) else { return "a string" }
-            c[keyPath: kp] = s.string; return nil
-        }, write: { quotedString($0[keyPath: kp]) })
-    }
-
-    static func optionalString(_ key: String, _ kp: WritableKeyPath<RunConfig, String?>) -> ConfigField {
-        ConfigField(key: key, read: { c, node in
-            if isNull(node) { c[keyPath: kp] = nil; return nil }
-            guard let s = node.scalar else { return "a string or null" }
-            c[keyPath: kp] = s.string; return nil
-        }, write: { $0[keyPath: kp].map(quotedString) ?? "null" })
-    }
-
-    static func floats(_ key: String, _ kp: WritableKeyPath<RunConfig, [Float]>) -> ConfigField {
-        ConfigField(key: key, read: { c, node in
-            let expected = "a list of numbers (e.g. [0.5, 0.5, 0.5])"
-            func float(_ n: Node) -> Float? {
-                guard let s = plainScalar(n) else { return nil }
-                if let f = Float(s.string.replacingOccurrences(of: "_", with: "")) { return f }  // no double rounding
-                return Double.construct(from: s).map(Float.init)
-            }
-            switch node {
-            case .sequence(let seq):
-                var out: [Float] = []
-                for n in seq { guard let f = float(n) else { return expected }; out.append(f) }
-                c[keyPath: kp] = out
-            case .scalar:
-                guard let f = float(node) else { return expected }   // a lone number is a list of one
-                c[keyPath: kp] = [f]
-            default:
-                return expected
-            }
-            return nil
-        }, write: { "[" + $0[keyPath: kp].map { yamlNumber($0) }.joined(separator: ", ") + "]" })
-    }
-
-    static func scheduleKind(_ key: String, _ kp: WritableKeyPath<RunConfig, ScheduleKind>) -> ConfigField {
-        ConfigField(key: key, read: { c, node in
-            let expected = "one of " + ScheduleKind.allCases.map(\.rawValue).joined(separator: ", ")
-            guard let s = node.scalar, let v = ScheduleKind(rawValue: s.string) else { return expected }
-            c[keyPath: kp] = v; return nil
-        }, write: { quotedString($0[keyPath: kp].rawValue) })
-    }
-
     // MARK: Helpers
 
     /// An unquoted scalar (numbers must not be written as quoted strings).
-    private static func plainScalar(_ node: Node) -> Node.Scalar? {
+    static func plainScalar(_ node: Node) -> Node.Scalar? {
         guard let s = node.scalar, s.style == .plain || s.style == .any, !isNull(node) else { return nil }
         return s
     }

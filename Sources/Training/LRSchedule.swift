@@ -2,7 +2,8 @@
 // constant, step (x gamma every step_epochs) or cosine (down to min_lr at the last step).
 
 public struct LRSchedule: Sendable {
-    public enum Kind: String, Sendable { case constant, step, cosine }
+    /// The schedule family; its raw values are the accepted values of `schedule.kind`.
+    public enum Kind: String, CaseIterable, Codable, Equatable, Sendable { case constant, step, cosine }
     public var kind: Kind
     public var baseLR: Double
     public var warmupSteps: Int

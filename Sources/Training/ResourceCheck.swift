@@ -43,11 +43,8 @@ public struct MemoryEstimate: CustomStringConvertible {
 public enum ResourceCheck {
     /// The estimate for one rank holding `localBatch` images per step.
     public static func estimate(_ config: RunConfig, localBatch: Int) throws -> MemoryEstimate {
-        let spec = ResNetSpec(depth: config.model.depth, inChannels: config.model.inChannels,
-                              numClasses: config.model.numClasses, width: config.model.width)
-        let kind = DatasetKind(rawValue: config.data.dataset) ?? .synthetic
-        let side = kind.side(imageSize: config.data.imageSize)
-        let input = [config.model.inChannels, side, side]
+        let plan = try RunPlan(config)
+        let spec = plan.spec, kind = plan.dataset, input = plan.inputShape
         guard let f = ResNet.footprint(spec, input: input) else {
             throw ConfigError("invalid data.image_size: images of \(input[1])x\(input[2]) shrink to nothing in ResNet-\(spec.depth) (a stride-2 stem, a max pool and three stride-2 stages): use at least 32")
         }
@@ -58,7 +55,7 @@ public enum ResourceCheck {
         case .fashionMNIST, .mnist: e.datasetBytes = 70_000 * 784
         case .cifar10: e.datasetBytes = 60_000 * 3072
         case .synthetic:
-            let count = Double(config.data.syntheticCount) * 1.25
+            let count = Double(config.data.syntheticCount) * (1 + 1 / Double(RunConfig.DataConfig.syntheticTestDivisor))   // both splits
             e.datasetBytes = 4 * count * Double(config.model.inChannels) * Double(input[1]) * Double(input[2])
             e.datasetKeys = "data.synthetic_count (\(config.data.syntheticCount))"
         }

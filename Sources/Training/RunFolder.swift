@@ -57,7 +57,15 @@ public final class RunFolder {
         var found = RunFolder.runFiles.filter { FileManager.default.fileExists(atPath: path + "/" + $0) }
         let n = CheckpointStore(folder: path + "/checkpoints", keep: 1).candidates().count
         if n > 0 { found.append("\(n) checkpoint\(n == 1 ? "" : "s")") }
+        let events = eventFiles().count
+        if events > 0 { found.append("\(events) TensorBoard event file\(events == 1 ? "" : "s")") }
         return found
+    }
+
+    /// TensorBoard event files of earlier runs (output.tensorboard).
+    func eventFiles() -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? [])
+            .filter { $0.hasPrefix("events.out.tfevents.") }.map { path + "/" + $0 }
     }
 
     /// Whether `file` lies directly in `folder` (both resolved: symlinks, "..", relative paths).
@@ -76,7 +84,7 @@ public final class RunFolder {
         for name in RunFolder.runFiles where unlink(path + "/" + name) != 0 && errno != ENOENT {
             throw TrainingError("--overwrite: cannot delete \(path)/\(name): \(String(cString: strerror(errno)))")
         }
-        for file in CheckpointStore(folder: path + "/checkpoints", keep: 1).candidates() where unlink(file) != 0 && errno != ENOENT {
+        for file in CheckpointStore(folder: path + "/checkpoints", keep: 1).candidates() + eventFiles() where unlink(file) != 0 && errno != ENOENT {
             throw TrainingError("--overwrite: cannot delete \(file): \(String(cString: strerror(errno)))")
         }
     }

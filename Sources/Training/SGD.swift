@@ -21,15 +21,19 @@ public final class SGD {
         let (m, wd) = (momentum, weightDecay)
         velocity.withUnsafeMutableBufferPointer { vb in
             let v = vb.baseAddress!
-            if m == 0 {
-                for i in 0..<count { params[i] -= lr * (grads[i] + wd * params[i]) }
-                return
-            }
-            for i in 0..<count {
-                let g = grads[i] + wd * params[i]
-                let b = m * v[i] + g
-                v[i] = b
-                params[i] -= lr * (nesterov ? g + m * b : b)
+            let nesterov = self.nesterov
+            // Element by element, so splitting over the worker threads gives the same bits.
+            Parallel.forRanges(count, minChunk: 1 << 16) { r in
+                if m == 0 {
+                    for i in r { params[i] -= lr * (grads[i] + wd * params[i]) }
+                    return
+                }
+                for i in r {
+                    let g = grads[i] + wd * params[i]
+                    let b = m * v[i] + g
+                    v[i] = b
+                    params[i] -= lr * (nesterov ? g + m * b : b)
+                }
             }
         }
     }

@@ -1,12 +1,12 @@
-// The training loop. It talks to a `Communicator` only, so one process (a world of one) and
-// N ranks under mpirun run the same code. Each step:
-//   load this rank's slice of the global batch -> forward/backward (loss normalized by the
-//   GLOBAL batch; each finished gradient bucket starts its allreduce) -> wait for all buckets
-//   -> SGD step on the flat buffers (identical on every rank).
+// The run loop around the step engine (StepEngine.swift): epochs, evaluation, metrics,
+// progress, checkpoints (TrainerCheckpoints.swift) and the run folder's outputs. It talks to a
+// `Communicator` only, so one process (a world of one) and N ranks under mpirun run the same code.
 import NN
 import Data
 import Distributed
 import Coordinator
+import TensorBoard
+import Trace
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -35,10 +35,12 @@ public struct EpochRecord: Sendable {
 public final class Trainer {
     public let config: RunConfig
     public let comm: Communicator
-    public let model: ResNet
-    public let optimizer: SGD
-    public let sampler: ShardedSampler
-    public let schedule: LRSchedule
+    /// Data -> forward/backward -> gradient buckets -> SGD, one step at a time.
+    public let engine: StepEngine
+    public var model: ResNet { engine.model }
+    public var optimizer: SGD { engine.optimizer }
+    public var sampler: ShardedSampler { engine.sampler }
+    public var schedule: LRSchedule { engine.schedule }
     public var state = TrainState()
     public internal(set) var history: [EpochRecord] = []
     /// Step-level (step, loss, acc) for the plot.
@@ -52,123 +54,59 @@ public final class Trainer {
     /// by the caller (`overwrite`: delete it first). Neither: the folder must hold no run.
     var resumeRequest: ResumeRequest?
     public var overwrite = false
+    /// `--trace FILE`: the steps of train.trace_steps as a Chrome trace (rank 0 writes it).
+    public var traceFile: String?
+    /// Why this launch is a restart (launch/elastic.sh): written to metrics.jsonl as a "restart" record.
+    public var restartNote: String?
+    var trace: TraceSession?
     /// Rank 0's lock on output.dir, held until the trainer goes away.
     var folder: RunFolder?
     /// Whether the (collective) claim of output.dir has been made, on every rank.
     var folderClaimed = false
 
-    let trainLoader: BatchLoader
     let testLoader: BatchLoader
-    let buckets: GradientBuckets
     let runDir: String
     let isRoot: Bool
     var metrics: MetricsLog?
-    var bucketError: Error?
-    var firstNonFinite: String?
-    private var x: Tensor
-    private var labels: [Int32]
+    /// The same figures as TensorBoard event files (output.tensorboard), rank 0.
+    var tensorboard: EventFileWriter?
 
     public init(config: RunConfig, comm: Communicator) throws {
         self.config = config; self.comm = comm
         isRoot = comm.rank == 0
         runDir = config.output.dir
-        let seed = UInt64(truncatingIfNeeded: config.train.seed)
 
+        // Every wait on other ranks from here on has a deadline (train.collective_timeout_s).
+        if let mpi = comm as? MPICommunicator, mpi.size > 1, config.train.collectiveTimeoutS > 0 {
+            mpi.startWatchdog(timeout: config.train.collectiveTimeoutS,
+                              startupTimeout: config.train.collectiveTimeoutS * RunConfig.Train.startupTimeoutFactor)
+        }
         // Memory first: a run that cannot fit is refused before anything large is allocated.
-        try ResourceCheck.check(config, localBatch: (config.train.batchSize + comm.size - 1) / comm.size,
+        try ResourceCheck.check(config, localBatch: max(1, (config.train.batchSize + comm.size - 1) / comm.size / config.train.accumulateSteps),
                                 what: "this config")
-
         // Data: every rank reads the files itself (they are small next to the model).
-        guard let kind = DatasetKind(rawValue: config.data.dataset) else {
-            throw TrainingError("data.dataset: unknown dataset '\(config.data.dataset)', expected one of \(DatasetKind.allCases.map(\.rawValue))")
-        }
-        let size = config.data.imageSize
-        let synthShape = (c: config.model.inChannels, h: kind.side(imageSize: size), w: kind.side(imageSize: size))
-        let train = try loadDataset(kind: kind, root: config.data.root, split: .train,
-                                    syntheticCount: config.data.syntheticCount, syntheticShape: synthShape,
-                                    numClasses: config.model.numClasses, seed: seed)
-        let test = try loadDataset(kind: kind, root: config.data.root, split: .test,
-                                   syntheticCount: max(config.data.syntheticCount / 4, 1), syntheticShape: synthShape,
-                                   numClasses: config.model.numClasses, seed: seed)
-        try Trainer.checkSplits(train: train, test: test, config: config)
-        guard train.channels == config.model.inChannels else {
-            throw TrainingError("model.in_channels is \(config.model.inChannels) but \(config.data.dataset) images have \(train.channels) channel(s)")
-        }
-        guard train.numClasses <= config.model.numClasses else {
-            throw TrainingError("model.num_classes is \(config.model.numClasses) but \(config.data.dataset) has \(train.numClasses) classes")
-        }
-        let transform = { (augment: Bool) in
-            TransformConfig(imageSize: size > 0 ? size : nil,
-                            normalize: config.data.normalize ? (config.data.mean, config.data.std) : nil,
-                            randomCropPadding: augment ? 4 : 0, horizontalFlip: augment)
-        }
-        trainLoader = BatchLoader(dataset: train, transform: transform(config.data.augment))
-        testLoader = BatchLoader(dataset: test, transform: transform(false))
-
-        sampler = try ShardedSampler(datasetCount: train.count, globalBatch: config.train.batchSize,
-                                     rank: comm.rank, worldSize: comm.size, shuffle: config.data.shuffle, seed: seed)
-        var total = sampler.stepsPerEpoch * config.train.epochs
-        if config.train.maxSteps > 0 { total = min(total, config.train.maxSteps) }
-        schedule = LRSchedule(kind: LRSchedule.Kind(rawValue: config.schedule.kind.rawValue) ?? .constant,
-                              baseLR: config.optimizer.lr, warmupEpochs: config.schedule.warmupEpochs,
-                              stepsPerEpoch: sampler.stepsPerEpoch, totalSteps: total,
-                              stepEpochs: config.schedule.stepEpochs, gamma: config.schedule.gamma,
-                              minLR: config.schedule.minLR)
-
-        // Model: rank 0's initial state (random or init_weights) is broadcast to every rank.
-        model = ResNet(ResNetSpec(depth: config.model.depth, inChannels: config.model.inChannels,
-                                  numClasses: config.model.numClasses, width: config.model.width), seed: seed)
-        if let path = config.train.initWeights, isRoot {
-            let file = try SafeTensors.read(path: path)
-            do { try SafeTensors.load(file.tensors, into: [model.params, model.buffers], file: path) } catch {
-                throw TrainingError("train.init_weights: \(error)")
-            }
-            try Trainer.checkFinite(model, source: "train.init_weights \(path)")
-        }
-        try Trainer.checkConfigAgreement(config, comm)
-        try ReplicaSync.checkAgreement(layoutHash: model.params.layoutHash ^ model.buffers.layoutHash, comm)
-        try ReplicaSync.broadcastInitialState(model, comm)
-        if config.train.syncBN { ReplicaSync.installSyncBN(model, comm) }
-
-        optimizer = SGD(count: model.params.totalCount, momentum: Float(config.optimizer.momentum),
-                        weightDecay: Float(config.optimizer.weightDecay), nesterov: config.optimizer.nesterov)
-        buckets = GradientBuckets(buffer: model.params.grads, total: model.params.totalCount,
-                                  bucketBytes: max(Int(config.train.bucketMB * 1_048_576), 4096), communicator: comm)
-        let out = trainLoader.outputShape
-        x = Tensor(shape: [sampler.localBatch, out.c, out.h, out.w])
-        labels = [Int32](repeating: 0, count: sampler.localBatch)
-
-        if comm.size > 1 {
-            model.ctx.onGradientReady = { [unowned self] h in
-                // Mark the tensor final (a full bucket starts its allreduce), then let MPI progress
-                // the reductions in flight while backward goes on.
-                do {
-                    try self.buckets.markReady(lo: h.offset, hi: h.offset + h.count)
-                    try self.buckets.poll()
-                } catch {
-                    if self.bucketError == nil { self.bucketError = error }
-                }
-            }
-        }
-        if config.train.debug {
-            model.ctx.inspector = { [unowned self] layer, what, values in
-                guard self.firstNonFinite == nil else { return }
-                for v in values where !v.isFinite {
-                    self.firstNonFinite = "layer \(layer.isEmpty ? "<model>" : layer) (\(what)): first non-finite value \(v)"
-                    return
-                }
-            }
-        }
+        let plan = try RunPlan(config)
+        let loaders = try plan.loaders()
+        testLoader = loaders.test
+        engine = try StepEngine(plan: plan, trainLoader: loaders.train, comm: comm)
     }
 
     // MARK: Running
 
     public func run() throws {
+        let totalSteps = schedule.totalSteps
+        if let file = traceFile {   // before anything is written: a window outside the run, or a path that cannot be written
+            let window = config.train.traceWindow!
+            if window.lowerBound > totalSteps || window.upperBound <= state.globalStep {
+                throw TrainingError("train.trace_steps \(config.train.traceSteps): outside this run's steps \(state.globalStep + 1)...\(totalSteps)")
+            }
+            try onRootAgreed { try TraceSession.checkWritable(file) }
+            trace = TraceSession(path: file, comm: comm)
+        }
         try claimOutputFolder()
         if isRoot { try prepareRunDir() }
         let spe = sampler.stepsPerEpoch
         let maxSteps = config.train.maxSteps
-        let totalSteps = schedule.totalSteps
         // Under mpirun every rank's stdout is a pty even when the job's output goes to a log file,
         // so launched runs print plain lines; the redrawn bar is for single-process runs.
         let terminal = ProgressReporter.stdoutIsTerminal && !Launch.underMPILauncher
@@ -205,6 +143,7 @@ public final class Trainer {
             }
         }
         progress?.finish()
+        if let t = trace, t.recording { try t.finish(what: "steps \(config.train.traceSteps)") }
         if preempted {   // finish the step, write a checkpoint, exit 0 (SLURM's SIGTERM before the time limit)
             let path = try saveCheckpoint()
             if isRoot { print("stopped by signal after step \(state.globalStep); checkpoint written to \(path ?? "?"); resume with --resume auto") }
@@ -223,43 +162,25 @@ public final class Trainer {
         }
     }
 
-    struct StepResult { var loss: Double; var correct: Double; var lr: Double; var imagesPerSecond: Double; var stopRequested: Bool }
-
-    func trainStep(perm: [Int]) throws -> StepResult {
-        let t0 = monotonicSeconds()
-        let indices = sampler.localIndices(perm, step: state.stepInEpoch)
-        labels.withUnsafeMutableBufferPointer { lb in
-            trainLoader.fill(indices: indices, x: x, labels: lb.baseAddress!, augment: config.data.augment,
-                             seed: UInt64(truncatingIfNeeded: config.train.seed), epoch: state.epoch)
+    /// One step of the engine at the current position; moves the position on and logs the step.
+    func trainStep(perm: [Int]) throws -> StepEngine.StepResult {
+        if let t = trace, let window = config.train.traceWindow {   // the window's steps, with the evaluation and checkpoints among them
+            if window.contains(state.globalStep + 1) { t.start() }
+            else if t.recording { try t.finish(what: "steps \(config.train.traceSteps)") }
         }
-        model.params.zeroGrad()
-        let r = labels.withUnsafeBufferPointer { model.trainStep(x, labels: $0.baseAddress!, normalizer: config.train.batchSize) }
-        if let bad = firstNonFinite { throw TrainingError("--debug: step \(state.globalStep): \(bad)") }
-        if let e = bucketError { throw e }
-        let wait = try buckets.finish()
-        // Loss and hits of the global batch, and whether any rank was asked to stop (one tiny
-        // allreduce: every rank sees the stop request after the same step).
-        var stats = [r.loss, Double(r.correct), Preemption.requested ? 1 : 0]
-        try stats.withUnsafeMutableBufferPointer { try comm.allreduceSum($0.baseAddress!, count: 3) }
-        let lr = schedule.lr(at: state.globalStep)
-        if !stats[0].isFinite {   // every rank sees the same allreduced loss, so all stop here together
-            throw TrainingError("step \(state.globalStep + 1): the training loss is \(stats[0].isNaN ? "NaN" : "\(stats[0])"): the run diverged at learning rate \(lr) "
-                + "(optimizer.lr \(config.optimizer.lr)); lower optimizer.lr or add schedule.warmup_epochs"
-                + (config.train.debug ? "" : ", and rerun with --debug to name the first layer that produces a NaN or Inf")
-                + "; checkpoints written so far (\(runDir)/checkpoints) hold finite states to resume from")
-        }
-        optimizer.step(params: model.params.values, grads: model.params.grads, count: model.params.totalCount, lr: Float(lr))
-        let dt = monotonicSeconds() - t0
-        let ips = Double(config.train.batchSize) / dt
+        let r = try engine.step(perm: perm, at: state)
         state.globalStep += 1; state.stepInEpoch += 1
         if isRoot {
-            stepCurve.append((state.globalStep, stats[0], stats[1] / Double(config.train.batchSize)))
+            stepCurve.append((state.globalStep, r.loss, r.correct / Double(config.train.batchSize)))
             try metrics?.write(["kind": .string("step"), "step": .int(state.globalStep), "epoch": .int(state.epoch),
-                                "loss": .double(stats[0]), "accuracy": .double(stats[1] / Double(config.train.batchSize)),
-                                "lr": .double(lr), "images_per_s": .double(ips), "step_s": .double(dt),
-                                "comm_wait_s": .double(wait)])
+                                "loss": .double(r.loss), "accuracy": .double(r.correct / Double(config.train.batchSize)),
+                                "lr": .double(r.lr), "images_per_s": .double(r.imagesPerSecond), "step_s": .double(r.seconds),
+                                "comm_wait_s": .double(r.commWait)])
+            try tensorboard?.add(step: state.globalStep, scalars: [
+                ("train/loss", r.loss), ("train/accuracy", r.correct / Double(config.train.batchSize)), ("train/lr", r.lr),
+                ("train/images_per_s", r.imagesPerSecond), ("train/comm_wait_s", r.commWait)])
         }
-        return StepResult(loss: stats[0], correct: stats[1], lr: lr, imagesPerSecond: ips, stopRequested: stats[2] > 0)
+        return r
     }
 
     /// Evaluates and records an epoch; `partial` for a run stopped by max_steps inside an epoch
@@ -275,6 +196,9 @@ public final class Trainer {
             try metrics?.write(["kind": .string(partial ? "eval" : "epoch"), "epoch": .int(state.epoch), "step": .int(state.globalStep),
                                 "train_loss": .double(trainLoss), "train_accuracy": .double(trainAcc),
                                 "test_loss": .double(testLoss), "test_accuracy": .double(testAcc)])
+            try tensorboard?.add(step: state.globalStep, scalars: [
+                ("epoch/train_loss", trainLoss), ("epoch/train_accuracy", trainAcc), ("test/loss", testLoss), ("test/accuracy", testAcc),
+            ].filter { $0.1.isFinite })
             print(String(format: "epoch %d  step %d  train loss %.4f acc %.4f  test loss %.4f acc %.4f",
                          state.epoch + 1, state.globalStep, trainLoss, trainAcc, testLoss, testAcc))
         }
@@ -282,44 +206,9 @@ public final class Trainer {
 
     /// Test loss and top-1 accuracy over the whole test split, each image once across ranks.
     public func evaluate() throws -> (loss: Double, accuracy: Double) {
-        try ReplicaSync.withAveragedBuffers(model, comm) {
-            try Evaluator.evaluate(model: model, loader: testLoader, batch: sampler.localBatch, comm: comm)
-        }
-    }
-
-    /// Every rank must run the same resolved config; a difference is named by key and rank
-    /// (each rank gets every rank's canonical YAML, a few hundred bytes).
-    static func checkConfigAgreement(_ config: RunConfig, _ comm: Communicator) throws {
-        guard comm.size > 1 else { return }
-        let all = try comm.allgather(Array(config.yamlString().utf8))
-        let root = flatConfig(try RunConfig.parse(yaml: String(decoding: all[0], as: UTF8.self), file: "rank 0's config"))
-        for (r, bytes) in all.enumerated() where bytes != all[0] {
-            let other = flatConfig(try RunConfig.parse(yaml: String(decoding: bytes, as: UTF8.self), file: "rank \(r)'s config"))
-            let keys = root.keys.filter { root[$0] != other[$0] }.sorted()
-            let shown = keys.prefix(3).map { "\($0) is \(clippedForMessage(root[$0] ?? "?", limit: 60)) on rank 0 but \(clippedForMessage(other[$0] ?? "?", limit: 60)) on rank \(r)" }
-            throw ReplicaMismatchError("the ranks were started with different configs: \(shown.joined(separator: "; "))\(keys.count > 3 ? " (and \(keys.count - 3) more)" : ""); every rank must read the same config file and --set overrides")
-        }
-    }
-
-    /// Non-empty splits whose images have one shape (a test image of another size than the
-    /// training images would be resized differently or not at all).
-    static func checkSplits(train: ImageDataset, test: ImageDataset, config: RunConfig) throws {
-        let kind = DatasetKind(rawValue: config.data.dataset)
-        let from = kind == .synthetic ? "the synthetic set" : "\(config.data.dataset) in \(kind?.root(config.data.root) ?? config.data.root)"
-        guard train.count > 0 else { throw TrainingError("\(from): the training split is empty (0 images)") }
-        guard test.count > 0 else { throw TrainingError("\(from): the test split is empty (0 images); evaluation needs at least one") }
-        let a = (train.channels, train.height, train.width), b = (test.channels, test.height, test.width)
-        guard a == b else {
-            throw TrainingError("\(from): test images are \(b.0)x\(b.1)x\(b.2) but training images are \(a.0)x\(a.1)x\(a.2); both splits must have one shape")
-        }
-    }
-
-    /// Refuses weights holding a NaN or an infinity, naming the tensor (a model that starts from
-    /// them trains to nonsense and evaluates to numbers that look real).
-    static func checkFinite(_ model: ResNet, source: String) throws {
-        for store in [model.params, model.buffers] {
-            if let bad = store.firstNonFinite() {
-                throw TrainingError("\(source): tensor \(bad.name) holds \(bad.value) at element \(bad.index); weights must be finite")
+        try Trace.span("evaluation", "eval") {
+            try ReplicaSync.withAveragedBuffers(model, comm) {
+                try Evaluator.evaluate(model: model, loader: testLoader, batch: sampler.localBatch, comm: comm)
             }
         }
     }
@@ -369,12 +258,16 @@ public final class Trainer {
         try writeTextFile(runDir + "/config.yaml", yaml)
         if let text = restoredMetrics { try writeTextFile(runDir + "/metrics.jsonl", text) }
         metrics = try MetricsLog(path: runDir + "/metrics.jsonl", append: restoredMetrics != nil)
+        if config.output.tensorboard { tensorboard = try EventFileWriter(directory: runDir) }
         // Where this (part of the) run ran: every start and resume adds one line.
         try metrics?.write(["kind": .string("system"), "step": .int(state.globalStep), "cpu": .string(BLASKernel.cpuModel),
                             "cpu_level": .string(BLASKernel.levelName(BLASKernel.level(of: BLASKernel.cpuFeatures))),
                             "blas": .string("OpenBLAS \(BLASKernel.openBLASVersion)"), "blas_kernel": .string(BLASKernel.coreInUse),
                             "blas_kernel_choice": .string(BLASKernel.choice), "ranks": .int(comm.size),
                             "threads_per_rank": .int(Parallel.workers)])
+        if let note = restartNote {
+            try metrics?.write(["kind": .string("restart"), "step": .int(state.globalStep), "ranks": .int(comm.size), "note": .string(note)])
+        }
     }
 
     func writeFinalOutputs() throws {
@@ -392,24 +285,5 @@ public final class Trainer {
             print(String(format: "final test accuracy %.4f (loss %.4f) after %d steps", last.testAcc, last.testLoss, state.globalStep))
         }
         print("wrote \(weights), \(runDir)/metrics.jsonl, \(runDir)/curves.svg")
-    }
-}
-
-extension Trainer {
-    /// Runs `n` training steps from the current position (the bench's timed loop); returns the
-    /// wall time and the time spent waiting on gradient communication.
-    public func runSteps(_ n: Int) throws -> (seconds: Double, commWait: Double) {
-        var wait = 0.0
-        var perm = sampler.permutation(epoch: state.epoch)
-        let t0 = monotonicSeconds()
-        for _ in 0..<n {
-            if state.stepInEpoch >= sampler.stepsPerEpoch {
-                state.epoch += 1; state.stepInEpoch = 0
-                perm = sampler.permutation(epoch: state.epoch)
-            }
-            _ = try trainStep(perm: perm)
-            wait += buckets.communicationWaitSeconds
-        }
-        return (monotonicSeconds() - t0, wait)
     }
 }

@@ -20,6 +20,7 @@ struct Bench: ParsableCommand {
     @Option(help: "Timed steps.") var steps = 10
     @Option(help: "Untimed warm-up steps.") var warmup = 2
     @Option(help: "Gradient bucket size in MiB.") var bucketMb = 4.0
+    @Option(help: "Write a Chrome trace (Perfetto, chrome://tracing) of the timed steps to this file.") var trace: String?
 
     func validate() throws {
         typealias L = ConfigLimits
@@ -42,23 +43,34 @@ struct Bench: ParsableCommand {
             var config = RunConfig.default
             config.model.depth = depth; config.model.inChannels = channels; config.model.width = width
             config.data.dataset = "synthetic"; config.data.imageSize = size; config.data.shuffle = false
-            // The synthetic set holds one epoch of the timed and warm-up steps, capped (later epochs reuse it).
-            config.data.syntheticCount = min(batch * comm.size * (steps + warmup), max(batch * comm.size, 4096))
+            // Two global batches of synthetic images, loaded step after step (epochs of 2 steps): the
+            // data path runs as in training without holding a dataset the peer does not hold
+            // (PyTorch's bench reuses one batch).
+            config.data.syntheticCount = 2 * batch * comm.size
             config.train.batchSize = batch * comm.size; config.train.epochs = 1
             config.train.bucketMB = bucketMb
-            config.output.dir = "/nonexistent-bench-writes-nothing"
             try config.validate(source: "resnet bench options")   // e.g. --depth 20 is refused, named
             let estimate = try ResourceCheck.estimate(config, localBatch: batch)
-            let trainer = try Trainer(config: config, comm: comm)   // refuses a run that does not fit in memory
-            _ = try trainer.runSteps(warmup)
+            try ResourceCheck.check(config, localBatch: batch, what: "this config")   // refuses a run that does not fit in memory
+            // The step engine alone: no run folder, metrics, evaluation or checkpoints.
+            let plan = try RunPlan(config)
+            let engine = try StepEngine(plan: plan, trainLoader: try plan.trainLoader(), comm: comm)
+            var position = TrainState()
+            _ = try engine.runSteps(warmup, from: &position)
             let profiler = LayerProfiler()
-            trainer.model.ctx.profiler = profiler
-            let (seconds, wait) = try trainer.runSteps(steps)
+            engine.model.ctx.profiler = profiler
+            let session = try trace.map { file in
+                try TraceSession.checkWritable(file)
+                return TraceSession(path: file, comm: comm)
+            }
+            session?.start()
+            let (seconds, wait) = try engine.runSteps(steps, from: &position)
+            try session?.finish(what: "the \(steps) timed steps")
             guard comm.rank == 0 else { return }
             let ips = Double(batch * comm.size * steps) / seconds
             // Training FLOPs ~ 3x forward (forward, input gradient, weight gradient) of conv and linear layers.
             var fwd = 0.0
-            for leaf in trainer.model.leaves {
+            for leaf in engine.model.leaves {
                 if let c = leaf as? Conv2D, let s = c.lastOutputShape {
                     fwd += 2.0 * Double(s.reduce(1, *)) * Double(c.inChannels * c.kernel * c.kernel)
                 } else if let l = leaf as? Linear {

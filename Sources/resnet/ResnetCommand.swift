@@ -15,7 +15,7 @@ struct ResnetCommand: ParsableCommand {
         commandName: "resnet",
         abstract: "Data-parallel ResNet training over MPI with hand-written backward passes.",
         discussion: "Run under mpirun/srun for N ranks; started directly it is a single process (no MPI).",
-        subcommands: [Train.self, Eval.self, Summary.self, Bench.self, Export.self, SysInfo.self])
+        subcommands: [Train.self, Eval.self, Summary.self, Bench.self, Export.self, SysInfo.self, ConfigReference.self, ConfigShow.self])
 
     static func main() {
         prepareOpenBLAS()
@@ -117,12 +117,16 @@ struct Train: ParsableCommand {
     var resume: String?
     @Flag(help: "Start over in an output.dir that holds an earlier run, deleting its metrics, weights and checkpoints.")
     var overwrite = false
+    @Option(help: "Write a Chrome trace (Perfetto, chrome://tracing) of the steps train.trace_steps to this file.")
+    var trace: String?
+    @Option(help: .hidden) var restartNote: String?   // launch/elastic.sh: why this launch is a restart (a metrics.jsonl record)
 
     func validate() throws {
         if overwrite && resume != nil {
             throw ValidationError("--overwrite and --resume cannot apply together: --resume continues the run in output.dir, --overwrite deletes it")
         }
         if let r = resume, r.isEmpty { throw ValidationError("--resume: expected 'auto' or a checkpoint file, got ''") }
+        if let t = trace, t.isEmpty { throw ValidationError("--trace: expected a file to write the trace to, got ''") }
     }
 
     func run() throws {
@@ -132,6 +136,8 @@ struct Train: ParsableCommand {
         withCommunicator(command: "train") { comm in
             let trainer = try Trainer(config: config, comm: comm)
             trainer.overwrite = overwrite
+            trainer.traceFile = trace
+            trainer.restartNote = restartNote
             if let r = resume { try trainer.resume(ResumeRequest(r)) }
             try trainer.run()
         }
@@ -180,10 +186,9 @@ struct Summary: ParsableCommand {
 
     func run() throws {
         let config = try options.load()
-        let spec = ResNetSpec(depth: config.model.depth, inChannels: config.model.inChannels,
-                              numClasses: config.model.numClasses, width: config.model.width)
-        let side = (DatasetKind(rawValue: config.data.dataset) ?? .synthetic).side(imageSize: config.data.imageSize)
-        var shape = [spec.inChannels, side, side]
+        let plan = try RunPlan(config)
+        let spec = plan.spec
+        var shape = plan.inputShape
         if let s = input {
             let sides = 1...65_536
             let parts = s.split(separator: "x", omittingEmptySubsequences: false).map { Int($0) }
@@ -224,6 +229,30 @@ struct Export: ParsableCommand {
         } catch {
             StandardError.print("error: \(error)")
             throw ExitCode(1)
+        }
+    }
+}
+
+struct ConfigReference: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "config-reference",
+        abstract: "Print the table of config keys, defaults and meanings (the README's, made from the config schema).")
+
+    func run() throws { print(RunConfig.referenceTable, terminator: "") }
+}
+
+struct ConfigShow: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "config-show",
+        abstract: "Print the resolved config (--config and --set applied, defaults filled in) as YAML, or the values of the given keys, one per line.")
+    @OptionGroup var options: ConfigOptions
+    @Argument(help: "Keys such as train.batch_size (none: the whole config).") var keys: [String] = []
+
+    func run() throws {
+        let config = try options.load()
+        guard !keys.isEmpty else { print(config.yamlString(), terminator: ""); return }
+        let values = Dictionary(config.flatValues().map { ($0.key, $0.value) }, uniquingKeysWith: { a, _ in a })
+        for key in keys {
+            guard let v = values[key] else { throw ValidationError("unknown config key '\(key)' (resnet config-reference lists them)") }
+            print(v)
         }
     }
 }

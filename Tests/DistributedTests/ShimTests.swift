@@ -2,6 +2,7 @@
 // launcher detection, and real `mpirun` jobs running the mpi-selftest program.
 import Foundation
 import XCTest
+import TestSupport
 import NN
 @testable import Distributed
 

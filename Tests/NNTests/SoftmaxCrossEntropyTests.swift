@@ -71,6 +71,43 @@ final class SoftmaxCrossEntropyTests: XCTestCase {
         XCTAssertEqual(sum, rw.loss * Double(n), accuracy: 1e-5)
     }
 
+    /// Label smoothing ε: loss -Σ q log p with q = (1-ε)·onehot + ε/K against a Double reference,
+    /// the gradient against the reference's softmax - q and its finite differences; ε = 0 gives the
+    /// same bits as the plain loss.
+    func testLabelSmoothing() {
+        let (n, k) = (5, 7)
+        let z = randomTensor([n, k], seed: 3, lo: -3, hi: 3)
+        let labels: [Int32] = [0, 6, 3, 3, 1]
+        let ref = referenceCrossEntropy(z.array, classes: k, labels: labels)
+        for eps in [0.1, 0.35] as [Float] {
+            let ce = SoftmaxCrossEntropy(labelSmoothing: eps)
+            let r = ce.forward(logits: z, labels: labels, normalizer: n)
+            func smoothed(_ values: [Float]) -> Double {
+                let rr = referenceCrossEntropy(values, classes: k, labels: labels)
+                var total = 0.0
+                for i in 0..<n {
+                    for j in 0..<k {
+                        let q = Double(eps) / Double(k) + (j == Int(labels[i]) ? 1 - Double(eps) : 0)
+                        total -= q * log(rr.probabilities[i * k + j])
+                    }
+                }
+                return total / Double(n)
+            }
+            XCTAssertEqual(r.loss, smoothed(z.array), accuracy: 1e-6, "loss ε \(eps)")
+            var expected = ref.probabilities.map { $0 - Double(eps) / Double(k) }
+            for i in 0..<n { expected[i * k + Int(labels[i])] -= 1 - Double(eps) }
+            assertClose(ce.gradient().array, expected.map { $0 / Double(n) }, rtol: 1e-5, atol: 1e-7, "gradient ε \(eps)")
+            let analytic = ce.gradient().array
+            let report = finiteDifferenceCheck([CheckedTensor(name: "logits", values: z.data, count: z.count, analytic: analytic)],
+                                               options: GradientCheckOptions()) { smoothed(z.array) }
+            assertGradientsMatch(report, "smoothed cross-entropy ε \(eps)")
+        }
+        let plain = SoftmaxCrossEntropy(), zero = SoftmaxCrossEntropy(labelSmoothing: 0)
+        XCTAssertEqual(plain.forward(logits: z, labels: labels, normalizer: n).loss,
+                       zero.forward(logits: z, labels: labels, normalizer: n).loss)
+        XCTAssertEqual(plain.gradient().array, zero.gradient().array)
+    }
+
     func testLargeLogitsAreStable() {
         let z = Tensor(shape: [2, 3], values: [1000, 0, -1000, -500, 500, 499])
         let ce = SoftmaxCrossEntropy()

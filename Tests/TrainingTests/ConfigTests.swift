@@ -252,6 +252,18 @@ final class ConfigTests: XCTestCase {
             (["train.threads=-1"], ["train.threads"]),
             (["train.log_every=0"], ["train.log_every"]),
             (["train.init_weights=''"], ["train.init_weights"]),
+            (["train.accumulate_steps=0"], ["train.accumulate_steps", "1...1000000"]),
+            (["train.accumulate_steps=3"], ["train.accumulate_steps", "a divisor of train.batch_size (256)", "3"]),
+            (["train.label_smoothing=1"], ["train.label_smoothing", "[0, 1)", "1.0"]),
+            (["train.label_smoothing=-0.1"], ["train.label_smoothing", "[0, 1)"]),
+            (["train.collective_timeout_s=-5"], ["train.collective_timeout_s", "0 = no watchdog", "-5"]),
+            (["train.collective_timeout_s=.inf"], ["train.collective_timeout_s", "finite"]),
+            (["train.trace_steps=5-3"], ["train.trace_steps", "A <= B", "5-3"]),
+            (["train.trace_steps=0"], ["train.trace_steps", "from 1"]),
+            (["train.trace_steps=ten"], ["train.trace_steps", "'ten'"]),
+            (["optimizer.lr_per_256=-1"], ["optimizer.lr_per_256", "0.0...1000.0"]),
+            (["optimizer.lr_per_256=900", "train.batch_size=1024"], ["optimizer.lr_per_256", "after scaling by batch_size / 256 (1024 / 256)", "3600"]),
+            (["optimizer.lr_per_256=0.1", "schedule.kind=cosine", "schedule.min_lr=0.5"], ["schedule.min_lr", "the lr optimizer.lr_per_256 gives (0.1)"]),
             (["optimizer.lr=-0.1"], ["optimizer.lr", "0.0...1000.0"]),
             (["optimizer.lr=1e308"], ["optimizer.lr", "0.0...1000.0", "1e+308"]),
             (["optimizer.lr=.nan"], ["optimizer.lr", "finite"]),
@@ -360,5 +372,71 @@ final class ConfigTests: XCTestCase {
         let text = String(decoding: data, as: UTF8.self)
         XCTAssertTrue(text.contains("\"batch_size\""))
         XCTAssertEqual(try JSONDecoder().decode(RunConfig.self, from: data), .default)
+    }
+
+    // MARK: One source of truth
+
+    /// Each dataset's default folder comes from the dataset: `--set data.dataset=mnist` reads
+    /// MNIST's folder, not Fashion-MNIST's (their IDX file names are the same); a root given is kept.
+    func testResolvedRootFollowsTheDataset() throws {
+        let mnist = try RunConfig.load(path: nil, overrides: ["data.dataset=mnist"])
+        XCTAssertEqual(mnist.data.resolvedRoot, "/usr/share/datasets/mnist")
+        let fashion = try RunConfig.load(path: nil, overrides: [])
+        XCTAssertEqual(fashion.data.resolvedRoot, "/usr/share/datasets/fashion-mnist")
+        let cifar = try RunConfig.load(path: try file("data:\n  dataset: cifar10\n"), overrides: [])
+        XCTAssertEqual(cifar.data.resolvedRoot, "/usr/share/datasets/cifar10")
+        for dataset in ["mnist", "fashion-mnist", "cifar10"] {
+            let given = try RunConfig.load(path: nil, overrides: ["data.dataset=\(dataset)", "data.root=/data/mine"])
+            XCTAssertEqual(given.data.resolvedRoot, "/data/mine", dataset)
+        }
+    }
+
+    /// The README's table of config keys is the one the schema makes (`resnet config-reference`
+    /// prints it; paste it between the README's config-reference markers).
+    func testREADMEConfigTableMatchesTheSchema() throws {
+        let readme = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("README.md").path
+        let text = try String(contentsOfFile: readme, encoding: .utf8)
+        let begin = "<!-- config-reference: begin -->\n", end = "<!-- config-reference: end -->"
+        guard let a = text.range(of: begin), let b = text.range(of: end, range: a.upperBound..<text.endIndex) else {
+            return XCTFail("README.md has no config-reference markers")
+        }
+        XCTAssertEqual(String(text[a.upperBound..<b.lowerBound]), RunConfig.referenceTable,
+                       "README.md's config table differs from the schema: regenerate it with `resnet config-reference`")
+        for (section, keys) in RunConfig.schemaKeys {
+            for k in keys { XCTAssertTrue(RunConfig.referenceTable.contains("`\(k)`"), "\(section).\(k) missing from the table") }
+        }
+    }
+
+    /// optimizer.lr_per_256 scales with the global batch (the linear scaling rule) and replaces
+    /// optimizer.lr; the trace window parses "A-B" and "A"; label smoothing reaches the model.
+    func testLinearScalingTraceWindowAndLabelSmoothing() throws {
+        var c = RunConfig.default
+        XCTAssertEqual(c.baseLR, c.optimizer.lr)
+        c.optimizer.lrPer256 = 0.1; c.train.batchSize = 1024
+        XCTAssertEqual(c.baseLR, 0.4, accuracy: 1e-12)
+        c.train.traceSteps = "7"; XCTAssertEqual(c.train.traceWindow, 7...7)
+        c.train.traceSteps = " 2 - 9 "; XCTAssertEqual(c.train.traceWindow, 2...9)
+        c.train.traceSteps = "2-"; XCTAssertNil(c.train.traceWindow)
+        var s = RunConfig.default
+        s.data.dataset = "synthetic"; s.data.imageSize = 8; s.model.width = 2; s.train.labelSmoothing = 0.2
+        let plan = try RunPlan(s)
+        XCTAssertEqual(plan.makeModel().labelSmoothing, 0.2)
+        XCTAssertEqual(plan.schedule(stepsPerEpoch: 4).lr(at: 0), s.optimizer.lr)
+        s.optimizer.lrPer256 = 0.2; s.train.batchSize = 128
+        XCTAssertEqual(try RunPlan(s).schedule(stepsPerEpoch: 4).lr(at: 0), 0.1, accuracy: 1e-12)
+    }
+
+    /// The resumable keys are the schema's; a key outside the schema cannot be one.
+    func testResumableKeysComeFromTheSchema() {
+        let all = Set(RunConfig.schemaKeys.flatMap { s in s.keys.map { "\(s.section).\($0)" } })
+        XCTAssertTrue(RunConfig.resumableKeys.isSubset(of: all))
+        XCTAssertEqual(RunConfig.resumableKeys, [
+            "train.epochs", "train.max_steps", "train.log_every", "train.debug", "train.threads",
+            "train.bucket_mb", "train.eval_every_epoch", "data.root",
+            "checkpoint.every_steps", "checkpoint.every_epoch", "checkpoint.keep", "output.dir",
+            "train.collective_timeout_s", "train.trace_steps", "output.tensorboard",
+        ])
+        XCTAssertEqual(RunConfig.default.flatValues().map(\.key).count, all.count)
     }
 }

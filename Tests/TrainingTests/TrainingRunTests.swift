@@ -1,5 +1,5 @@
-// In-process training runs (a world of one): the loss goes down, the schedule and the sampler
-// follow their definitions, and the run folder gets its files.
+// In-process training runs (a world of one): the loss goes down, the schedule follows its
+// definition, and the run folder gets its files. (The sampler: CoordinatorTests.)
 import XCTest
 import Foundation
 import NN
@@ -55,6 +55,25 @@ final class TrainingRunTests: XCTestCase {
         // The weights file holds exactly the model's tensors.
         let w = try SafeTensors.read(path: dir + "/model.safetensors")
         XCTAssertEqual(Set(w.tensors.keys), Set(trainer.model.params.entries.map(\.name) + trainer.model.buffers.entries.map(\.name)))
+    }
+
+    /// The step engine alone (what `resnet bench` times) does the arithmetic of a training run and
+    /// touches no file: 11 steps across an epoch boundary (8 steps an epoch) give the weights a
+    /// Trainer stopped by max_steps writes, bit for bit, and output.dir is never created.
+    func testStepEngineAloneMatchesATrainingRunAndWritesNothing() throws {
+        var c = tinyConfig(tempDir()); c.train.maxSteps = 11; c.data.augment = true
+        let trainer = try Trainer(config: c, comm: LocalCommunicator())
+        try trainer.run()
+        var alone = c; alone.output.dir = tempDir() + "/never-created"
+        let plan = try RunPlan(alone)
+        let engine = try StepEngine(plan: plan, trainLoader: try plan.trainLoader(), comm: LocalCommunicator())
+        var position = TrainState()
+        let timing = try engine.runSteps(11, from: &position)
+        XCTAssertEqual(position.globalStep, 11); XCTAssertEqual(position.epoch, 1); XCTAssertEqual(position.stepInEpoch, 3)
+        XCTAssertGreaterThan(timing.seconds, 0)
+        XCTAssertEqual(Array(engine.model.params.valueBuffer).map(\.bitPattern), Array(trainer.model.params.valueBuffer).map(\.bitPattern))
+        XCTAssertEqual(engine.optimizer.velocity.map(\.bitPattern), trainer.optimizer.velocity.map(\.bitPattern))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: alone.output.dir))
     }
 
     func testEvalEveryEpochOffEvaluatesOnlyAtTheEnd() throws {
@@ -126,30 +145,6 @@ final class TrainingRunTests: XCTestCase {
                 XCTAssertEqual(p, expected)
             }
         }
-    }
-
-    func testSamplerShardsTheGlobalBatch() throws {
-        let one = try ShardedSampler(datasetCount: 100, globalBatch: 8, rank: 0, worldSize: 1, shuffle: true, seed: 7)
-        let perm = one.permutation(epoch: 3)
-        XCTAssertEqual(perm.sorted(), Array(0..<100))
-        XCTAssertNotEqual(perm, one.permutation(epoch: 4))
-        XCTAssertEqual(one.stepsPerEpoch, 12)   // the partial last batch is dropped
-        for world in [2, 4] {
-            for step in 0..<one.stepsPerEpoch {
-                var joined: [Int] = []
-                for r in 0..<world {
-                    let s = try ShardedSampler(datasetCount: 100, globalBatch: 8, rank: r, worldSize: world, shuffle: true, seed: 7)
-                    XCTAssertEqual(s.permutation(epoch: 3), perm)
-                    joined += s.localIndices(perm, step: step)
-                }
-                XCTAssertEqual(joined, Array(one.localIndices(perm, step: step)))
-            }
-        }
-        XCTAssertThrowsError(try ShardedSampler(datasetCount: 100, globalBatch: 9, rank: 0, worldSize: 2, shuffle: true, seed: 0)) {
-            XCTAssertTrue("\($0)".contains("train.batch_size 9") && "\($0)".contains("divisible by the world size 2"), "\($0)")
-        }
-        let ranges = (0..<3).map { ShardedSampler.evalRange(count: 10, rank: $0, worldSize: 3) }
-        XCTAssertEqual(ranges.flatMap { Array($0) }, Array(0..<10))
     }
 
     func testModelAndDatasetMustAgree() {

@@ -1,4 +1,5 @@
 // The layer protocol and the build context every layer registers its tensors with.
+import Trace
 
 public protocol Layer: AnyObject {
     /// The PyTorch module path of this layer in the seed's model, e.g. "1.0.conv1" ("" for the root).
@@ -51,7 +52,8 @@ public final class ModelContext {
     /// Runs a child's forward: times leaves (bench) and shows outputs to the inspector (debug).
     public func forward(_ layer: Layer, _ x: Tensor, training: Bool) -> Tensor {
         guard layer.isLeaf else { return layer.forward(x, training: training) }
-        let y = timed(layer.typeName) { layer.forward(x, training: training) }
+        if Trace.recorder != nil { Trace.label = "\(layer.name) forward" }
+        let y = Trace.span(Trace.label, "forward") { timed(layer.typeName) { layer.forward(x, training: training) } }
         inspector?(layer.name, "output", UnsafeBufferPointer(y.buffer))
         return y
     }
@@ -63,7 +65,8 @@ public final class ModelContext {
         GradientPool.current = gradients
         defer { GradientPool.current = outer }
         guard layer.isLeaf else { return layer.backward(dy) }
-        let dx = timed(layer.typeName) { layer.backward(dy) }
+        if Trace.recorder != nil { Trace.label = "\(layer.name) backward" }
+        let dx = Trace.span(Trace.label, "backward") { timed(layer.typeName) { layer.backward(dy) } }
         for p in layer.parameters {
             onGradientReady?(p)
             inspector?(layer.name, "gradient of \(p.name)", UnsafeBufferPointer(start: p.grad, count: p.count))

@@ -2,6 +2,7 @@
 // memory-bound parts of the layers (im2col, col2im, batch norm, ReLU, pooling). One worker runs inline.
 import CBLAS
 import Dispatch
+import Trace
 
 public enum Parallel {
     /// Worker threads per rank (`setWorkers`).
@@ -21,6 +22,13 @@ public enum Parallel {
     public static func forRanges(_ n: Int, minChunk: Int = 1, _ body: (Range<Int>) -> Void) {
         let parts = min(workers, n / max(minChunk, 1))
         if parts <= 1 { if n > 0 { body(0..<n) }; return }
+        if Trace.recorder != nil {   // one span per worker's share, on its own thread row
+            let label = Trace.label
+            DispatchQueue.concurrentPerform(iterations: parts) { p in
+                Trace.span(label, "worker") { body((n * p / parts)..<(n * (p + 1) / parts)) }
+            }
+            return
+        }
         DispatchQueue.concurrentPerform(iterations: parts) { p in
             body((n * p / parts)..<(n * (p + 1) / parts))
         }

@@ -72,7 +72,11 @@ public final class ParameterStore {
     public subscript(name: String) -> ParamHandle? { byName[name] }
     public var valueBuffer: UnsafeMutableBufferPointer<Float> { .init(start: values, count: totalCount) }
     public var gradBuffer: UnsafeMutableBufferPointer<Float> { .init(start: grads, count: hasGradients ? totalCount : 0) }
-    public func zeroGrad() { if hasGradients { grads.update(repeating: 0, count: max(totalCount, 1)) } }
+    public func zeroGrad() {
+        guard hasGradients else { return }
+        let g = grads
+        Parallel.forRanges(max(totalCount, 1), minChunk: 1 << 18) { r in (g + r.lowerBound).update(repeating: 0, count: r.count) }
+    }
 
     /// The first tensor holding a NaN or an infinity: its name, the element's index and value
     /// (loaded weights and checkpoints are checked with this before a run uses them). `buffer`

@@ -3,6 +3,7 @@
 // key, option, file, rank or step and what was expected, and with no file created, changed or
 // lost. Runs the release binary on tiny synthetic models (seconds each).
 import XCTest
+import TestSupport
 import Foundation
 import NN
 import Coordinator
@@ -46,9 +47,9 @@ final class HostileInputTests: XCTestCase {
     /// A checkpoint re-encoded (valid checksum) after `edit` changed its tensors or metadata.
     func forgedCheckpoint(from path: String, to out: String,
                           edit: (inout [String: NamedTensor], inout [String: String]) -> Void) throws {
-        var (tensors, meta) = try CheckpointStore.verify(try CheckpointStore.readFile(path), file: path)
+        var (tensors, meta) = try Checkpoint.verify(try CheckpointStore.readFile(path), file: path)
         edit(&tensors, &meta)
-        let bytes = CheckpointStore.encode(tensors.values.sorted { $0.name < $1.name }, metadata: meta)
+        let bytes = Checkpoint.encode(tensors.values.sorted { $0.name < $1.name }, metadata: meta)
         try Data(bytes).write(to: URL(fileURLWithPath: out))
     }
 

@@ -9,11 +9,11 @@ import Darwin
 #endif
 
 /// `mpirun` on PATH, or nil (tests skip then).
-func mpirunPath() -> String? {
+public func mpirunPath() -> String? {
     findOnPath("mpirun") ?? findOnPath("mpiexec")
 }
 
-func findOnPath(_ name: String) -> String? {
+public func findOnPath(_ name: String) -> String? {
     let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
     for dir in path.split(separator: ":") {
         let candidate = "\(dir)/\(name)"
@@ -26,7 +26,7 @@ func findOnPath(_ name: String) -> String? {
 /// "resnet"), or nil. Looks, in order: in $BUILT_PRODUCTS_DIR; next to the running test bundle
 /// (where `swift test` puts every product of the package); then in the package's build
 /// directories (.build*, debug before release, newest first).
-func findBuiltProduct(_ name: String) -> String? {
+public func findBuiltProduct(_ name: String) -> String? {
     let fm = FileManager.default
     var dirs: [String] = []
     if let dir = ProcessInfo.processInfo.environment["BUILT_PRODUCTS_DIR"] { dirs.append(dir) }
@@ -83,7 +83,7 @@ private func isDirectory(_ path: String) -> Bool {
 
 /// The arguments of `mpirun -np <np> --oversubscribe [--mca name value]... <executable> <args>`.
 /// `extraMCA` entries are "name=value" (e.g. "btl=tcp,self").
-func mpirunArguments(np: Int, executable: String, args: [String], extraMCA: [String] = []) -> [String] {
+public func mpirunArguments(np: Int, executable: String, args: [String], extraMCA: [String] = []) -> [String] {
     var arguments = ["-np", String(np), "--oversubscribe"]
     for setting in extraMCA {
         guard let eq = setting.firstIndex(of: "=") else {
@@ -97,7 +97,7 @@ func mpirunArguments(np: Int, executable: String, args: [String], extraMCA: [Str
 /// The environment of an `mpirun` started from a test: `base` (default: this process's
 /// environment minus the variables of an enclosing MPI job, OMPI_* PMIX_* PMI_*), plus
 /// OMPI_ALLOW_RUN_AS_ROOT(_CONFIRM)=1 (containers run as root), plus `env`.
-func mpirunEnvironment(_ env: [String: String] = [:], base: [String: String]? = nil) -> [String: String] {
+public func mpirunEnvironment(_ env: [String: String] = [:], base: [String: String]? = nil) -> [String: String] {
     var environment = base ?? ProcessInfo.processInfo.environment.filter { key, _ in
         !(key.hasPrefix("OMPI_") || key.hasPrefix("PMIX_") || key.hasPrefix("PMI_"))
     }
@@ -112,7 +112,7 @@ func mpirunEnvironment(_ env: [String: String] = [:], base: [String: String]? = 
 /// then 5 s later it and its process group get SIGKILL, and so does every process whose arguments
 /// contain `killMarker` (when given: something unique to this job, such as its run folder — Open
 /// MPI puts each rank in a process group of its own); the result then has timedOut == true.
-func runMPI(np: Int, executable: String, args: [String], extraMCA: [String] = [],
+public func runMPI(np: Int, executable: String, args: [String], extraMCA: [String] = [],
             env: [String: String] = [:], timeout: Double, killMarker: String? = nil) -> ProcessResult {
     guard let mpirun = mpirunPath() else {
         return (127, "", "mpirun not found on PATH", false)

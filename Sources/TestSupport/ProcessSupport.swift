@@ -1,4 +1,5 @@
-// Process infrastructure shared by the Distributed tests: one background-job type (ShimTests'
+// Process infrastructure shared by the tests that launch processes (DistributedTests' ShimTests,
+// and CommandLineTests, which run the `resnet` binary): one background-job type (ShimTests'
 // plain runs, TrainingMPITests and ResumeTests watch jobs with it while they run), the /proc
 // helpers that find a job's rank processes, and, for the end-to-end tests of `resnet`, the
 // release binary, the run environment, temporary run folders and runs cached per test process.
@@ -11,26 +12,26 @@ import Darwin
 #endif
 
 /// What a finished (or killed) process left: exit status, output, and whether it overran.
-typealias ProcessResult = (status: Int32, stdout: String, stderr: String, timedOut: Bool)
+public typealias ProcessResult = (status: Int32, stdout: String, stderr: String, timedOut: Bool)
 
 /// An error with a message (a failed run, a missing binary).
-struct TestFailure: Error, CustomStringConvertible {
-    let description: String
-    init(_ d: String) { description = d }
+public struct TestFailure: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ d: String) { description = d }
 }
 
 // MARK: - Jobs
 
 /// A child process whose output goes to temporary files (so a chatty child never blocks on a
 /// pipe); it can be inspected, signalled and waited for while it runs.
-final class BackgroundJob {
-    let process = Process()
+public final class BackgroundJob {
+    public let process = Process()
     private let exited = DispatchSemaphore(value: 0)
     private let outURL: URL, errURL: URL
     private var done = false
 
     /// Starts `executable args` in `directory` (nil: this process's) with `environment` (nil: inherit).
-    init(executable: String, args: [String], environment: [String: String]?, directory: String? = nil) throws {
+    public init(executable: String, args: [String], environment: [String: String]?, directory: String? = nil) throws {
         let fm = FileManager.default
         let stamp = "\(getpid())-\(UInt64.random(in: 0 ... .max))"
         outURL = fm.temporaryDirectory.appendingPathComponent("job-\(stamp).out")
@@ -52,7 +53,7 @@ final class BackgroundJob {
 
     /// `mpirun -np N --oversubscribe [--mca name value]... executable args` in `environment`
     /// (build it with mpirunEnvironment). Skips the test when mpirun is not on PATH.
-    convenience init(mpiNP np: Int, executable: String, args: [String], extraMCA: [String] = [],
+    public convenience init(mpiNP np: Int, executable: String, args: [String], extraMCA: [String] = [],
                      environment: [String: String]) throws {
         guard let mpirun = mpirunPath() else { throw XCTSkip("mpirun not found on PATH") }
         try self.init(executable: mpirun,
@@ -65,15 +66,15 @@ final class BackgroundJob {
         try? FileManager.default.removeItem(at: errURL)
     }
 
-    var pid: pid_t { process.processIdentifier }
-    var isRunning: Bool { !done && process.isRunning }
-    var status: Int32 { process.isRunning ? -1 : process.terminationStatus }
-    var reason: String { process.isRunning ? "running" : (process.terminationReason == .exit ? "exit" : "signal") }
-    var stdout: String { (try? String(contentsOf: outURL, encoding: .utf8)) ?? "" }
-    var stderr: String { (try? String(contentsOf: errURL, encoding: .utf8)) ?? "" }
+    public var pid: pid_t { process.processIdentifier }
+    public var isRunning: Bool { !done && process.isRunning }
+    public var status: Int32 { process.isRunning ? -1 : process.terminationStatus }
+    public var reason: String { process.isRunning ? "running" : (process.terminationReason == .exit ? "exit" : "signal") }
+    public var stdout: String { (try? String(contentsOf: outURL, encoding: .utf8)) ?? "" }
+    public var stderr: String { (try? String(contentsOf: errURL, encoding: .utf8)) ?? "" }
 
     /// True when the process exited within `timeout` seconds.
-    func wait(timeout: Double) -> Bool {
+    public func wait(timeout: Double) -> Bool {
         if done { return true }
         if exited.wait(timeout: .now() + timeout) == .timedOut { return false }
         done = true
@@ -85,7 +86,7 @@ final class BackgroundJob {
     /// (Foundation starts the child in its own group). Then SIGKILLs any leftover process whose
     /// arguments contain `marker` — the ranks of an MPI job, which Open MPI puts in process groups
     /// of their own; pass something unique to this job, such as its run folder.
-    func killEverything(matching marker: String? = nil) {
+    public func killEverything(matching marker: String? = nil) {
         if !done && process.isRunning {
             kill(pid, SIGTERM)
             if !wait(timeout: 5) {
@@ -102,7 +103,7 @@ final class BackgroundJob {
 /// waits at most `timeout` seconds. On overrun the process is ended as BackgroundJob.killEverything
 /// does, with every process whose arguments contain `killMarker` (when given); the result then
 /// has timedOut == true.
-func runProcess(_ executable: String, _ arguments: [String], environment: [String: String]? = nil,
+public func runProcess(_ executable: String, _ arguments: [String], environment: [String: String]? = nil,
                 directory: String? = nil, timeout: Double, killMarker: String? = nil) -> ProcessResult {
     let job: BackgroundJob
     do {
@@ -118,7 +119,7 @@ func runProcess(_ executable: String, _ arguments: [String], environment: [Strin
 // MARK: - /proc (Linux; the lookups find nothing elsewhere)
 
 /// PIDs of the processes with an argument containing `needle`.
-func processIDs(withArgumentContaining needle: String) -> [pid_t] {
+public func processIDs(withArgumentContaining needle: String) -> [pid_t] {
     let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
     return entries.compactMap { name -> pid_t? in
         guard let pid = pid_t(name),
@@ -129,12 +130,12 @@ func processIDs(withArgumentContaining needle: String) -> [pid_t] {
 }
 
 /// SIGKILLs the processes (never this one) with an argument containing `marker`.
-func killProcesses(withArgumentContaining marker: String) {
+public func killProcesses(withArgumentContaining marker: String) {
     for pid in processIDs(withArgumentContaining: marker) where pid != getpid() { kill(pid, SIGKILL) }
 }
 
 /// The environment `pid` was started with (/proc/PID/environ).
-func processEnvironment(of pid: pid_t) -> [String: String] {
+public func processEnvironment(of pid: pid_t) -> [String: String] {
     guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/environ") else { return [:] }
     var env: [String: String] = [:]
     for entry in data.split(separator: 0) {
@@ -146,7 +147,7 @@ func processEnvironment(of pid: pid_t) -> [String: String] {
 
 /// The rank processes of the MPI job whose arguments contain `marker` (e.g. its run folder):
 /// rank -> pid, from OMPI_COMM_WORLD_RANK in their environment.
-func rankProcesses(withArgumentContaining marker: String) -> [Int: pid_t] {
+public func rankProcesses(withArgumentContaining marker: String) -> [Int: pid_t] {
     var ranks: [Int: pid_t] = [:]
     for pid in processIDs(withArgumentContaining: marker) {
         if let r = processEnvironment(of: pid)["OMPI_COMM_WORLD_RANK"].flatMap({ Int($0) }) { ranks[r] = pid }
@@ -155,7 +156,7 @@ func rankProcesses(withArgumentContaining marker: String) -> [Int: pid_t] {
 }
 
 /// The files mapped into `pid` (shared libraries and plugins).
-func mappedFiles(of pid: pid_t) -> [String] {
+public func mappedFiles(of pid: pid_t) -> [String] {
     guard let text = try? String(contentsOfFile: "/proc/\(pid)/maps", encoding: .utf8) else { return [] }
     return Array(Set(text.split(separator: "\n").compactMap { line -> String? in
         guard let slash = line.firstIndex(of: "/") else { return nil }
@@ -163,14 +164,14 @@ func mappedFiles(of pid: pid_t) -> [String] {
     })).sorted()
 }
 
-func isZombie(_ pid: pid_t) -> Bool {
+public func isZombie(_ pid: pid_t) -> Bool {
     guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
           let close = stat.lastIndex(of: ")") else { return false }
     return stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).hasPrefix("Z")
 }
 
 /// Whether `signal` is pending (not yet delivered) for `pid` (/proc/PID/status SigPnd, ShdPnd).
-func signalPending(_ signal: Int32, pid: pid_t) -> Bool {
+public func signalPending(_ signal: Int32, pid: pid_t) -> Bool {
     guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return false }
     let bit = UInt64(1) << UInt64(signal - 1)
     for line in text.split(separator: "\n") where line.hasPrefix("SigPnd:") || line.hasPrefix("ShdPnd:") {
@@ -183,8 +184,8 @@ func signalPending(_ signal: Int32, pid: pid_t) -> Bool {
 
 // MARK: - The release `resnet` (end-to-end tests)
 
-/// The package root, from this file's path: <package>/Tests/DistributedTests/ProcessSupport.swift.
-let packageRoot: String = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+/// The package root, from this file's path: <package>/Sources/TestSupport/ProcessSupport.swift.
+public let packageRoot: String = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
     .deletingLastPathComponent().deletingLastPathComponent().path
 
 /// The release `resnet` (debug builds are far too slow to train): $RESNET_BIN, else
@@ -192,7 +193,7 @@ let packageRoot: String = URL(fileURLWithPath: #filePath).deletingLastPathCompon
 /// `swift build -c release --product resnet` when missing. Another build may be relinking it
 /// right now: a missing binary is waited for briefly, and a failed build (lock held, link race)
 /// is retried. Skips the test when the Fashion-MNIST data the runs train on is not installed.
-func resnetBinary() throws -> String {
+public func resnetBinary() throws -> String {
     if !FileManager.default.fileExists(atPath: "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz") {
         throw XCTSkip("Fashion-MNIST not found in /usr/share/datasets/fashion-mnist")
     }
@@ -201,7 +202,7 @@ func resnetBinary() throws -> String {
 
 /// A release executable of this package (<package>/.build/release/NAME), built once per test
 /// process when missing, as `resnetBinary` does for `resnet`.
-func releaseProduct(_ name: String) throws -> String { try ReleaseProduct.located(name) }
+public func releaseProduct(_ name: String) throws -> String { try ReleaseProduct.located(name) }
 
 private enum ReleaseProduct {
     private static let lock = NSLock()
@@ -243,7 +244,7 @@ private enum ReleaseProduct {
 // MARK: - Refusals
 
 /// Every file under `dir` (but the lock file) with its bytes.
-func snapshot(_ dir: String) -> [String: Data] {
+public func snapshot(_ dir: String) -> [String: Data] {
     var out: [String: Data] = [:]
     guard let e = FileManager.default.enumerator(atPath: dir) else { return out }
     while let rel = e.nextObject() as? String {
@@ -258,7 +259,7 @@ func snapshot(_ dir: String) -> [String: Data] {
 /// Runs `resnet args` single-process, expecting a refusal that mentions every needle and leaves
 /// `unchanged` folders exactly as they were and `absent` paths not created.
 @discardableResult
-func expectRefusal(_ args: [String], mentions needles: [String], unchanged: [String] = [], absent: [String] = [],
+public func expectRefusal(_ args: [String], mentions needles: [String], unchanged: [String] = [], absent: [String] = [],
                    timeout: Double = 60, file: StaticString = #filePath, line: UInt = #line) throws -> String {
     let before = unchanged.map(snapshot)
     let r = runProcess(try resnetBinary(), args, environment: singleProcessEnvironment(), timeout: timeout)
@@ -280,21 +281,21 @@ func expectRefusal(_ args: [String], mentions needles: [String], unchanged: [Str
 
 /// `resnet train` on the smoke config (ResNet-18 width 8 on 28x28 Fashion-MNIST), `extra`
 /// settings, writing into `dir`.
-func trainArgs(dir: String, _ extra: [String]) -> [String] {
+public func trainArgs(dir: String, _ extra: [String]) -> [String] {
     ["train", "--config", packageRoot + "/configs/smoke.yaml"] + extra + ["--set", "output.dir=\(dir)"]
 }
 
-func requireMPI() throws {
+public func requireMPI() throws {
     guard mpirunPath() != nil else { throw XCTSkip("mpirun not found on PATH") }
 }
 
-func isLauncherVariable(_ name: String) -> Bool {
+public func isLauncherVariable(_ name: String) -> Bool {
     ["OMPI_", "PMIX_", "PMI_", "SLURM_"].contains { name.hasPrefix($0) }
 }
 
 /// This process's environment without any launcher variable or test hook
 /// (RESNET_TEST_CHECKPOINT_PAUSE), with one BLAS thread.
-func singleProcessEnvironment() -> [String: String] {
+public func singleProcessEnvironment() -> [String: String] {
     var env = ProcessInfo.processInfo.environment.filter { !isLauncherVariable($0.key) }
     env["OPENBLAS_NUM_THREADS"] = "1"
     env.removeValue(forKey: "RESNET_TEST_CHECKPOINT_PAUSE")
@@ -303,7 +304,7 @@ func singleProcessEnvironment() -> [String: String] {
 
 /// max |a - b| / max |a| (max |a - b| alone when a is all zeros); infinity for different
 /// lengths or a NaN difference.
-func relativeDifference(_ a: [Float], _ b: [Float]) -> Double {
+public func relativeDifference(_ a: [Float], _ b: [Float]) -> Double {
     guard a.count == b.count else { return .infinity }
     var diff = 0.0, scale = 0.0
     for (x, y) in zip(a, b) {
@@ -314,21 +315,21 @@ func relativeDifference(_ a: [Float], _ b: [Float]) -> Double {
     return scale > 0 ? diff / scale : diff
 }
 
-func listDir(_ dir: String) -> [String] {
+public func listDir(_ dir: String) -> [String] {
     ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).sorted()
 }
 
 // MARK: - Run folders and cached runs
 
 /// Temporary folders named <prefix>-<tag>-<UUID>, removed together (at a test class's tearDown).
-final class RunDirectories {
+public final class RunDirectories {
     private let prefix: String
     private let lock = NSLock()
     private var created: [String] = []
 
-    init(prefix: String) { self.prefix = prefix }
+    public init(prefix: String) { self.prefix = prefix }
 
-    func make(_ tag: String) throws -> String {
+    public func make(_ tag: String) throws -> String {
         lock.lock(); defer { lock.unlock() }
         let dir = FileManager.default.temporaryDirectory
             .appendingPathComponent("\(prefix)-\(tag)-\(UUID().uuidString)").path
@@ -338,7 +339,7 @@ final class RunDirectories {
     }
 
     /// Removes every folder made so far (`keep`: forgets them but leaves them on disk).
-    func removeAll(keep: Bool = false) {
+    public func removeAll(keep: Bool = false) {
         lock.lock(); defer { lock.unlock() }
         if !keep {
             for dir in created { try? FileManager.default.removeItem(atPath: dir) }
@@ -350,12 +351,13 @@ final class RunDirectories {
 /// Runs several tests compare against, made once per test process: a value is made on first
 /// request; a failure is remembered too and thrown again (with its message) without running
 /// again. A skip is not remembered.
-final class RunCache<Value> {
+public final class RunCache<Value> {
+    public init() {}
     private var values: [String: Value] = [:]
     private var failures: [String: String] = [:]
     private let lock = NSRecursiveLock()
 
-    func value(for key: String, _ make: () throws -> Value) throws -> Value {
+    public func value(for key: String, _ make: () throws -> Value) throws -> Value {
         lock.lock(); defer { lock.unlock() }
         if let value = values[key] { return value }
         if let failure = failures[key] { throw TestFailure(failure) }
@@ -371,9 +373,21 @@ final class RunCache<Value> {
         }
     }
 
-    func removeAll() {
+    public func removeAll() {
         lock.lock(); defer { lock.unlock() }
         values = [:]
         failures = [:]
+    }
+}
+
+/// The records of `dir`/metrics.jsonl; a last line cut short by a killed run is skipped, any other
+/// line that is not a JSON object is an error.
+public func metricsLines(_ dir: String) throws -> [[String: Any]] {
+    let text = try String(contentsOfFile: dir + "/metrics.jsonl", encoding: .utf8)
+    let lines = text.split(separator: "\n")
+    return try lines.enumerated().compactMap { i, line in
+        if let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] { return object }
+        if i == lines.count - 1 && !text.hasSuffix("\n") { return nil }
+        throw TestFailure("metrics.jsonl line \(i + 1): not a JSON object: \(line)")
     }
 }

@@ -8,6 +8,7 @@
 // steps) and every subprocess has a timeout after which it (and any rank it left) is killed.
 import Foundation
 import XCTest
+import TestSupport
 import NN
 #if canImport(Glibc)
 import Glibc
@@ -47,6 +48,29 @@ final class TrainingMPITests: XCTestCase {
         let two = try cachedMPI(np: 2, Self.equivalenceArgs(syncBN: true), mca: ["btl=tcp,self"])
         try assertWeightsClose(reference: one.dir, candidate: two.dir, tolerance: 1e-4,
                                label: "sync_bn, 1 process vs mpirun -np 2 --mca btl tcp,self")
+    }
+
+    /// Gradient accumulation (train.accumulate_steps): 1 process x 2 micro-batches of 32 gives the
+    /// parameters of 2 ranks x 1 batch of 32 bit for bit, when the process has one worker thread
+    /// as each rank does: each micro-batch's gradient is computed alone and the two are added, as
+    /// the allreduce adds the ranks'. Without sync_bn: each batch norm sees one batch of 32 either
+    /// way (with sync_bn the 2 ranks' BN would see 64 at once, which no accumulation can
+    /// reproduce). BN running statistics are updated per micro-batch, so they differ by construction
+    /// and are left out. The same process without accumulation (BN over 64) differs, so the
+    /// comparison can fail.
+    func testAccumulationMatchesMoreRanks() throws {
+        _ = try resnetBinary()
+        try requireMPI()
+        let two = try cachedMPI(np: 2, Self.equivalenceArgs(syncBN: false))
+        let accumulated = try cachedSingle(Self.equivalenceArgs(syncBN: false) + ["--set", "train.accumulate_steps=2", "--set", "train.threads=1"])
+        func parameters(_ dir: String) throws -> [String: NamedTensor] {
+            try SafeTensors.read(path: dir + "/model.safetensors").tensors.filter { !$0.key.contains("running_") && !$0.key.hasSuffix("num_batches_tracked") }
+        }
+        assertBitIdentical(try parameters(two.dir), try parameters(accumulated.dir), label: "1 process x 2 micro-batches vs mpirun -np 2")
+        let whole = try cachedSingle(Self.equivalenceArgs(syncBN: false) + ["--set", "train.threads=1"])
+        let (a, b) = (try parameters(two.dir), try parameters(whole.dir))
+        XCTAssertGreaterThan(a.keys.map { relativeDifference(a[$0]!.values, b[$0]!.values) }.max() ?? 0, 1e-3,
+                             "BN over 64 vs over 32 should differ")
     }
 
     // MARK: 2. Without sync_bn
@@ -382,10 +406,14 @@ final class TrainingMPITests: XCTestCase {
 
     /// Every tensor of candidate/model.safetensors within `tolerance` of reference's (same names
     /// and shapes); prints the worst tensors.
-    func assertWeightsClose(reference: String, candidate: String, tolerance: Double, label: String,
+    /// `parametersOnly`: leave out BN's running statistics (buffers).
+    func assertWeightsClose(reference: String, candidate: String, tolerance: Double, label: String, parametersOnly: Bool = false,
                             file: StaticString = #filePath, line: UInt = #line) throws {
-        let a = try SafeTensors.read(path: reference + "/model.safetensors").tensors
-        let b = try SafeTensors.read(path: candidate + "/model.safetensors").tensors
+        func load(_ dir: String) throws -> [String: NamedTensor] {
+            let all = try SafeTensors.read(path: dir + "/model.safetensors").tensors
+            return parametersOnly ? all.filter { !$0.key.contains("running_") && !$0.key.hasSuffix("num_batches_tracked") } : all
+        }
+        let a = try load(reference), b = try load(candidate)
         XCTAssertEqual(Set(a.keys), Set(b.keys), "\(label): tensor names differ", file: file, line: line)
         var rows: [(name: String, rel: Double)] = []
         for name in a.keys.sorted() {
@@ -419,13 +447,4 @@ final class TrainingMPITests: XCTestCase {
                       file: file, line: line)
     }
 
-    func metricsLines(_ dir: String) throws -> [[String: Any]] {
-        let text = try String(contentsOfFile: dir + "/metrics.jsonl", encoding: .utf8)
-        return try text.split(separator: "\n").map { line in
-            guard let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
-                throw TestFailure("metrics.jsonl: not a JSON object: \(line)")
-            }
-            return object
-        }
-    }
 }

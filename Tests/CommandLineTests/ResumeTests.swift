@@ -11,12 +11,13 @@
 //        skipped with a message; `--resume FILE` on a corrupt file names it and the checksum;
 //   g.   `resnet eval --checkpoint` and `resnet export`.
 //
-// They run the RELEASE binary: resnetBinary() in ProcessSupport.swift ($RESNET_BIN, else
+// They run the RELEASE binary: resnetBinary() in Sources/TestSupport/ProcessSupport.swift ($RESNET_BIN, else
 // <package>/.build/release/resnet, built once when missing). Every run is tiny (smoke config:
 // ResNet-18 width 8 on 28x28 Fashion-MNIST, a few dozen steps) and every subprocess has a timeout
 // after which it (and any rank it left) is killed. Each run uses its own temporary folder.
 import Foundation
 import XCTest
+import TestSupport
 import NN
 import Coordinator
 #if canImport(Glibc)
@@ -31,22 +32,24 @@ final class ResumeTests: XCTestCase {
     /// checkpoint mid-epoch: an epoch is 937 steps), then `--resume auto` to 30.
     func testResumeOneProcessIsBitIdentical() throws {
         let a = try cachedRun(np: 1, Self.bitwiseArgs(maxSteps: 30))
-        let b = try makeRunDir("a-resume")
-        try run(np: 1, Self.bitwiseArgs(maxSteps: 12), dir: b, "leg 1 (12 steps)")
-        let leg2 = try run(np: 1, Self.bitwiseArgs(maxSteps: 30) + ["--resume", "auto"], dir: b, "leg 2 (--resume auto to 30)")
-        XCTAssertTrue(leg2.stdout.contains("resumed from \(b)/checkpoints/ckpt-step-000000012.safetensors at step 12"),
-                      "leg 2 did not report resuming from step 12:\n\(leg2.stdout)")
-        try assertBitIdentical(reference: a.dir, candidate: b, label: "1 process: uninterrupted vs stopped at 12 + resumed")
-        try assertSameStepLines(reference: a.dir, candidate: b, label: "1 process, resumed at 12")
+        try stopAndResume("a-resume", np: 1, stop: 12, total: 30, args: Self.bitwiseArgs,
+                          expect: .bitIdentical(reference: a.dir, stepLines: true), label: "1 process: uninterrupted vs stopped at 12 + resumed")
     }
 
     /// Stopped at a step that is not one of A's checkpoint steps (17: A writes at 12 and 24).
     func testResumeOneProcessAtAnotherStepIsBitIdentical() throws {
         let a = try cachedRun(np: 1, Self.bitwiseArgs(maxSteps: 30))
-        let b = try makeRunDir("a-resume17")
-        try run(np: 1, Self.bitwiseArgs(maxSteps: 17), dir: b, "leg 1 (17 steps)")
-        try run(np: 1, Self.bitwiseArgs(maxSteps: 30) + ["--resume", "auto"], dir: b, "leg 2 (--resume auto to 30)")
-        try assertBitIdentical(reference: a.dir, candidate: b, label: "1 process: uninterrupted vs stopped at 17 + resumed")
+        try stopAndResume("a-resume17", np: 1, stop: 17, total: 30, args: Self.bitwiseArgs,
+                          expect: .bitIdentical(reference: a.dir), label: "1 process: uninterrupted vs stopped at 17 + resumed")
+    }
+
+    /// With gradient accumulation (2 micro-batches per step): stopped at 12, resumed to 16, the
+    /// same bits as 16 uninterrupted (checkpoints fall between optimizer steps, never inside one).
+    func testResumeWithAccumulationIsBitIdentical() throws {
+        let args = { (steps: Int) in Self.bitwiseArgs(maxSteps: steps) + ["--set", "train.accumulate_steps=2"] }
+        let a = try cachedRun(np: 1, args(16))
+        try stopAndResume("a-accumulate", np: 1, stop: 12, total: 16, args: args,
+                          expect: .bitIdentical(reference: a.dir, stepLines: true), label: "accumulate_steps 2: uninterrupted vs stopped at 12 + resumed")
     }
 
     // MARK: - b. Same world size, 2 ranks: bit-identical
@@ -54,14 +57,9 @@ final class ResumeTests: XCTestCase {
     func testResumeTwoRanksIsBitIdentical() throws {
         try requireMPI()
         let a = try cachedRun(np: 2, Self.bitwiseArgs(maxSteps: 30))
-        let b = try makeRunDir("b-resume")
-        try run(np: 2, Self.bitwiseArgs(maxSteps: 12), dir: b, "2 ranks, leg 1 (12 steps)")
-        let leg2 = try run(np: 2, Self.bitwiseArgs(maxSteps: 30) + ["--resume", "auto"], dir: b, "2 ranks, leg 2 (--resume auto)")
-        XCTAssertTrue(leg2.stdout.contains("resumed from \(b)/checkpoints/ckpt-step-000000012.safetensors at step 12"),
-                      "leg 2 did not report resuming from step 12:\n\(leg2.stdout)")
+        let leg2 = try stopAndResume("b-resume", np: 2, stop: 12, total: 30, args: Self.bitwiseArgs,
+                                     expect: .bitIdentical(reference: a.dir, stepLines: true), label: "2 ranks: uninterrupted vs stopped at 12 + resumed")
         XCTAssertEqual(leg2.stdout.components(separatedBy: "resumed from").count - 1, 1, "only rank 0 reports the resume")
-        try assertBitIdentical(reference: a.dir, candidate: b, label: "2 ranks: uninterrupted vs stopped at 12 + resumed")
-        try assertSameStepLines(reference: a.dir, candidate: b, label: "2 ranks, resumed at 12")
     }
 
     /// 2 ranks (no sync_bn), stopped at 17, which is not one of A's checkpoint steps (12, 24) —
@@ -77,22 +75,18 @@ final class ResumeTests: XCTestCase {
     func testResumeTwoRanksAtAnotherStepIsBitIdentical() throws {
         try requireMPI()
         let a = try cachedRun(np: 2, Self.bitwiseArgs(maxSteps: 30))
-        let b = try makeRunDir("b-resume17")
-        try run(np: 2, Self.bitwiseArgs(maxSteps: 17), dir: b, "2 ranks, leg 1 (17 steps)")
-        try run(np: 2, Self.bitwiseArgs(maxSteps: 30) + ["--resume", "auto"], dir: b, "2 ranks, leg 2 (--resume auto)")
-        try assertBitIdentical(reference: a.dir, candidate: b, label: "2 ranks: uninterrupted vs stopped at 17 + resumed")
+        try stopAndResume("b-resume17", np: 2, stop: 17, total: 30, args: Self.bitwiseArgs,
+                          expect: .bitIdentical(reference: a.dir), label: "2 ranks: uninterrupted vs stopped at 17 + resumed")
     }
 
     /// The control for the test above: with sync_bn the running statistics are identical on every
     /// rank, averaging them changes nothing, and stopping at 17 resumes bit for bit.
     func testResumeTwoRanksWithSyncBNAtAnotherStepIsBitIdentical() throws {
         try requireMPI()
-        let syncBN = ["--set", "train.sync_bn=true"]
-        let a = try cachedRun(np: 2, Self.bitwiseArgs(maxSteps: 30) + syncBN)
-        let b = try makeRunDir("b-syncbn17")
-        try run(np: 2, Self.bitwiseArgs(maxSteps: 17) + syncBN, dir: b, "2 ranks sync_bn, leg 1 (17 steps)")
-        try run(np: 2, Self.bitwiseArgs(maxSteps: 30) + syncBN + ["--resume", "auto"], dir: b, "2 ranks sync_bn, leg 2")
-        try assertBitIdentical(reference: a.dir, candidate: b, label: "2 ranks, sync_bn: uninterrupted vs stopped at 17 + resumed")
+        let syncBN = { Self.bitwiseArgs(maxSteps: $0) + ["--set", "train.sync_bn=true"] }
+        let a = try cachedRun(np: 2, syncBN(30))
+        try stopAndResume("b-syncbn17", np: 2, stop: 17, total: 30, args: syncBN,
+                          expect: .bitIdentical(reference: a.dir), label: "2 ranks, sync_bn: uninterrupted vs stopped at 17 + resumed")
     }
 
     /// Epoch boundaries (synthetic data: 512 images, 8 steps per epoch, 3 epochs, shuffle and
@@ -103,13 +97,10 @@ final class ResumeTests: XCTestCase {
         XCTAssertEqual(listDir(a.dir + "/checkpoints"), [8, 16, 24].map { CheckpointStore.fileName(step: $0) },
                        "checkpoint.every_epoch: one per epoch end (the last one at the end of the run)")
         for stop in [8, 10] {
-            let b = try makeRunDir("a-epoch\(stop)")
-            try run(np: 1, Self.epochArgs(maxSteps: stop), dir: b, "leg 1 (\(stop) steps)")
-            let leg2 = try run(np: 1, Self.epochArgs(maxSteps: 0) + ["--resume", "auto"], dir: b, "leg 2 (--resume auto)")
+            let leg2 = try stopAndResume("a-epoch\(stop)", np: 1, stop: stop, total: 0, args: Self.epochArgs,
+                                         expect: .bitIdentical(reference: a.dir, stepLines: true, epochLines: true),
+                                         label: "1 process, 3 epochs: stopped at \(stop) + resumed")
             XCTAssertTrue(leg2.stdout.contains("at step \(stop) (epoch 2, step \(stop - 8) of it)"), leg2.stdout)
-            try assertBitIdentical(reference: a.dir, candidate: b, label: "1 process, 3 epochs: stopped at \(stop) + resumed")
-            try assertSameStepLines(reference: a.dir, candidate: b, label: "3 epochs, stopped at \(stop)")
-            try assertSameEpochLines(reference: a.dir, candidate: b, label: "3 epochs, stopped at \(stop)")
         }
     }
 
@@ -118,11 +109,8 @@ final class ResumeTests: XCTestCase {
     func testResumeTwoRanksAtAnEpochBoundaryIsBitIdentical() throws {
         try requireMPI()
         let a = try cachedRun(np: 2, Self.epochArgs(maxSteps: 0))
-        let b = try makeRunDir("b-epoch8")
-        try run(np: 2, Self.epochArgs(maxSteps: 8), dir: b, "2 ranks, leg 1 (8 steps)")
-        try run(np: 2, Self.epochArgs(maxSteps: 0) + ["--resume", "auto"], dir: b, "2 ranks, leg 2 (--resume auto)")
-        try assertBitIdentical(reference: a.dir, candidate: b, label: "2 ranks, 3 epochs: stopped at 8 + resumed")
-        try assertSameEpochLines(reference: a.dir, candidate: b, label: "2 ranks, 3 epochs, stopped at 8")
+        try stopAndResume("b-epoch8", np: 2, stop: 8, total: 0, args: Self.epochArgs,
+                          expect: .bitIdentical(reference: a.dir, epochLines: true), label: "2 ranks, 3 epochs: stopped at 8 + resumed")
     }
 
     // MARK: - c. Another world size: float tolerance
@@ -137,15 +125,10 @@ final class ResumeTests: XCTestCase {
         let ref1 = try cachedRun(np: 1, Self.crossArgs(maxSteps: 6))
         let ref2 = try cachedRun(np: 2, Self.crossArgs(maxSteps: 6))
         for (from, to) in [(2, 1), (1, 2)] {
-            let dir = try makeRunDir("c-\(from)to\(to)")
-            try run(np: from, Self.crossArgs(maxSteps: 3), dir: dir, "\(from) rank(s), leg 1 (3 steps)")
-            let leg2 = try run(np: to, Self.crossArgs(maxSteps: 6) + ["--resume", "auto"], dir: dir,
-                               "\(to) rank(s), leg 2 (--resume auto to 6)")
-            XCTAssertTrue(leg2.stdout.contains("at step 3"), "leg 2 did not resume at step 3:\n\(leg2.stdout)")
-            try assertWeightsClose(reference: (from == 1 ? ref1 : ref2).dir, candidate: dir, tolerance: 1e-4,
-                                   label: "written at \(from) rank(s), resumed at \(to) vs uninterrupted at \(from)")
-            try assertWeightsClose(reference: (to == 1 ? ref1 : ref2).dir, candidate: dir, tolerance: 1e-4,
-                                   label: "written at \(from) rank(s), resumed at \(to) vs uninterrupted at \(to)")
+            try stopAndResume("c-\(from)to\(to)", np: from, resumeNP: to, stop: 3, total: 6, args: Self.crossArgs,
+                              expect: .close(references: [((from == 1 ? ref1 : ref2).dir, "uninterrupted at \(from)"),
+                                                          ((to == 1 ? ref1 : ref2).dir, "uninterrupted at \(to)")], tolerance: 1e-4),
+                              label: "written at \(from) rank(s), resumed at \(to)")
         }
     }
 
@@ -153,12 +136,10 @@ final class ResumeTests: XCTestCase {
     func testResumeFromTwoToFourRanksStaysWithinTolerance() throws {
         try requireMPI()
         let ref2 = try cachedRun(np: 2, Self.crossArgs(maxSteps: 6))
-        let dir = try makeRunDir("c-2to4")
-        try run(np: 2, Self.crossArgs(maxSteps: 3), dir: dir, "2 ranks, leg 1 (3 steps)")
-        let leg2 = try run(np: 4, Self.crossArgs(maxSteps: 6) + ["--resume", "auto"], dir: dir, "4 ranks, leg 2 (--resume auto to 6)")
+        let leg2 = try stopAndResume("c-2to4", np: 2, resumeNP: 4, stop: 3, total: 6, args: Self.crossArgs,
+                                     expect: .close(references: [(ref2.dir, "uninterrupted at 2")], tolerance: 1e-4),
+                                     label: "written at 2 ranks, resumed at 4")
         XCTAssertTrue(leg2.stdout.contains("4 rank(s)"), "leg 2 banner:\n\(leg2.stdout)")
-        try assertWeightsClose(reference: ref2.dir, candidate: dir, tolerance: 1e-4,
-                               label: "written at 2 ranks, resumed at 4 vs uninterrupted at 2")
     }
 
     /// A world size that does not divide the global batch is refused on resume too.
@@ -190,7 +171,7 @@ final class ResumeTests: XCTestCase {
         let (step, path) = try stoppedLine(job.stdout)
         XCTAssertGreaterThanOrEqual(step, 5)
         XCTAssertEqual(path, "\(dir)/checkpoints/\(CheckpointStore.fileName(step: step))")
-        let meta = try CheckpointStore.verify(try CheckpointStore.readFile(path), file: path).metadata
+        let meta = try Checkpoint.verify(try CheckpointStore.readFile(path), file: path).metadata
         XCTAssertEqual(meta["global_step"], "\(step)")
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/model.safetensors"), "final weights written by a stopped run")
         print("[ResumeTests] SIGTERM: stopped after step \(step), exit 0 after \(String(format: "%.2f", seconds)) s")
@@ -244,7 +225,7 @@ final class ResumeTests: XCTestCase {
         XCTAssertEqual(job.status, 0, "mpirun exit status (reason \(job.reason)):\n\(job.stdout.suffix(2000))\n\(job.stderr.suffix(2000))")
         XCTAssertEqual(job.stdout.components(separatedBy: "stopped by signal").count - 1, 1, "one message (rank 0):\n\(job.stdout)")
         let (step, path) = try stoppedLine(job.stdout)
-        XCTAssertNoThrow(try CheckpointStore.verify(try CheckpointStore.readFile(path), file: path))
+        XCTAssertNoThrow(try Checkpoint.verify(try CheckpointStore.readFile(path), file: path))
         let resumed = try run(np: 2, Self.signalArgs(maxSteps: step + 2) + ["--resume", "auto"], dir: dir, "2 ranks, resume after SIGTERM")
         XCTAssertTrue(resumed.stdout.contains("resumed from \(path) at step \(step)"), resumed.stdout)
         XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/model.safetensors"))
@@ -259,12 +240,7 @@ final class ResumeTests: XCTestCase {
     /// the step-8 one waits. The folder then holds the step-4 checkpoint and a stray temp file;
     /// `--resume auto` takes step 4 and completes, bit-identical to a run never killed.
     func testSigkillDuringCheckpointWriteOneProcess() throws {
-        let dir = try makeRunDir("e-kill1")
-        try killDuringSecondCheckpoint(np: 1, dir: dir)
-        let resumed = try run(np: 1, Self.killArgs(maxSteps: 10) + ["--resume", "auto"], dir: dir, "resume after SIGKILL")
-        XCTAssertTrue(resumed.stdout.contains("resumed from \(dir)/checkpoints/ckpt-step-000000004.safetensors at step 4"),
-                      "did not resume from the previous checkpoint:\n\(resumed.stdout)")
-        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/model.safetensors"))
+        let dir = try killDuringSecondCheckpointAndResume(np: 1, tag: "e-kill1")
         let reference = try makeRunDir("e-reference")
         try run(np: 1, Self.killArgs(maxSteps: 10), dir: reference, "uninterrupted 10 steps")
         try assertBitIdentical(reference: reference, candidate: dir, label: "SIGKILL during checkpoint 8, resumed from 4")
@@ -275,15 +251,23 @@ final class ResumeTests: XCTestCase {
     func testSigkillRankZeroDuringCheckpointWrite() throws {
         #if os(Linux)
         try requireMPI()
-        let dir = try makeRunDir("e-kill2")
-        try killDuringSecondCheckpoint(np: 2, dir: dir)
-        let resumed = try run(np: 2, Self.killArgs(maxSteps: 10) + ["--resume", "auto"], dir: dir, "2 ranks, resume after SIGKILL")
-        XCTAssertTrue(resumed.stdout.contains("resumed from \(dir)/checkpoints/ckpt-step-000000004.safetensors at step 4"),
-                      "did not resume from the previous checkpoint:\n\(resumed.stdout)")
-        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/model.safetensors"))
+        try killDuringSecondCheckpointAndResume(np: 2, tag: "e-kill2")
         #else
         throw XCTSkip("needs /proc (Linux)")
         #endif
+    }
+
+    /// Kills the run while its second checkpoint is written (below), then `--resume auto` on as
+    /// many ranks must resume from step 4 and complete. Returns the run folder.
+    @discardableResult
+    private func killDuringSecondCheckpointAndResume(np: Int, tag: String) throws -> String {
+        let dir = try makeRunDir(tag)
+        try killDuringSecondCheckpoint(np: np, dir: dir)
+        let resumed = try run(np: np, Self.killArgs(maxSteps: 10) + ["--resume", "auto"], dir: dir, "\(np) rank(s), resume after SIGKILL")
+        XCTAssertTrue(resumed.stdout.contains("resumed from \(dir)/checkpoints/ckpt-step-000000004.safetensors at step 4"),
+                      "did not resume from the previous checkpoint:\n\(resumed.stdout)")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/model.safetensors"))
+        return dir
     }
 
     /// Starts the run with RESNET_TEST_CHECKPOINT_PAUSE, lets the step-4 checkpoint complete, and
@@ -456,7 +440,45 @@ final class ResumeTests: XCTestCase {
         }
     }
 
-    // MARK: - Run configurations
+    // MARK: - Stop, resume, compare
+
+    /// What a stopped and resumed run must match.
+    enum Expectation {
+        /// model.safetensors bit for bit as `reference`'s; with `stepLines` / `epochLines` the
+        /// metrics step lines / epoch records too.
+        case bitIdentical(reference: String, stepLines: Bool = false, epochLines: Bool = false)
+        /// model.safetensors within `tolerance` of each reference run's (labelled).
+        case close(references: [(dir: String, label: String)], tolerance: Double)
+    }
+
+    /// Stop -> resume -> compare: leg 1 runs `args(stop)` on `np` rank(s) into a fresh folder
+    /// (`tag`); leg 2 runs `args(total)` with `--resume auto` on `resumeNP` ranks (default `np`)
+    /// and must report resuming from leg 1's last checkpoint at step `stop`; the result must meet
+    /// `expect`. Returns leg 2.
+    @discardableResult
+    func stopAndResume(_ tag: String, np: Int, resumeNP: Int? = nil, stop: Int, total: Int, args: (Int) -> [String],
+                       expect: Expectation, label: String, file: StaticString = #filePath, line: UInt = #line) throws -> RunResult {
+        let to = resumeNP ?? np
+        let dir = try makeRunDir(tag)
+        try run(np: np, args(stop), dir: dir, "\(np) rank(s), leg 1 (\(stop) steps)")
+        let leg2 = try run(np: to, args(total) + ["--resume", "auto"], dir: dir, "\(to) rank(s), leg 2 (--resume auto)")
+        let resumed = "resumed from \(dir)/checkpoints/\(CheckpointStore.fileName(step: stop)) at step \(stop)"
+        XCTAssertTrue(leg2.stdout.contains(resumed), "\(label): leg 2 did not report '\(resumed)':\n\(leg2.stdout)", file: file, line: line)
+        switch expect {
+        case .bitIdentical(let reference, let stepLines, let epochLines):
+            try assertBitIdentical(reference: reference, candidate: dir, label: label, file: file, line: line)
+            if stepLines { try assertSameStepLines(reference: reference, candidate: dir, label: label, file: file, line: line) }
+            if epochLines { try assertSameEpochLines(reference: reference, candidate: dir, label: label, file: file, line: line) }
+        case .close(let references, let tolerance):
+            for r in references {
+                try assertWeightsClose(reference: r.dir, candidate: dir, tolerance: tolerance, label: "\(label) vs \(r.label)",
+                                       file: file, line: line)
+            }
+        }
+        return leg2
+    }
+
+    // MARK: - Run configurations    // MARK: - Run configurations
 
     static let singleTimeout = 120.0
     static let mpiTimeout = 180.0
@@ -594,13 +616,6 @@ final class ResumeTests: XCTestCase {
     }
 
     // MARK: - Checks
-
-    func metricsLines(_ dir: String) throws -> [[String: Any]] {
-        let text = try String(contentsOfFile: dir + "/metrics.jsonl", encoding: .utf8)
-        return text.split(separator: "\n").compactMap {
-            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
-        }
-    }
 
     /// The step lines (step, epoch, loss, accuracy, lr — not the timings) of both runs are equal.
     func assertSameStepLines(reference: String, candidate: String, label: String,

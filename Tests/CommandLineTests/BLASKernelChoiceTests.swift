@@ -3,6 +3,7 @@
 // (chosen by the program when OpenBLAS's own table falls short), its sgemm agrees with a plain
 // loop, and a user-set OPENBLAS_CORETYPE always wins.
 import XCTest
+import TestSupport
 import Foundation
 
 final class BLASKernelChoiceTests: XCTestCase {

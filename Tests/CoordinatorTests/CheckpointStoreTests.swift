@@ -1,16 +1,15 @@
-// CheckpointStore in-process (issue 4): the file format (safetensors + format tag + CRC-32 over
+// Checkpoint files in-process (issue 4): the file format (safetensors + format tag + CRC-32 over
 // every byte), refusal of truncated / bit-flipped / foreign / checksum-less files with an error
-// naming the file, the folder logic (newest valid first, falling back past invalid files,
-// pruning to the newest K) and atomic writes that leave the previous checkpoint intact when
-// they fail. Plus the small pure pieces of TrainerCheckpoints: the resumability check (a model
-// mismatch names the field), `resnet export` and the stored config.
+// naming the file, the folder logic of CheckpointStore (newest valid first, falling back past
+// invalid files, pruning to the newest K) and atomic writes that leave the previous checkpoint
+// intact when they fail. (The Trainer's side, resumability and export: TrainingTests.)
 //
 // Everything here runs on tiny hand-made checkpoints in unique temporary folders: fast.
 import XCTest
 import Foundation
 import NN
 import Coordinator
-@testable import Training
+import TestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -19,29 +18,10 @@ final class CheckpointStoreTests: XCTestCase {
 
     // MARK: - Fixtures
 
-    /// A small checkpoint's contents: weights, a BN buffer, an int64 counter, momentum, and
-    /// metadata with the characters real ones carry (YAML newlines, JSON quotes, non-ASCII).
-    static func sampleTensors() -> [NamedTensor] {
-        [
-            NamedTensor(name: "0.0.weight", shape: [2, 1, 3, 3], values: (0..<18).map { Float($0) * 0.37 - 3 }),
-            NamedTensor(name: "0.1.running_mean", shape: [2], values: [0.5, -0.0]),
-            NamedTensor(name: "0.1.num_batches_tracked", shape: [], type: .int64, values: [12]),
-            NamedTensor(name: "7.bias", shape: [3], values: [.infinity, Float(bitPattern: 0x0000_1234), -1.25]),
-            NamedTensor(name: "optimizer.momentum.0.0.weight", shape: [2, 1, 3, 3], values: (0..<18).map { Float($0) * -0.01 }),
-        ]
-    }
-
-    static let sampleMetadata: [String: String] = [
-        "format": "pt", "global_step": "12", "epoch": "0", "step_in_epoch": "12", "world_size": "2",
-        "config": "model:\n  depth: 18\n  width: 8\ndata:\n  dataset: \"fashion-mnist\"\n",
-        "metrics": "{\"kind\":\"step\",\"step\":1,\"loss\":2.3}\n{\"kind\":\"step\",\"step\":2,\"loss\":2.1}\n",
-        "note": "tab\there, backslash \\ and unicode é ✓",
-    ]
-
     static func sampleBytes(step: Int = 12) -> [UInt8] {
-        var meta = sampleMetadata
+        var meta = CheckpointSamples.metadata
         meta["global_step"] = "\(step)"
-        return CheckpointStore.encode(sampleTensors(), metadata: meta)
+        return Checkpoint.encode(CheckpointSamples.tensors(), metadata: meta)
     }
 
     static let fileLabel = "run/checkpoints/ckpt-step-000000012.safetensors"
@@ -74,7 +54,7 @@ final class CheckpointStoreTests: XCTestCase {
     func assertRefused(_ bytes: [UInt8], file: String = fileLabel, _ what: String,
                        fileID: StaticString = #filePath, line: UInt = #line) -> String? {
         do {
-            _ = try CheckpointStore.verify(bytes, file: file)
+            _ = try Checkpoint.verify(bytes, file: file)
             XCTFail("\(what): accepted", file: fileID, line: line)
             return nil
         } catch let e as CheckpointError {
@@ -99,8 +79,8 @@ final class CheckpointStoreTests: XCTestCase {
     func testEncodeVerifyRoundTrip() throws {
         let bytes = Self.sampleBytes()
         XCTAssertEqual(bytes, Self.sampleBytes(), "encoding is not deterministic")
-        let (tensors, meta) = try CheckpointStore.verify(bytes, file: Self.fileLabel)
-        let expected = Self.sampleTensors()
+        let (tensors, meta) = try Checkpoint.verify(bytes, file: Self.fileLabel)
+        let expected = CheckpointSamples.tensors()
         XCTAssertEqual(Set(tensors.keys), Set(expected.map(\.name)))
         for t in expected {
             guard let got = tensors[t.name] else { continue }
@@ -108,9 +88,9 @@ final class CheckpointStoreTests: XCTestCase {
             XCTAssertEqual(got.type, t.type, t.name)
             XCTAssertEqual(got.values.map(\.bitPattern), t.values.map(\.bitPattern), "\(t.name): values not bit-identical")
         }
-        for (k, v) in Self.sampleMetadata { XCTAssertEqual(meta[k], v, "metadata \(k)") }
-        XCTAssertEqual(meta["format_name"], CheckpointStore.formatName)
-        XCTAssertEqual(meta["format_version"], CheckpointStore.formatVersion)
+        for (k, v) in CheckpointSamples.metadata { XCTAssertEqual(meta[k], v, "metadata \(k)") }
+        XCTAssertEqual(meta["format_name"], Checkpoint.formatName)
+        XCTAssertEqual(meta["format_version"], Checkpoint.formatVersion)
         let checksum = try XCTUnwrap(meta["checksum"])
         XCTAssertTrue(checksum.hasPrefix("crc32:") && checksum.count == 14, "checksum field \(checksum)")
 
@@ -124,7 +104,7 @@ final class CheckpointStoreTests: XCTestCase {
     /// CRC-32, and a file edited *and* re-checksummed that way must then be accepted.
     func testChecksumIsCRC32OfTheWholeFileWithAZeroPlaceholder() throws {
         var bytes = Self.sampleBytes()
-        let meta = try CheckpointStore.verify(bytes, file: "x").metadata
+        let meta = try Checkpoint.verify(bytes, file: "x").metadata
         let stored = try XCTUnwrap(meta["checksum"])
         let at = try XCTUnwrap(Self.find(Array(stored.utf8), in: bytes), "checksum text not in the file")
         var zeroed = bytes
@@ -137,8 +117,8 @@ final class CheckpointStoreTests: XCTestCase {
         zeroed[data] ^= 0x01
         let fixed = Array(("crc32:" + Self.hex8(Self.referenceCRC32(zeroed))).utf8)
         for i in 0..<fixed.count { bytes[at + i] = fixed[i] }
-        let t = try CheckpointStore.verify(bytes, file: "x").tensors
-        XCTAssertNotEqual(t["0.0.weight"]?.values.first?.bitPattern, Self.sampleTensors()[0].values.first?.bitPattern)
+        let t = try Checkpoint.verify(bytes, file: "x").tensors
+        XCTAssertNotEqual(t["0.0.weight"]?.values.first?.bitPattern, CheckpointSamples.tensors()[0].values.first?.bitPattern)
     }
 
     // MARK: - Truncation
@@ -175,7 +155,7 @@ final class CheckpointStoreTests: XCTestCase {
         var accepted: [Int] = [], otherErrors: [String] = [], unnamed: [Int] = []
         for k in 0..<bytes.count {
             do {
-                _ = try CheckpointStore.verify(Array(bytes[0..<k]), file: Self.fileLabel)
+                _ = try Checkpoint.verify(Array(bytes[0..<k]), file: Self.fileLabel)
                 accepted.append(k)
             } catch let e as CheckpointError {
                 if !e.description.contains(Self.fileLabel) { unnamed.append(k) }
@@ -197,7 +177,7 @@ final class CheckpointStoreTests: XCTestCase {
     /// then the checksum field, the rest uniformly): every one refused.
     func testThreeHundredRandomBitFlipsAreAllRefused() throws {
         let bytes = Self.sampleBytes()
-        let stored = try XCTUnwrap(try CheckpointStore.verify(bytes, file: "x").metadata["checksum"])
+        let stored = try XCTUnwrap(try Checkpoint.verify(bytes, file: "x").metadata["checksum"])
         let at = try XCTUnwrap(Self.find(Array(stored.utf8), in: bytes))
         var rng = SplitMix64(seed: 0x5EED_C4EC)
         var flips: [(Int, Int)] = (0..<8).map { ($0, Int(rng.next() % 8)) }
@@ -210,7 +190,7 @@ final class CheckpointStoreTests: XCTestCase {
             var b = bytes
             b[offset] ^= UInt8(1 << bit)
             do {
-                _ = try CheckpointStore.verify(b, file: Self.fileLabel)
+                _ = try Checkpoint.verify(b, file: Self.fileLabel)
                 accepted.append("byte \(offset) bit \(bit)")
             } catch let e as CheckpointError {
                 XCTAssertTrue(e.description.contains(Self.fileLabel), "byte \(offset) bit \(bit): \(e.description)")
@@ -230,7 +210,7 @@ final class CheckpointStoreTests: XCTestCase {
                 var b = bytes
                 b[offset] ^= UInt8(1 << bit)
                 do {
-                    _ = try CheckpointStore.verify(b, file: Self.fileLabel)
+                    _ = try Checkpoint.verify(b, file: Self.fileLabel)
                     accepted.append("byte \(offset) bit \(bit)")
                 } catch is CheckpointError {
                 } catch {
@@ -258,13 +238,13 @@ final class CheckpointStoreTests: XCTestCase {
     func testForeignSafetensorsFileIsRefusedWithAClearReason() throws {
         let dir = try makeTempDir()
         let path = dir + "/model.safetensors"
-        try SafeTensors.write(Self.sampleTensors(), metadata: ["format": "pt"], to: path)
+        try SafeTensors.write(CheckpointSamples.tensors(), metadata: ["format": "pt"], to: path)
         let bytes = try CheckpointStore.readFile(path)
         let text = assertRefused(bytes, file: path, "plain safetensors with format=pt") ?? ""
         XCTAssertTrue(text.contains("not a checkpoint"), text)
-        XCTAssertTrue(text.contains(CheckpointStore.formatName), text)
+        XCTAssertTrue(text.contains(Checkpoint.formatName), text)
 
-        let bare = SafeTensors.encode(Self.sampleTensors(), metadata: [:])
+        let bare = SafeTensors.encode(CheckpointSamples.tensors(), metadata: [:])
         let text2 = assertRefused(bare, "safetensors without metadata") ?? ""
         XCTAssertTrue(text2.contains("not a checkpoint"), text2)
 
@@ -274,26 +254,26 @@ final class CheckpointStoreTests: XCTestCase {
     }
 
     func testChecksumMissingIsRefused() {
-        var meta = Self.sampleMetadata
-        meta["format_name"] = CheckpointStore.formatName
-        meta["format_version"] = CheckpointStore.formatVersion
-        let noChecksum = SafeTensors.encode(Self.sampleTensors(), metadata: meta)
+        var meta = CheckpointSamples.metadata
+        meta["format_name"] = Checkpoint.formatName
+        meta["format_version"] = Checkpoint.formatVersion
+        let noChecksum = SafeTensors.encode(CheckpointSamples.tensors(), metadata: meta)
         let text = assertRefused(noChecksum, "format tag but no checksum") ?? ""
         XCTAssertTrue(text.contains("checksum missing"), text)
 
         for bad in ["sha256:0123abcd", "crc32:1234", "crc32:0123456789", ""] {
             meta["checksum"] = bad
-            let t = assertRefused(SafeTensors.encode(Self.sampleTensors(), metadata: meta), "checksum '\(bad)'") ?? ""
+            let t = assertRefused(SafeTensors.encode(CheckpointSamples.tensors(), metadata: meta), "checksum '\(bad)'") ?? ""
             XCTAssertTrue(t.contains("checksum"), t)
         }
     }
 
     func testOtherFormatVersionIsRefused() {
-        var meta = Self.sampleMetadata
-        meta["format_name"] = CheckpointStore.formatName
+        var meta = CheckpointSamples.metadata
+        meta["format_name"] = Checkpoint.formatName
         meta["format_version"] = "2"
         meta["checksum"] = "crc32:00000000"
-        let text = assertRefused(SafeTensors.encode(Self.sampleTensors(), metadata: meta), "format version 2") ?? ""
+        let text = assertRefused(SafeTensors.encode(CheckpointSamples.tensors(), metadata: meta), "format version 2") ?? ""
         XCTAssertTrue(text.contains("version 2"), text)
     }
 
@@ -353,7 +333,7 @@ final class CheckpointStoreTests: XCTestCase {
         XCTAssertTrue(log.last?.contains(paths[20]!) ?? false, "\(log)")
 
         // A foreign file under a checkpoint name is skipped the same way.
-        try SafeTensors.write(Self.sampleTensors(), metadata: ["format": "pt"], to: dir + "/" + CheckpointStore.fileName(step: 40))
+        try SafeTensors.write(CheckpointSamples.tensors(), metadata: ["format": "pt"], to: dir + "/" + CheckpointStore.fileName(step: 40))
         log = []
         XCTAssertEqual(store.newestValid(log: { log.append($0) })?.path, paths[10])
         XCTAssertEqual(log.count, 3, "messages: \(log)")
@@ -417,11 +397,11 @@ final class CheckpointStoreTests: XCTestCase {
     func testRewritingTheSameStepReplacesTheFile() throws {
         let dir = try makeTempDir()
         let store = CheckpointStore(folder: dir, keep: 3)
-        var other = Self.sampleMetadata
+        var other = CheckpointSamples.metadata
         other["note"] = "second"
         try store.write(step: 12, bytes: Self.sampleBytes())
-        let path = try store.write(step: 12, bytes: CheckpointStore.encode(Self.sampleTensors(), metadata: other))
-        XCTAssertEqual(try CheckpointStore.verify(try CheckpointStore.readFile(path), file: path).metadata["note"], "second")
+        let path = try store.write(step: 12, bytes: Checkpoint.encode(CheckpointSamples.tensors(), metadata: other))
+        XCTAssertEqual(try Checkpoint.verify(try CheckpointStore.readFile(path), file: path).metadata["note"], "second")
         XCTAssertEqual(listDir(dir), [CheckpointStore.fileName(step: 12)])
     }
 
@@ -458,7 +438,7 @@ final class CheckpointStoreTests: XCTestCase {
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/" + CheckpointStore.fileName(step: 20)))
         XCTAssertEqual(try CheckpointStore.readFile(previous), before, "the previous checkpoint changed")
-        XCTAssertNoThrow(try CheckpointStore.verify(before, file: previous))
+        XCTAssertNoThrow(try Checkpoint.verify(before, file: previous))
         var log: [String] = []
         XCTAssertEqual(store.newestValid(log: { log.append($0) })?.path, previous)
         XCTAssertEqual(log, [])
@@ -487,7 +467,7 @@ final class CheckpointStoreTests: XCTestCase {
         }
         XCTAssertEqual(listDir(dir).filter { $0.contains(".tmp") }, [], "temporary file left behind")
         XCTAssertEqual(try CheckpointStore.readFile(previous), before, "the previous checkpoint changed")
-        XCTAssertNoThrow(try CheckpointStore.verify(before, file: previous))
+        XCTAssertNoThrow(try Checkpoint.verify(before, file: previous))
         try FileManager.default.removeItem(atPath: target)
         XCTAssertEqual(store.newestValid(log: { XCTFail("unexpected message: \($0)") })?.path, previous)
     }
@@ -497,81 +477,6 @@ final class CheckpointStoreTests: XCTestCase {
         XCTAssertThrowsError(try CheckpointStore.readFile(dir + "/nope.safetensors")) { error in
             XCTAssertTrue("\(error)".contains(dir + "/nope.safetensors"), "\(error)")
         }
-    }
-
-    // MARK: - Trainer pieces: resumability, export, stored config
-
-    /// A checkpoint of another model is refused, naming the field and both values.
-    func testModelMismatchIsRefusedNamingTheField() throws {
-        var saved = RunConfig()
-        saved.model.width = 8
-        let fields: [(String, (inout RunConfig) -> Void)] = [
-            ("model.width", { $0.model.width = 16 }),
-            ("model.depth", { $0.model.depth = 34 }),
-            ("model.num_classes", { $0.model.numClasses = 100 }),
-            ("model.in_channels", { $0.model.inChannels = 3 }),
-            ("train.batch_size", { $0.train.batchSize = 128 }),
-            ("train.seed", { $0.train.seed = 5 }),
-        ]
-        for (field, change) in fields {
-            var current = saved
-            change(&current)
-            XCTAssertThrowsError(try Trainer.checkResumable(saved: saved, current: current, file: "ck.safetensors"), field) { error in
-                let text = "\(error)"
-                XCTAssertTrue(text.contains(field), "\(field): \(text)")
-                XCTAssertTrue(text.contains("ck.safetensors"), "\(field): \(text)")
-            }
-        }
-        var widthError = ""
-        var w16 = saved
-        w16.model.width = 16
-        do { try Trainer.checkResumable(saved: saved, current: w16, file: "ck") } catch { widthError = "\(error)" }
-        XCTAssertTrue(widthError.contains("8") && widthError.contains("16"), widthError)
-
-        // Free to change.
-        var free = saved
-        free.train.maxSteps = 999; free.train.epochs = 7; free.checkpoint.everySteps = 3; free.checkpoint.keep = 9
-        free.output.dir = "elsewhere"; free.train.logEvery = 1; free.train.threads = 2; free.train.bucketMB = 1
-        XCTAssertNoThrow(try Trainer.checkResumable(saved: saved, current: free, file: "ck"))
-    }
-
-    /// `resnet export`: the weights and buffers, no optimizer state, values unchanged; refuses a
-    /// corrupt checkpoint naming it (and writes nothing).
-    func testExportDropsOptimizerStateAndRefusesCorruptFiles() throws {
-        let dir = try makeTempDir()
-        let ckpt = dir + "/ckpt.safetensors"
-        try writeFile(ckpt, Self.sampleBytes())
-        let n = try exportWeights(checkpoint: ckpt, to: dir + "/model.safetensors")
-        let out = try SafeTensors.read(path: dir + "/model.safetensors")
-        let expected = Self.sampleTensors().filter { !$0.name.hasPrefix("optimizer.") }
-        XCTAssertEqual(n, expected.count)
-        XCTAssertEqual(Set(out.tensors.keys), Set(expected.map(\.name)))
-        XCTAssertFalse(out.tensors.keys.contains { $0.hasPrefix("optimizer.") })
-        for t in expected {
-            XCTAssertEqual(out.tensors[t.name]?.values.map(\.bitPattern), t.values.map(\.bitPattern), t.name)
-            XCTAssertEqual(out.tensors[t.name]?.type, t.type, t.name)
-        }
-        XCTAssertNil(out.metadata["format_name"], "an export must not look like a checkpoint")
-
-        try flipByte(ckpt, at: -1)
-        XCTAssertThrowsError(try exportWeights(checkpoint: ckpt, to: dir + "/bad.safetensors")) { error in
-            XCTAssertTrue("\(error)".contains(ckpt) && "\(error)".contains("checksum"), "\(error)")
-        }
-        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/bad.safetensors"))
-    }
-
-    /// `resnet eval --checkpoint`: the stored config, with overrides on top.
-    func testStoredConfigIsReadBackWithOverrides() throws {
-        var config = RunConfig()
-        config.model.width = 8
-        config.train.batchSize = 64
-        var meta = Self.sampleMetadata
-        meta["config"] = config.yamlString()
-        let dir = try makeTempDir()
-        let ckpt = dir + "/ckpt.safetensors"
-        try writeFile(ckpt, CheckpointStore.encode(Self.sampleTensors(), metadata: meta))
-        XCTAssertEqual(try checkpointConfig(ckpt, overrides: []), config)
-        XCTAssertEqual(try checkpointConfig(ckpt, overrides: ["train.batch_size=32"]).train.batchSize, 32)
     }
 
     // MARK: - Helpers

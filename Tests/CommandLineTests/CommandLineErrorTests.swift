@@ -2,6 +2,7 @@
 // option or field — never a crash or a hang (`expectRefusal`, shared with HostileInputTests).
 // (Runs the release binary, single process.)
 import XCTest
+import TestSupport
 import Foundation
 
 final class CommandLineErrorTests: XCTestCase {
@@ -22,5 +23,16 @@ final class CommandLineErrorTests: XCTestCase {
         try expectRefusal(["export", "/nonexistent/c.safetensors", "--out", NSTemporaryDirectory() + "/x.safetensors"],
                           mentions: ["/nonexistent/c.safetensors"])
         try expectRefusal(["eval"], mentions: ["--weights", "--checkpoint"])
+    }
+
+    /// `config-show` prints resolved values (what launch/elastic.sh reads the global batch with);
+    /// an unknown key is refused by name.
+    func testConfigShow() throws {
+        let r = runProcess(try resnetBinary(), ["config-show", "--config", packageRoot + "/configs/quickstart.yaml",
+                                                "--set", "optimizer.lr_per_256=0.2", "train.batch_size", "optimizer.lr_per_256", "train.accumulate_steps"],
+                           environment: singleProcessEnvironment(), timeout: 60)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stdout, "128\n0.2\n1\n")
+        try expectRefusal(["config-show", "train.batch_sise"], mentions: ["unknown config key 'train.batch_sise'"])
     }
 }

@@ -1,6 +1,7 @@
 // The single-process example (Sources/single-process-example, named in the README) builds and
 // trains: every step printed, finite losses, and the loss of the last steps below the first.
 import XCTest
+import TestSupport
 import Foundation
 
 final class ExampleTests: XCTestCase {
