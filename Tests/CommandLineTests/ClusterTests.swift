@@ -18,6 +18,7 @@ import Foundation
 import XCTest
 import NN
 import Coordinator
+import TestSupport
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -90,12 +91,12 @@ final class ClusterTests: XCTestCase {
         let candidates = store.candidates()
         XCTAssertEqual(candidates.first, final20, "the newest checkpoint is the one written during the fault: \(listDir(ckpts))")
         for path in candidates {   // every file under a checkpoint's name is whole
-            XCTAssertNoThrow(try CheckpointStore.verify(try CheckpointStore.readFile(path), file: path), path)
+            XCTAssertNoThrow(try Checkpoint.verify(try CheckpointStore.readFile(path), file: path), path)
         }
         let newest = store.newestValid(log: { XCTFail("unexpected: \($0)") })
         XCTAssertEqual(newest?.path, final20, "newest valid checkpoint")
         if let newest {
-            let meta = try CheckpointStore.verify(newest.bytes, file: newest.path).metadata
+            let meta = try Checkpoint.verify(newest.bytes, file: newest.path).metadata
             XCTAssertEqual(meta["global_step"], "20")
         }
 
