@@ -16,6 +16,11 @@
 #           CHECK=0 skips them.
 #   MAP_BY, BIND_TO  Open MPI's --map-by / --bind-to (default slot:PE=THREADS, and core; none
 #           inside the netns test cluster, whose nodes are pinned to their cores by taskset).
+#   OOB_KEEPALIVE  TIME:INTERVAL:PROBES of TCP keepalive on Open MPI's daemon connections
+#           (oob_tcp_keepalive_*; default 60:10:3, about 90 s to notice a node that is gone;
+#           Open MPI's own default is 300:20:9, 8 minutes; 0 leaves Open MPI's). Without it mpirun
+#           waits on an unreachable node's daemon for those 8 minutes at least, after the
+#           ranks have ended (docs/cluster.md).
 #   MPIRUN_ARGS  more mpirun options (word-split).
 #
 # Before mpirun, every host of the hostfile is checked through AGENT, each within CHECK_TIMEOUT:
@@ -104,6 +109,13 @@ net=()
 [ -n "$subnet" ] && net=(--mca btl_tcp_if_include "$subnet" --mca oob_tcp_if_include "$subnet")
 extra=(); [ -n "${MPIRUN_ARGS:-}" ] && read -r -a extra <<<"$MPIRUN_ARGS"
 [ -n "${LD_LIBRARY_PATH:-}" ] && extra+=(-x LD_LIBRARY_PATH)
+keepalive=${OOB_KEEPALIVE:-60:10:3}
+if [ "$keepalive" != 0 ]; then
+    [[ "$keepalive" =~ ^([1-9][0-9]*):([1-9][0-9]*):([1-9][0-9]*)$ ]] \
+        || { echo "OOB_KEEPALIVE must be TIME:INTERVAL:PROBES (seconds, seconds, count) or 0, got '$keepalive'" >&2; exit 2; }
+    extra+=(--mca oob_tcp_keepalive_time "${BASH_REMATCH[1]}" --mca oob_tcp_keepalive_intvl "${BASH_REMATCH[2]}"
+            --mca oob_tcp_keepalive_probes "${BASH_REMATCH[3]}")
+fi
 exec mpirun --hostfile "$hostfile" -np "$ranks" \
     --mca plm_rsh_agent "$agent" \
     --map-by "${MAP_BY:-slot:PE=${THREADS:-1}}" --bind-to "${BIND_TO:-$bind_default}" \
