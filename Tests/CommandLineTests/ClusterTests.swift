@@ -5,8 +5,7 @@
 //   b. a node's link goes down mid-run (while rank 0 writes a checkpoint): the job, watched for
 //      8 s (well inside train.collective_timeout_s, 300 s by default, so it hangs), is ended from
 //      outside, every process left in the namespaces is killed, and `--resume auto` on the
-//      repaired cluster
-//      continues from the newest checkpoint, bit-identical to a run never cut;
+//      repaired cluster continues from the newest checkpoint, bit-identical to a run never cut;
 //   c. the checkpoint being written when the link went down is complete and loads (never
 //      half-written, never lost), and it is the newest;
 //   d. bad input to hostfile.sh (unknown host, a node whose link is down, a subnet matching no
