@@ -13,7 +13,7 @@ if [ -n "$major" ] && [ "$major" -lt 6 ]; then
     echo "error: $(swift --version 2>/dev/null | head -1) found; Swift 6 or newer is needed (tested with 6.3.1)" >&2
     exit 1
 fi
-pkgs=(libopenmpi-dev openmpi-bin libopenblas-dev zlib1g-dev dataset-fashion-mnist pkg-config)
+pkgs=(libopenmpi-dev openmpi-bin libopenblas-dev zlib1g-dev dataset-fashion-mnist pkg-config iproute2)   # iproute2: ip, tc (launch/netns-cluster.sh)
 [ "${WITH_TORCH:-0}" = 1 ] && pkgs+=(python3-torch)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -1,0 +1,357 @@
+// Across nodes for real (issue 10): a 2-node cluster of network namespaces on one bridge
+// (launch/netns-cluster.sh; 1 core and 1 rank per node, TCP only), launched the way a cluster
+// user launches (launch/hostfile.sh with the cluster's rsh agent and subnet):
+//   a. 2 nodes x 1 rank over TCP train the same model as 2 local ranks, bit for bit;
+//   b. a node's link goes down mid-run (while rank 0 writes a checkpoint): the job, watched for
+//      8 s (well inside train.collective_timeout_s, 300 s by default, so it hangs), is ended from
+//      outside, every process left in the namespaces is killed, and `--resume auto` on the
+//      repaired cluster continues from the newest checkpoint, bit-identical to a run never cut;
+//   c. the checkpoint being written when the link went down is complete and loads (never
+//      half-written, never lost), and it is the newest;
+//   d. bad input to hostfile.sh (unknown host, a node whose link is down, a subnet matching no
+//      interface, a binary missing) fails at once, with one line naming the host.
+// They need root and `ip netns` (skipped with the reason otherwise; CI runs them as root), mpirun,
+// the release binary ($RESNET_BIN) and Fashion-MNIST. Each test brings up its own cluster (a
+// unique name) and tears it down in tearDown — every process in its namespaces killed, every
+// namespace, veth and bridge deleted — also when the test fails.
+import Foundation
+import XCTest
+import NN
+import Coordinator
+import TestSupport
+#if canImport(Glibc)
+import Glibc
+#endif
+
+final class ClusterTests: XCTestCase {
+
+    // MARK: - a. 2 nodes x 1 rank == 2 local ranks
+
+    func testTwoNodesOverTCPTrainTheSameModelAsTwoLocalRanks() throws {
+        let cluster = try upCluster()
+        let bin = try resnetBinary()
+        let onCluster = try Self.reference(cluster: cluster, bin: bin, dirs: dirs)
+        let local = try dirs.make("local")
+        let r = runMPI(np: 2, executable: bin, args: trainArgs(dir: local, Self.args(maxSteps: 30)),
+                       env: ["OPENBLAS_NUM_THREADS": "1"], timeout: 180, killMarker: local)
+        killProcesses(withArgumentContaining: local)
+        XCTAssertFalse(r.timedOut, "2 local ranks timed out")
+        XCTAssertEqual(r.status, 0, "2 local ranks: status \(r.status)\n\(r.stdout.suffix(2000))\n\(r.stderr.suffix(2000))")
+        XCTAssertTrue(onCluster.stdout.contains("2 rank(s)"), onCluster.stdout)
+        try assertModelsBitIdentical(local, onCluster.dir, "2 nodes x 1 rank (TCP, netns) vs 2 local ranks")
+    }
+
+    // MARK: - b/c. Link down mid-run, resume; the checkpoint written during the fault
+
+    func testResumeAutoAfterANodeFailureContinuesFromTheNewestCheckpoint() throws {
+        let cluster = try upCluster()
+        let bin = try resnetBinary()
+        let reference = try Self.reference(cluster: cluster, bin: bin, dirs: dirs)
+        let dir = try dirs.make("cut")
+        let ckpts = dir + "/checkpoints"
+        // Every checkpoint pauses 2 s between its temporary file and the rename (rank 0 is on the
+        // head node and gets mpirun's environment): the link goes down inside the step-20 one.
+        let job = try cluster.start(bin: bin, args: trainArgs(dir: dir, Self.args(maxSteps: 2000)),
+                                    env: ["RESNET_TEST_CHECKPOINT_PAUSE": "2"])
+        defer { job.killEverything(matching: dir); _ = cluster.killAll() }
+        let started = Date()
+        while !listDir(ckpts).contains(where: { $0.hasPrefix(".ckpt-step-000000020.safetensors.tmp.") }) {
+            guard job.isRunning else {
+                throw TestFailure("the run ended before the step-20 checkpoint (status \(job.status)):\n\(job.stdout.suffix(2000))\n\(job.stderr.suffix(2000))")
+            }
+            guard Date().timeIntervalSince(started) < 120 else {
+                throw TestFailure("no step-20 checkpoint after 120 s; files: \(listDir(ckpts))\n\(job.stdout.suffix(2000))")
+            }
+            usleep(20_000)
+        }
+        // Each node's rank runs on the node's own core.
+        let ranks = rankProcesses(withArgumentContaining: dir)
+        XCTAssertEqual(ranks.keys.sorted(), [0, 1], "rank processes: \(ranks)")
+        if ProcessInfo.processInfo.activeProcessorCount >= 2, let r0 = ranks[0], let r1 = ranks[1] {
+            XCTAssertEqual(Self.allowedCPUs(r0), cluster.cores[0], "rank 0's cores")
+            XCTAssertEqual(Self.allowedCPUs(r1), cluster.cores[1], "rank 1's cores")
+        }
+        try cluster.link(1, up: false)
+        let cut = Date()
+
+        // c. The write under way completes: the step-20 checkpoint appears, whole.
+        let final20 = ckpts + "/" + CheckpointStore.fileName(step: 20)
+        while !FileManager.default.fileExists(atPath: final20) && Date().timeIntervalSince(cut) < 15 { usleep(50_000) }
+        // Observe the job for a bound (today it hangs: mpirun waits forever; a watchdog would end it).
+        let ended = job.wait(timeout: 8)
+        print("[ClusterTests] link of n1 down at step 20: job \(ended ? "ended by itself (status \(job.status))" : "still running 8 s later (hung)"); in the namespaces: \(cluster.processes())")
+        job.killEverything(matching: dir)
+        print("[ClusterTests] left in the namespaces after SIGTERM, 5 s, SIGKILL to mpirun: \(cluster.processes())")
+        let killed = cluster.killAll()
+        print("[ClusterTests] \(killed)")
+        XCTAssertEqual(cluster.processCount(), 0, "processes left in the namespaces")
+        XCTAssertTrue(processIDs(withArgumentContaining: dir).isEmpty, "rank processes left: \(processIDs(withArgumentContaining: dir))")
+
+        let store = CheckpointStore(folder: ckpts, keep: 3)
+        let candidates = store.candidates()
+        XCTAssertEqual(candidates.first, final20, "the newest checkpoint is the one written during the fault: \(listDir(ckpts))")
+        for path in candidates {   // every file under a checkpoint's name is whole
+            XCTAssertNoThrow(try Checkpoint.verify(try CheckpointStore.readFile(path), file: path), path)
+        }
+        let newest = store.newestValid(log: { XCTFail("unexpected: \($0)") })
+        XCTAssertEqual(newest?.path, final20, "newest valid checkpoint")
+        if let newest {
+            let meta = try Checkpoint.verify(newest.bytes, file: newest.path).metadata
+            XCTAssertEqual(meta["global_step"], "20")
+        }
+
+        // b. The node is back: `--resume auto` on the 2-node cluster continues from step 20 and
+        // ends bit-identical to the run never cut.
+        try cluster.link(1, up: true)
+        let resumed = try cluster.run(bin: bin, args: trainArgs(dir: dir, Self.args(maxSteps: 30) + ["--resume", "auto"]),
+                                      marker: dir, what: "--resume auto after the cut")
+        XCTAssertTrue(resumed.stdout.contains("resumed from \(final20) at step 20"), "did not resume from step 20:\n\(resumed.stdout.suffix(2000))")
+        try assertModelsBitIdentical(reference.dir, dir, "cut at step 20 + resumed vs never cut (2 nodes)")
+    }
+
+    // MARK: - d. Bad input fails fast, naming the host
+
+    func testBadInputToHostfileLauncherFailsAtOnceNamingTheHost() throws {
+        let cluster = try upCluster()
+        let bin = try resnetBinary()
+        let train = trainArgs(dir: try dirs.make("bad"), Self.args(maxSteps: 2))
+        let badHosts = try dirs.make("hosts") + "/hosts"
+        try "\(cluster.address(0)) slots=1\n10.213.0.99 slots=1\n".write(toFile: badHosts, atomically: true, encoding: .utf8)
+
+        func expectFailure(_ hostfile: String, env: [String: String], naming host: String, _ needle: String, _ what: String) {
+            let started = Date()
+            let r = cluster.launch(hostfile: hostfile, bin: env["RESNET_BIN"] ?? bin, args: train, env: env, timeout: 30)
+            let seconds = Date().timeIntervalSince(started)
+            let lines = r.stderr.split(separator: "\n").filter { $0.contains(host) && $0.contains(needle) }
+            XCTAssertFalse(r.timedOut, "\(what): hung")
+            XCTAssertNotEqual(r.status, 0, "\(what): exit 0\n\(r.stdout)\n\(r.stderr)")
+            XCTAssertLessThan(seconds, 20, "\(what): took \(seconds) s")
+            XCTAssertEqual(lines.count, 1, "\(what): expected one line naming \(host) and '\(needle)':\n\(r.stderr)")
+            XCTAssertFalse(r.stdout.contains("training ResNet"), "\(what): training started")
+            print("[ClusterTests] \(what): \(lines.first.map(String.init) ?? r.stderr) (\(String(format: "%.2f", seconds)) s)")
+        }
+        expectFailure(badHosts, env: [:], naming: "10.213.0.99", "unreachable", "a host that is no node")
+        try cluster.link(1, up: false)
+        expectFailure(cluster.hostfile, env: [:], naming: cluster.address(1), "unreachable", "a node whose link is down")
+        try cluster.link(1, up: true)
+        let oneNode = badHosts + ".one"
+        try "\(cluster.address(1)) slots=1\n".write(toFile: oneNode, atomically: true, encoding: .utf8)
+        expectFailure(oneNode, env: ["SUBNET": "10.99.0.0/24"], naming: cluster.address(1), "no interface in subnet 10.99.0.0/24",
+                      "a subnet matching no interface")
+        expectFailure(oneNode, env: ["RESNET_BIN": "/nonexistent/resnet"], naming: cluster.address(1), "/nonexistent/resnet",
+                      "a binary missing on the node")
+        XCTAssertEqual(cluster.processCount(), 0, "processes left in the namespaces")
+    }
+
+    // MARK: - Runs
+
+    /// Smoke config (ResNet-18 width 8, 28x28 Fashion-MNIST, batch 64), shuffle + augment, a
+    /// checkpoint every 10 steps, 1 worker thread per rank on both sides of every comparison.
+    static func args(maxSteps: Int) -> [String] {
+        ["--set", "data.augment=true", "--set", "data.shuffle=true", "--set", "checkpoint.every_steps=10",
+         "--set", "train.threads=1", "--set", "train.log_every=1", "--set", "train.max_steps=\(maxSteps)"]
+    }
+
+    /// 30 steps on a 2-node cluster, run once per test process.
+    static func reference(cluster: NetnsCluster, bin: String, dirs: RunDirectories) throws -> (dir: String, stdout: String) {
+        try references.value(for: "30") {
+            let dir = try dirs.make("reference")
+            let r = try cluster.run(bin: bin, args: trainArgs(dir: dir, args(maxSteps: 30)), marker: dir, what: "2 nodes, 30 steps")
+            return (dir, r.stdout)
+        }
+    }
+
+    private static let references = RunCache<(dir: String, stdout: String)>()
+    private static let runDirs = RunDirectories(prefix: "resnet-cluster")
+    private var dirs: RunDirectories { Self.runDirs }
+    private var clusters: [NetnsCluster] = []
+
+    private func upCluster() throws -> NetnsCluster {
+        try requireMPI()
+        let cluster = try NetnsCluster.up(nodes: 2)
+        clusters.append(cluster)
+        return cluster
+    }
+
+    override func tearDown() {
+        for cluster in clusters { cluster.down() }
+        clusters = []
+        super.tearDown()
+    }
+
+    override class func tearDown() {
+        runDirs.removeAll(keep: ProcessInfo.processInfo.environment["CLUSTER_TESTS_KEEP"] != nil)
+        references.removeAll()
+        super.tearDown()
+    }
+
+    /// Cpus_allowed_list of a process, as a list of core numbers ("0-1,3" -> [0, 1, 3]).
+    static func allowedCPUs(_ pid: pid_t) -> [Int] {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("Cpus_allowed_list:") }) else { return [] }
+        return parseCPUList(String(line.dropFirst("Cpus_allowed_list:".count)))
+    }
+
+    static func parseCPUList(_ s: String) -> [Int] {
+        s.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ",").flatMap { part -> [Int] in
+            let ends = part.split(separator: "-").compactMap { Int($0) }
+            if ends.count == 2 { return Array(ends[0]...ends[1]) }
+            return ends
+        }
+    }
+
+    func assertModelsBitIdentical(_ a: String, _ b: String, _ label: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let ta = try SafeTensors.read(path: a + "/model.safetensors").tensors
+        let tb = try SafeTensors.read(path: b + "/model.safetensors").tensors
+        XCTAssertFalse(ta.isEmpty, "\(label): no tensors", file: file, line: line)
+        XCTAssertEqual(Set(ta.keys), Set(tb.keys), "\(label): tensor names", file: file, line: line)
+        let differing = ta.keys.sorted().filter { name in
+            guard let x = ta[name], let y = tb[name] else { return true }
+            return x.shape != y.shape || x.values.map(\.bitPattern) != y.values.map(\.bitPattern)
+        }
+        XCTAssertTrue(differing.isEmpty, "\(label): \(differing.count) tensor(s) differ: \(differing.prefix(8).map { "\($0) (relative \(relativeDifference(ta[$0]?.values ?? [], tb[$0]?.values ?? [])))" })",
+                      file: file, line: line)
+        XCTAssertTrue(FileManager.default.contents(atPath: a + "/model.safetensors") == FileManager.default.contents(atPath: b + "/model.safetensors"),
+                      "\(label): model.safetensors differ byte-wise", file: file, line: line)
+    }
+}
+
+/// One cluster of launch/netns-cluster.sh, named uniquely for this test process.
+final class NetnsCluster {
+    static let script = packageRoot + "/launch/netns-cluster.sh"
+    static let hostfileScript = packageRoot + "/launch/hostfile.sh"
+    private static var counter = 0
+    private static let lock = NSLock()
+
+    let name: String
+    let stateDir: String
+    let cores: [[Int]]
+    var hostfile: String { stateDir + "/hostfile" }
+    private var isUp = true
+
+    /// Creates the cluster, or skips the test (not root, no `ip`, no network namespaces).
+    static func up(nodes: Int) throws -> NetnsCluster {
+        guard getuid() == 0 else { throw XCTSkip("the netns cluster needs root (network namespaces, veth, bridge): running as uid \(getuid())") }
+        guard let ip = findOnPath("ip") else { throw XCTSkip("the netns cluster needs `ip` (iproute2), not found on PATH") }
+        let probe = runProcess(ip, ["netns", "list"], timeout: 10)
+        guard probe.status == 0 else { throw XCTSkip("`ip netns` is unavailable here: \(probe.stderr.trimmingCharacters(in: .whitespacesAndNewlines))") }
+        lock.lock(); counter += 1; let n = counter; lock.unlock()
+        let name = "ct\(getpid() % 100000)\(n)".prefix(8).lowercased()
+        let env = ["CLUSTER": String(name)]
+        _ = runProcess("/bin/bash", [script, "down"], environment: merged(env), timeout: 60)   // a leftover of a crashed run
+        let r = runProcess("/bin/bash", [script, "up", String(nodes)], environment: merged(env), timeout: 60)
+        if r.status != 0 || r.timedOut {
+            _ = runProcess("/bin/bash", [script, "down"], environment: merged(env), timeout: 60)
+            let text = r.stdout + r.stderr
+            if text.contains("Operation not permitted") || text.contains("Permission denied") {
+                throw XCTSkip("network namespaces cannot be created here: \(text.trimmingCharacters(in: .whitespacesAndNewlines))")
+            }
+            throw TestFailure("launch/netns-cluster.sh up \(nodes) failed (status \(r.status)):\n\(text)")
+        }
+        let state = "/run/resnet-netns/\(name)"
+        let cores = (0..<nodes).map { i in
+            ClusterTests.parseCPUList((try? String(contentsOfFile: "\(state)/cores-n\(i)", encoding: .utf8)) ?? "")
+        }
+        return NetnsCluster(name: String(name), stateDir: state, cores: cores)
+    }
+
+    private init(name: String, stateDir: String, cores: [[Int]]) {
+        self.name = name; self.stateDir = stateDir; self.cores = cores
+    }
+
+    deinit { down() }
+
+    static func merged(_ env: [String: String]) -> [String: String] {
+        var e = ProcessInfo.processInfo.environment.filter { !isLauncherVariable($0.key) }
+        for key in ["RESNET_TEST_CHECKPOINT_PAUSE", "STATE_DIR", "CLUSTER_SUBNET", "RATE", "CORES", "AGENT", "SUBNET", "CHECK"] {
+            e.removeValue(forKey: key)   // the fixture's and hostfile.sh's settings come from the test alone
+        }
+        e.merge(env) { _, new in new }
+        return e
+    }
+
+    private var env: [String: String] { ["CLUSTER": name] }
+
+    func address(_ node: Int) -> String { "10.213.0.\(10 + node)" }
+
+    /// The arguments of `netns-cluster.sh run -- hostfile.sh HOSTFILE 2 BIN-ARGS` (on node 0).
+    private func launchArguments(hostfile: String, args: [String]) -> [String] {
+        [Self.script, "run", "--", "/bin/bash", Self.hostfileScript, hostfile, "2"] + args
+    }
+
+    private func launchEnvironment(bin: String, _ extra: [String: String]) -> [String: String] {
+        var e = Self.merged(env)
+        e["RESNET_BIN"] = bin
+        e["OPENBLAS_NUM_THREADS"] = "1"
+        e["CHECK_TIMEOUT"] = "5"
+        e.merge(extra) { _, new in new }
+        return mpirunEnvironment(base: e)
+    }
+
+    /// hostfile.sh on node 0, waited for at most `timeout` s (then killed, with whatever it left
+    /// in the namespaces).
+    func launch(hostfile: String, bin: String, args: [String], env extra: [String: String] = [:], timeout: Double) -> ProcessResult {
+        let r = runProcess("/bin/bash", launchArguments(hostfile: hostfile, args: args),
+                           environment: launchEnvironment(bin: bin, extra), timeout: timeout)
+        if r.timedOut { _ = killAll() }
+        return r
+    }
+
+    /// A 2-rank job (hostfile.sh on node 0) that must succeed; leftovers are killed afterwards.
+    @discardableResult
+    func run(bin: String, args: [String], marker: String, what: String) throws -> ProcessResult {
+        let r = runProcess("/bin/bash", launchArguments(hostfile: hostfile, args: args),
+                           environment: launchEnvironment(bin: bin, [:]), timeout: 180, killMarker: marker)
+        _ = killAll()
+        if r.timedOut || r.status != 0 {
+            throw TestFailure("\(what): hostfile.sh \(args.joined(separator: " ")) on cluster \(name): \(r.timedOut ? "timed out" : "status \(r.status)")\nstdout:\n\(r.stdout.suffix(3000))\nstderr:\n\(r.stderr.suffix(3000))")
+        }
+        return r
+    }
+
+    /// A 2-rank job watched while it runs (`exec` all the way down: the job's pid is mpirun's).
+    func start(bin: String, args: [String], env extra: [String: String]) throws -> BackgroundJob {
+        try BackgroundJob(executable: "/bin/bash", args: launchArguments(hostfile: hostfile, args: args),
+                          environment: launchEnvironment(bin: bin, extra))
+    }
+
+    func link(_ node: Int, up: Bool) throws {
+        let r = runProcess("/bin/bash", [Self.script, "link", "n\(node)", up ? "up" : "down"], environment: Self.merged(env), timeout: 30)
+        guard r.status == 0 else { throw TestFailure("link n\(node) \(up ? "up" : "down"): \(r.stderr)") }
+    }
+
+    /// Kills every process in the cluster's namespaces; returns what the script said.
+    @discardableResult
+    func killAll() -> String {
+        let r = runProcess("/bin/bash", [Self.script, "kill"], environment: Self.merged(env), timeout: 30)
+        return (r.stdout + r.stderr).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// The processes in the cluster's namespaces, as "node:pid:name" (name from /proc/PID/comm).
+    func processes() -> [String] {
+        guard let ip = findOnPath("ip") else { return [] }
+        return cores.indices.flatMap { i in
+            runProcess(ip, ["netns", "pids", "\(name)-n\(i)"], timeout: 10).stdout.split(separator: "\n").map { pid in
+                let comm = (try? String(contentsOfFile: "/proc/\(pid)/comm", encoding: .utf8))?
+                    .trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
+                return "n\(i):\(pid):\(comm)"
+            }
+        }
+    }
+
+    /// How many processes run in the cluster's namespaces.
+    func processCount() -> Int {
+        guard let ip = findOnPath("ip") else { return 0 }
+        let spaces = ["\(name)-sw"] + cores.indices.map { "\(name)-n\($0)" }
+        return spaces.reduce(0) { n, ns in
+            n + runProcess(ip, ["netns", "pids", ns], timeout: 10).stdout.split(separator: "\n").count
+        }
+    }
+
+    func down() {
+        guard isUp else { return }
+        isUp = false
+        let r = runProcess("/bin/bash", [Self.script, "down"], environment: Self.merged(env), timeout: 60)
+        if r.status != 0 { print("[ClusterTests] netns-cluster.sh down (\(name)) failed: \(r.stderr)") }
+    }
+}
