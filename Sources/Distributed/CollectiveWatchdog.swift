@@ -52,21 +52,21 @@ public final class CollectiveWatchdog: @unchecked Sendable {
         thread.start()
     }
 
-    /// Starts the process-wide watchdog: on expiry it prints the message to stderr, calls `abort`
-    /// (MPI_Abort) on a thread of its own, and ends the process with `exitStatus` after `grace`
-    /// seconds whatever MPI did — first ending a parent Open MPI daemon or launcher that is still
-    /// there (SIGTERM, then SIGKILL), so neither a cut-off node's orted nor a mpirun waiting for it
-    /// outlives the job.
+    /// Starts the process-wide watchdog: on expiry it prints the message to stderr, starts a
+    /// reaper that ends a parent Open MPI daemon or launcher still there `grace` seconds later
+    /// (SIGTERM, then SIGKILL), calls `abort` (MPI_Abort) on a thread of its own, and ends the
+    /// process with `exitStatus` after `grace` seconds whatever MPI did — so neither a cut-off
+    /// node's orted nor a mpirun waiting for it outlives the job.
     @discardableResult
     public static func start(timeout: Double, startupTimeout: Double, rank: Int, host: String, grace: Double = 10,
                              abort: @escaping @Sendable () -> Void) -> CollectiveWatchdog {
         let watchdog = CollectiveWatchdog(timeout: timeout, startupTimeout: startupTimeout, rank: rank, host: host) { message in
             FileHandle.standardError.write(Data((message + "\n").utf8))
             fflush(stdout)
+            startParentReaper(after: grace)
             let aborting = Thread { abort() }
             aborting.start()
             Thread.sleep(forTimeInterval: grace)
-            terminateParentLauncher()
             _exit(CollectiveWatchdog.exitStatus)
         }
         install(watchdog)
@@ -152,20 +152,26 @@ public final class CollectiveWatchdog: @unchecked Sendable {
     }
 }
 
-/// Ends the parent process when it is Open MPI's: its per-node daemon (orted; prted in Open MPI 5)
-/// or the launcher itself (mpirun/mpiexec/orterun/prterun, the parent of the ranks on the head
-/// node). Seen on the netns cluster with a link down: MPI_Abort's kill never reaches the cut-off
-/// node, whose orted then ignores SIGTERM while it waits for mpirun, and mpirun waits for that
-/// daemon for ever. So: SIGTERM, 3 s, SIGKILL. Only called once MPI_Abort has had its grace.
-private func terminateParentLauncher() {
+/// Open MPI's per-node daemon (orted; prted in Open MPI 5) or launcher (the ranks' parent on the head node).
+private let openMPIParents: Set<String> = ["orted", "prted", "mpirun", "mpiexec", "orterun", "prterun"]
+
+/// Starts a detached `sh` that, `delay` seconds from now, ends this rank's parent if that is still
+/// Open MPI's daemon or launcher (SIGTERM, 3 s, SIGKILL; each only while /proc says it is that
+/// process). A process of its own, because MPI_Abort usually makes the local daemon kill this rank
+/// first — seen on the netns cluster with a link down: both ranks died by MPI_Abort, then mpirun
+/// waited for ever for the cut-off node's orted, which waited for mpirun and ignored SIGTERM.
+private func startParentReaper(after delay: Double) {
     let parent = getppid()
     guard parent > 1, let name = try? String(contentsOfFile: "/proc/\(parent)/comm", encoding: .utf8) else { return }
     let command = name.trimmingCharacters(in: .whitespacesAndNewlines)
-    guard ["orted", "prted", "mpirun", "mpiexec", "orterun", "prterun"].contains(command) else { return }
-    kill(parent, SIGTERM)
-    for _ in 0..<30 {
-        usleep(100_000)
-        if getppid() != parent || kill(parent, 0) != 0 { return }
-    }
-    kill(parent, SIGKILL)
+    guard openMPIParents.contains(command) else { return }
+    let script = "sleep \(Int(delay.rounded(.up))); for s in TERM KILL; do "
+        + "[ \"$(cat /proc/\(parent)/comm 2>/dev/null)\" = \(command) ] || exit 0; kill -$s \(parent); sleep 3; done"
+    let reaper = Process()
+    reaper.executableURL = URL(fileURLWithPath: "/bin/sh")
+    reaper.arguments = ["-c", script]
+    reaper.standardInput = FileHandle.nullDevice
+    reaper.standardOutput = FileHandle.nullDevice
+    reaper.standardError = FileHandle.nullDevice
+    try? reaper.run()
 }

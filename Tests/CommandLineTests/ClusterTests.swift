@@ -51,7 +51,7 @@ final class ClusterTests: XCTestCase {
         let ckpts = dir + "/checkpoints"
         // Every checkpoint pauses 2 s between its temporary file and the rename (rank 0 is on the
         // head node and gets mpirun's environment): the link goes down inside the step-20 one.
-        let job = try cluster.start(bin: bin, args: trainArgs(dir: dir, Self.args(maxSteps: 2000)),
+        let job = try cluster.start(bin: bin, args: trainArgs(dir: dir, Self.args(maxSteps: 2000) + ["--set", "train.collective_timeout_s=5"]),
                                     env: ["RESNET_TEST_CHECKPOINT_PAUSE": "2"])
         defer { job.killEverything(matching: dir); _ = cluster.killAll() }
         let started = Date()
@@ -77,11 +77,25 @@ final class ClusterTests: XCTestCase {
         // c. The write under way completes: the step-20 checkpoint appears, whole.
         let final20 = ckpts + "/" + CheckpointStore.fileName(step: 20)
         while !FileManager.default.fileExists(atPath: final20) && Date().timeIntervalSince(cut) < 15 { usleep(50_000) }
-        // Observe the job for a bound (today it hangs: mpirun waits forever; a watchdog would end it).
-        let ended = job.wait(timeout: 8)
-        print("[ClusterTests] link of n1 down at step 20: job \(ended ? "ended by itself (status \(job.status))" : "still running 8 s later (hung)"); in the namespaces: \(cluster.processes())")
+        // The collective watchdog (train.collective_timeout_s 5) ends the job by itself: every
+        // process on both nodes gone — the cut-off rank and its orted included — within the
+        // timeout plus 30 s, mpirun non-zero, rank 0's line naming the step and the collective.
+        let bound = 5.0 + 30
+        let ended = job.wait(timeout: bound)
+        var gone = false
+        while Date().timeIntervalSince(cut) < bound {
+            if cluster.processCount() == 0 { gone = true; break }
+            usleep(200_000)
+        }
+        let took = Date().timeIntervalSince(cut)
+        print("[ClusterTests] link of n1 down at step 20: job \(ended ? "ended by itself (status \(job.status))" : "still running"); \(String(format: "%.1f", took)) s; in the namespaces: \(cluster.processes())")
+        XCTAssertTrue(ended, "mpirun still running \(bound) s after the link went down:\n\(job.stdout.suffix(1500))\n\(job.stderr.suffix(1500))")
+        XCTAssertTrue(gone, "processes left in the namespaces \(bound) s after the cut: \(cluster.processes())")
+        if ended { XCTAssertNotEqual(job.status, 0, "mpirun's status") }
+        let line = (job.stdout + job.stderr).split(separator: "\n").first { $0.contains("not completed after") }.map(String.init) ?? ""
+        XCTAssertTrue(line.range(of: #"^\[rank 0 on host [^\]]+\] step \d+: .+ not completed after 5 s"#, options: .regularExpression) != nil,
+                      "rank 0's watchdog line: '\(line)'\n\((job.stdout + job.stderr).suffix(2000))")
         job.killEverything(matching: dir)
-        print("[ClusterTests] left in the namespaces after SIGTERM, 5 s, SIGKILL to mpirun: \(cluster.processes())")
         let killed = cluster.killAll()
         print("[ClusterTests] \(killed)")
         XCTAssertEqual(cluster.processCount(), 0, "processes left in the namespaces")
