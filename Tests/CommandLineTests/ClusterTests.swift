@@ -8,6 +8,8 @@
 //      repaired cluster continues from the newest checkpoint, bit-identical to a run never cut;
 //   c. the checkpoint being written when the link went down is complete and loads (never
 //      half-written, never lost), and it is the newest;
+//   e. launch/elastic.sh: a node's link down -> the job ends (watchdog), the run finishes on the
+//      remaining node from the newest checkpoint, equal to a run restarted by hand there;
 //   d. bad input to hostfile.sh (unknown host, a node whose link is down, a subnet matching no
 //      interface, a binary missing) fails at once, with one line naming the host.
 // They need root and `ip netns` (skipped with the reason otherwise; CI runs them as root), mpirun,
@@ -121,6 +123,53 @@ final class ClusterTests: XCTestCase {
                                       marker: dir, what: "--resume auto after the cut")
         XCTAssertTrue(resumed.stdout.contains("resumed from \(final20) at step 20"), "did not resume from step 20:\n\(resumed.stdout.suffix(2000))")
         try assertModelsBitIdentical(reference.dir, dir, "cut at step 20 + resumed vs never cut (2 nodes)")
+    }
+
+    // MARK: - e. Elastic restart
+
+    /// launch/elastic.sh on the 2-node cluster; n1's link goes down after the step-20 checkpoint:
+    /// the watchdog ends the job, elastic.sh finds n1 silent, relaunches 1 rank on n0 with
+    /// `--resume auto`, and the run finishes; metrics.jsonl records the restart. The model equals
+    /// a run restarted by hand at the same step (2 nodes to that step, then 1 rank from its checkpoint).
+    func testElasticRestartFinishesOnTheRemainingNode() throws {
+        let cluster = try upCluster()
+        let bin = try resnetBinary()
+        let dir = try dirs.make("elastic")
+        let extra = ["--set", "train.collective_timeout_s=5"]
+        let job = try cluster.startElastic(bin: bin, args: trainArgs(dir: dir, Self.args(maxSteps: 40) + extra),
+                                           env: ["MAX_RESTARTS": "2", "RESTART_DELAY": "1"])
+        defer { job.killEverything(matching: dir); _ = cluster.killAll() }
+        let started = Date(), ckpt20 = dir + "/checkpoints/" + CheckpointStore.fileName(step: 20)
+        while !FileManager.default.fileExists(atPath: ckpt20) {
+            guard job.isRunning, Date().timeIntervalSince(started) < 180 else {
+                throw TestFailure("no step-20 checkpoint (status \(job.status)):\n\(job.stdout.suffix(2000))\n\(job.stderr.suffix(2000))")
+            }
+            usleep(20_000)
+        }
+        try cluster.link(1, up: false)
+        XCTAssertTrue(job.wait(timeout: 300), "elastic.sh still running:\n\(job.stdout.suffix(2000))\n\(job.stderr.suffix(2000))")
+        XCTAssertEqual(job.status, 0, "elastic.sh status:\n\(job.stdout.suffix(2000))\n\(job.stderr.suffix(3000))")
+        let output = job.stdout + job.stderr
+        XCTAssertTrue(output.contains("[elastic] restart 1 of 2: 1 of 2 host(s) answer (lost: \(cluster.address(1))); world size 2 -> 1"), output.suffix(3000).description)
+        guard let r = output.range(of: #"resumed from \S+ckpt-step-(\d+)\.safetensors at step (\d+)"#, options: .regularExpression),
+              let step = Int(output[r].split(separator: " ").last ?? "") else {
+            return XCTFail("no resume line:\n\(output.suffix(3000))")
+        }
+        XCTAssertGreaterThanOrEqual(step, 20)
+        let restarts = try metricsLines(dir).filter { $0["kind"] as? String == "restart" }
+        XCTAssertEqual(restarts.count, 1, "restart records")
+        XCTAssertEqual(restarts.first?["ranks"] as? Int, 1)
+        XCTAssertEqual(restarts.first?["step"] as? Int, step)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/model.safetensors"))
+        // By hand: the link back, 2 nodes to `step`, then 1 rank on n0 from that checkpoint.
+        try cluster.link(1, up: true)
+        let hand = try dirs.make("by-hand")
+        try cluster.run(bin: bin, args: trainArgs(dir: hand, Self.args(maxSteps: step) + extra), marker: hand, what: "2 nodes to \(step)")
+        let n0 = try dirs.make("hosts") + "/n0"
+        try "\(cluster.address(0)) slots=1\n".write(toFile: n0, atomically: true, encoding: .utf8)
+        try cluster.run(bin: bin, args: trainArgs(dir: hand, Self.args(maxSteps: 40) + extra + ["--resume", "auto"]), marker: hand,
+                        what: "1 rank from \(step)", ranks: 1, hosts: n0)
+        try assertModelsBitIdentical(hand, dir, "elastic restart vs restarted by hand at step \(step)")
     }
 
     // MARK: - d. Bad input fails fast, naming the host
@@ -288,9 +337,9 @@ final class NetnsCluster {
 
     func address(_ node: Int) -> String { "10.213.0.\(10 + node)" }
 
-    /// The arguments of `netns-cluster.sh run -- hostfile.sh HOSTFILE 2 BIN-ARGS` (on node 0).
-    private func launchArguments(hostfile: String, args: [String]) -> [String] {
-        [Self.script, "run", "--", "/bin/bash", Self.hostfileScript, hostfile, "2"] + args
+    /// The arguments of `netns-cluster.sh run -- hostfile.sh HOSTFILE RANKS BIN-ARGS` (on node 0).
+    private func launchArguments(hostfile: String, ranks: Int = 2, args: [String]) -> [String] {
+        [Self.script, "run", "--", "/bin/bash", Self.hostfileScript, hostfile, String(ranks)] + args
     }
 
     private func launchEnvironment(bin: String, _ extra: [String: String]) -> [String: String] {
@@ -311,16 +360,23 @@ final class NetnsCluster {
         return r
     }
 
-    /// A 2-rank job (hostfile.sh on node 0) that must succeed; leftovers are killed afterwards.
+    /// A job of `ranks` ranks (hostfile.sh on node 0, on `hosts`, default every node) that must
+    /// succeed; leftovers are killed afterwards.
     @discardableResult
-    func run(bin: String, args: [String], marker: String, what: String) throws -> ProcessResult {
-        let r = runProcess("/bin/bash", launchArguments(hostfile: hostfile, args: args),
+    func run(bin: String, args: [String], marker: String, what: String, ranks: Int = 2, hosts: String? = nil) throws -> ProcessResult {
+        let r = runProcess("/bin/bash", launchArguments(hostfile: hosts ?? hostfile, ranks: ranks, args: args),
                            environment: launchEnvironment(bin: bin, [:]), timeout: 180, killMarker: marker)
         _ = killAll()
         if r.timedOut || r.status != 0 {
             throw TestFailure("\(what): hostfile.sh \(args.joined(separator: " ")) on cluster \(name): \(r.timedOut ? "timed out" : "status \(r.status)")\nstdout:\n\(r.stdout.suffix(3000))\nstderr:\n\(r.stderr.suffix(3000))")
         }
         return r
+    }
+
+    /// launch/elastic.sh on node 0 over the cluster's hostfile, watched while it runs.
+    func startElastic(bin: String, args: [String], env extra: [String: String]) throws -> BackgroundJob {
+        try BackgroundJob(executable: "/bin/bash", args: [Self.script, "run", "--", "/bin/bash", packageRoot + "/launch/elastic.sh", hostfile] + args,
+                          environment: launchEnvironment(bin: bin, extra))
     }
 
     /// A 2-rank job watched while it runs (`exec` all the way down: the job's pid is mpirun's).
