@@ -21,7 +21,7 @@
 # Environment: CLUSTER, CLUSTER_SUBNET, CORES, RATE as for netns-cluster.sh;
 #   SLURM_STATE  folder of the SLURM side (default /run/resnet-slurm/$CLUSTER): slurm.conf,
 #                munge/ (key, socket, log), ctld/ (StateSaveLocation), spool/<node>/ (SlurmdSpoolDir),
-#                log/ (slurmctld.log, slurmd-<node>.log)
+#                log/ (slurmctld.log, slurmd-<node>.log), tmp/<node>/ (the node's /tmp)
 #   UP_TIMEOUT   seconds to wait for the nodes to be idle (default 60)
 #
 # Layout: controller namespace ${CLUSTER}-ctl, address CLUSTER_SUBNET.5, cabled to bridge port pc.
@@ -30,6 +30,8 @@
 # address, CPUs = the node's cores (the netns cluster's CORES). No accounting database;
 # ProctrackType=proctrack/linuxproc (several slurmd's on one machine cannot share the cgroup
 # tree), TaskPlugin=task/none (the node's processes are already confined to its cores by taskset).
+# Each node has a /tmp of its own (jobs there see $SLURM_STATE/tmp/n<i> as /tmp): put run folders
+# on a shared path (the repository, /var/tmp, ...), not in /tmp, as on a real cluster.
 set -euo pipefail
 
 CLUSTER=${CLUSTER:-slurm}   # not netns-cluster.sh's default (rn): both can be up side by side
@@ -137,7 +139,12 @@ cmd_up() {
         # refuses to start without a file system there even when no cgroup plugin is used (there
         # is no CgroupPlugin=disabled before 23.02). An empty tmpfs, in the private mount
         # namespace of this slurmd only, is enough for it (it is then taken for cgroup v1).
-        "$netns" exec "n$i" -- sh -c 'mount -t tmpfs -o size=64k,mode=755 slurm-nocgroup /sys/fs/cgroup && mkdir /sys/fs/cgroup/systemd && mount -t cgroup -o none,name=systemd slurm-nocgroup /sys/fs/cgroup/systemd && exec "$@"' sh \
+        # /tmp: each node has one of its own ($SLURM_STATE/tmp/n<i>, bound over /tmp for slurmd
+        # and everything it starts), as real nodes do: SLURM's PMIx plugin makes
+        # /tmp/spmix_appdir_<uid>_<job>.<step> on every node of a step and fails when it exists
+        # (a shared /tmp), and Open MPI's session folders are per node too.
+        mkdir -p "$SLURM_STATE/tmp/n$i"; chmod 1777 "$SLURM_STATE/tmp/n$i"
+        "$netns" exec "n$i" -- sh -c 'mount -t tmpfs -o size=64k,mode=755 slurm-nocgroup /sys/fs/cgroup && mkdir /sys/fs/cgroup/systemd && mount -t cgroup -o none,name=systemd slurm-nocgroup /sys/fs/cgroup/systemd && mount --bind "$0" /tmp && exec "$@"' "$SLURM_STATE/tmp/n$i" \
             slurmd -f "$conf" -N "n$i" \
             || die "slurmd on n$i did not start: $(tail -5 "$SLURM_STATE/log/slurmd-n$i.log" 2>/dev/null)"
     done
