@@ -69,7 +69,7 @@ write_conf() {
         echo "SlurmdUser=root"
         echo "AuthType=auth/munge"
         echo "CredType=cred/munge"
-        echo "AuthInfo=socket=$SLURM_STATE/munge/munge.socket"
+        echo "AuthInfo=socket=$SLURM_STATE/munge/munge.socket,cred_expire=10"   # cred_expire: a requeued job may start again after cred_expire + 1 s (default 120)
         echo "StateSaveLocation=$SLURM_STATE/ctld"
         echo "SlurmdSpoolDir=$SLURM_STATE/spool/%n"
         echo "SlurmctldPidFile=$SLURM_STATE/slurmctld.pid"
