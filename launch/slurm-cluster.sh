@@ -125,7 +125,7 @@ cmd_up() {
     # munge with a key of its own (the unix socket is reached from every namespace).
     dd if=/dev/urandom bs=1 count=1024 of="$SLURM_STATE/munge/munge.key" status=none
     chmod 400 "$SLURM_STATE/munge/munge.key"
-    munged --force --key-file="$SLURM_STATE/munge/munge.key" --socket="$SLURM_STATE/munge/munge.socket" \
+    daemon "$SLURM_STATE/log/start.log" munged --force --key-file="$SLURM_STATE/munge/munge.key" --socket="$SLURM_STATE/munge/munge.socket" \
         --pid-file="$SLURM_STATE/munge/munged.pid" --log-file="$SLURM_STATE/munge/munged.log" \
         --seed-file="$SLURM_STATE/munge/munged.seed" \
         || die "munged did not start: $(tail -3 "$SLURM_STATE/munge/munged.log" 2>/dev/null)"
@@ -133,7 +133,7 @@ cmd_up() {
     write_conf "$n"
     for ((i = 0; i < n; i++)); do mkdir -p "$SLURM_STATE/spool/n$i"; done
     # slurmctld in the controller namespace (-c: a clean state, -i: ignore an old state file).
-    in_ctl slurmctld -c -f "$conf" || die "slurmctld did not start: $(tail -5 "$SLURM_STATE/log/slurmctld.log" 2>/dev/null)"
+    daemon "$SLURM_STATE/log/start.log" env SLURM_CONF="$conf" ip netns exec "$ctl_ns" slurmctld -c -f "$conf" || die "slurmctld did not start: $(tail -5 "$SLURM_STATE/log/slurmctld.log" 2>/dev/null)"
     for ((i = 0; i < n; i++)); do
         # `ip netns exec` remounts /sys for the namespace, without /sys/fs/cgroup; slurmd 22.05
         # refuses to start without a file system there even when no cgroup plugin is used (there
@@ -144,7 +144,7 @@ cmd_up() {
         # /tmp/spmix_appdir_<uid>_<job>.<step> on every node of a step and fails when it exists
         # (a shared /tmp), and Open MPI's session folders are per node too.
         mkdir -p "$SLURM_STATE/tmp/n$i"; chmod 1777 "$SLURM_STATE/tmp/n$i"
-        "$netns" exec "n$i" -- sh -c 'mount -t tmpfs -o size=64k,mode=755 slurm-nocgroup /sys/fs/cgroup && mkdir /sys/fs/cgroup/systemd && mount -t cgroup -o none,name=systemd slurm-nocgroup /sys/fs/cgroup/systemd && mount --bind "$0" /tmp && exec "$@"' "$SLURM_STATE/tmp/n$i" \
+        daemon "$SLURM_STATE/log/start.log" "$netns" exec "n$i" -- sh -c 'mount -t tmpfs -o size=64k,mode=755 slurm-nocgroup /sys/fs/cgroup && mkdir /sys/fs/cgroup/systemd && mount -t cgroup -o none,name=systemd slurm-nocgroup /sys/fs/cgroup/systemd && mount --bind "$0" /tmp && exec "$@"' "$SLURM_STATE/tmp/n$i" \
             slurmd -f "$conf" -N "n$i" \
             || die "slurmd on n$i did not start: $(tail -5 "$SLURM_STATE/log/slurmd-n$i.log" 2>/dev/null)"
     done
@@ -160,6 +160,17 @@ cmd_up() {
     [ "$idle" -eq "$n" ] || die "nodes not idle after ${UP_TIMEOUT:-60} s: $(tr '\n' ' ' <<<"$states"); see $SLURM_STATE/log"
     echo "slurm cluster '$CLUSTER' up: controller $(hostname) at $ctl_addr (namespace $ctl_ns), $n node(s) idle"
     echo "  SLURM_CONF=$conf   (clients: launch/slurm-cluster.sh run -- sbatch ...)"
+}
+
+# Runs a daemon with no file descriptor of ours but 0-2, and those on /dev/null and a log file: a
+# caller that waits for our output to end (or, like Foundation's Process, for a descriptor it
+# gave us to close) must not wait for the daemons.
+daemon() {
+    local log=$1; shift
+    (
+        for fd in $(ls /proc/$BASHPID/fd); do [ "$fd" -gt 2 ] && eval "exec $fd>&-"; done 2>/dev/null
+        exec "$@" </dev/null >>"$log" 2>&1
+    )
 }
 
 pid_of() { [ -r "$1" ] && cat "$1" 2>/dev/null || true; }
