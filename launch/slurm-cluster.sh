@@ -94,6 +94,7 @@ write_conf() {
         echo "InactiveLimit=0"
         echo "KillWait=30"
         echo "MinJobAge=600"
+        echo "JobRequeue=0"   # only jobs submitted with --requeue are requeueable
         for ((i = 0; i < n; i++)); do
             cores=$(tr ',' '\n' < "$NETNS_STATE/cores-n$i" | wc -l)
             echo "NodeName=n$i NodeAddr=$prefix.$((10 + i)) CPUs=$cores Boards=1 SocketsPerBoard=1 CoresPerSocket=$cores ThreadsPerCore=1 RealMemory=1 State=UNKNOWN"
