@@ -11,6 +11,9 @@
 #                                           waits until `sinfo` shows every node idle
 #   launch/slurm-cluster.sh run -- CMD ...  CMD on the controller node (sbatch, squeue, sinfo, scancel,
 #                                           scontrol reach slurmctld from there), SLURM_CONF exported
+#   launch/slurm-cluster.sh link NODE down|up  netns-cluster.sh's `link`, and on `up` the controller's
+#                                           neighbour cache flushed too (else slurmctld cannot reach the
+#                                           node for seconds and it stays down*)
 #   launch/slurm-cluster.sh status          sinfo + squeue
 #   launch/slurm-cluster.sh down            stop everything (slurmd's, slurmctld, munged), delete the
 #                                           namespaces and the state folder; works on a half-made cluster
@@ -211,6 +214,11 @@ cmd_run() {
     exec ip netns exec "$ctl_ns" "$@"
 }
 
+cmd_link() {
+    "$netns" link "$@"
+    [ "${2:-}" = up ] && ip -n "$ctl_ns" neigh flush all 2>/dev/null || true
+}
+
 cmd_status() {
     [ -e "$SLURM_STATE/up" ] || { echo "slurm cluster '$CLUSTER' is not up"; return 0; }
     in_ctl sinfo -N -l || true
@@ -239,6 +247,7 @@ case "$sub" in
     down) cmd_down;;
     run) cmd_run "$@";;
     status) cmd_status;;
+    link) cmd_link "$@";;
     with) cmd_with "$@";;
     *) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' >&2; exit 2;;
 esac
