@@ -12,6 +12,9 @@
 //      script requeues the job, the rerun finishes: bit-identical to an uninterrupted run;
 //   d. `scancel --signal=TERM` (no --requeue): checkpoint, exit 0, the output says how to continue;
 //      resubmitted with --resume auto it ends bit-identical to an uninterrupted run;
+//   f. a node set down mid-job (`scontrol update nodename=n1 state=down`) ends the job (NODE_FAIL)
+//      within KillWait, no rank left; resubmitted on the remaining node it resumes from the
+//      newest checkpoint at 1 rank and finishes;
 //   e. bad input (more tasks than the global batch allows, a missing binary, config or dataset
 //      folder, a config that is a folder) fails at job start with one line naming the node(s)
 //      and the cause; no rank starts.
@@ -124,6 +127,36 @@ final class SlurmTests: XCTestCase {
         let out2 = try cluster.waitFinished(again, dir: dir, timeout: 240, output: "job2.out")
         XCTAssertTrue(out2.contains("resumed from"), out2)
         try Self.assertSameModel(reference, dir, "scancel --signal=TERM + resubmitted --resume auto vs uninterrupted (2 ranks)")
+    }
+
+    // MARK: - f. A node set down mid-job; resubmitted on the remaining node
+
+    func testNodeDownEndsTheJobAndAResubmissionOnTheOtherNodeResumes() throws {
+        let cluster = try upCluster()
+        let bin = try resnetBinary()
+        let dir = try Self.makeDir("nodedown")
+        let train = ClusterTests.args(maxSteps: 60) + ["--resume", "auto"]
+        let job = try cluster.submit(bin: bin, dir: dir, sbatch: ["--nodes=2", "--ntasks-per-node=1", "--time=5"],
+                                     train: train, env: ["RESNET_TEST_CHECKPOINT_PAUSE": "1"])
+        try Self.waitForCheckpoint(step: 20, dir: dir, timeout: 120)
+        let down = Date()
+        try cluster.client(["scontrol", "update", "nodename=n1", "state=down", "reason=SlurmTests"])
+        let out = try cluster.waitFinished(job, dir: dir, timeout: 90, mustSucceed: false)
+        let seconds = Date().timeIntervalSince(down)
+        print("[SlurmTests] n1 set down: job \(cluster.jobState(job)) after \(String(format: "%.1f", seconds)) s")
+        XCTAssertEqual(cluster.jobState(job), "NODE_FAIL", out)
+        XCTAssertLessThan(seconds, 45, "the job outlived its node by \(seconds) s (KillWait is 30 s)")
+        XCTAssertTrue(processIDs(withArgumentContaining: dir + "/run").isEmpty, "rank processes left: \(processIDs(withArgumentContaining: dir + "/run"))")
+        let newest = listDir(dir + "/run/checkpoints").filter { $0.hasPrefix("ckpt-step-") }.last ?? ""
+        let newestStep = Int(newest.dropFirst("ckpt-step-".count).prefix(9)) ?? -1
+        XCTAssertGreaterThanOrEqual(newestStep, 20, "checkpoints: \(listDir(dir + "/run/checkpoints"))")
+
+        let again = try cluster.submit(bin: bin, dir: dir, sbatch: ["--nodes=1", "--ntasks-per-node=1", "--time=5", "--exclude=n1"],
+                                       train: train, env: [:], output: "job2.out")
+        let out2 = try cluster.waitFinished(again, dir: dir, timeout: 240, output: "job2.out")
+        XCTAssertEqual(Self.resumedStep(out2), newestStep, "did not resume from the newest checkpoint (\(newest)):\n\(out2)")
+        XCTAssertTrue(out2.contains("1 rank(s)"), out2)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir + "/run/model.safetensors"), out2)
     }
 
     // MARK: - e. Bad input at job start
