@@ -161,7 +161,7 @@ cmd_up() {
         [ "$idle" -eq "$n" ] && break
         sleep 1
     done
-    [ "$idle" -eq "$n" ] || die "nodes not idle after ${UP_TIMEOUT:-60} s: $(tr '\n' ' ' <<<"$states"); see $SLURM_STATE/log"
+    [ "$idle" -eq "$n" ] || die "nodes not idle after ${UP_TIMEOUT:-60} s: $(tr '\n' ' ' <<<"$states"); slurmctld.log ends: $(tail -2 "$SLURM_STATE/log/slurmctld.log" 2>/dev/null | tr '\n' ' ')"
     echo "slurm cluster '$CLUSTER' up: controller $(hostname) at $ctl_addr (namespace $ctl_ns), $n node(s) idle"
     echo "  SLURM_CONF=$conf   (clients: launch/slurm-cluster.sh run -- sbatch ...)"
 }
