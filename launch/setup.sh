@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks (and installs, when missing) the system packages, then builds the release binary.
 # Example:  launch/setup.sh            (WITH_TORCH=1 also installs python3-torch for the parity tests;
-#           WITH_TENSORBOARD=1 makes .build/tensorboard-venv, TensorBoard's own event reader for its tests)
+#           WITH_TENSORBOARD=1 makes .build/tensorboard-venv, TensorBoard's own event reader for its tests;
+#           WITH_SLURM=1 SLURM and munge for the SLURM test cluster)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v swift >/dev/null 2>&1; then
@@ -15,6 +16,10 @@ if [ -n "$major" ] && [ "$major" -lt 6 ]; then
 fi
 pkgs=(libopenmpi-dev openmpi-bin libopenblas-dev zlib1g-dev dataset-fashion-mnist pkg-config iproute2)   # iproute2: ip, tc (launch/netns-cluster.sh)
 [ "${WITH_TORCH:-0}" = 1 ] && pkgs+=(python3-torch)
+# WITH_SLURM=1: SLURM 22.05 and munge for the SLURM test cluster (launch/slurm-cluster.sh, SlurmTests).
+# Installing them starts no daemon in a container without systemd; on a host with systemd, the
+# packages' own slurmctld/slurmd/munge services stay unconfigured (no /etc/slurm/slurm.conf).
+[ "${WITH_SLURM:-0}" = 1 ] && pkgs+=(slurmctld slurmd slurm-client munge)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

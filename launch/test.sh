@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# The test suite: installs/checks the packages (with PyTorch for the parity tests), builds the
-# release binary the multi-rank tests launch under mpirun, then runs every test target, and the
+# The test suite: installs/checks the packages (with PyTorch for the parity tests, SLURM and munge
+# for SlurmTests), builds the release binary the multi-rank tests launch under mpirun, then runs
+# every test target, and the
 # layer tests (NNTests) a second time under another OpenBLAS kernel, so a tolerance that holds
 # only for one kernel's summation order fails on every machine, not only on the one whose CPU
 # OpenBLAS happens to map to that kernel.
 # Example:  launch/test.sh            (extra arguments go to `swift test`, e.g. --filter NNTests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-WITH_TORCH=1 WITH_TENSORBOARD=1 launch/setup.sh
+WITH_TORCH=1 WITH_TENSORBOARD=1 WITH_SLURM=1 launch/setup.sh
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export RESNET_BIN="$PWD/.build/release/resnet"
 swift build -c release --product single-process-example 2>&1 | tail -1   # run by CommandLineTests/ExampleTests
