@@ -44,6 +44,7 @@ net_subnet=${CLUSTER_SUBNET:-10.213.0.0/24}
 prefix=${net_subnet%.0/24}
 ctl_addr=$prefix.5
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/.." && pwd)
 netns="$here/netns-cluster.sh"
 NETNS_STATE=${STATE_DIR:-/run/resnet-netns/$CLUSTER}
 SLURM_STATE=${SLURM_STATE:-/run/resnet-slurm/$CLUSTER}
@@ -147,8 +148,22 @@ cmd_up() {
         # and everything it starts), as real nodes do: SLURM's PMIx plugin makes
         # /tmp/spmix_appdir_<uid>_<job>.<step> on every node of a step and fails when it exists
         # (a shared /tmp), and Open MPI's session folders are per node too.
+        # Folders under /tmp that every node must see (the repository and the binary when they
+        # live there, as in a fresh clone in /tmp, plus SLURM_SHARED_TMP) are bound through: staged
+        # outside /tmp, then moved onto the same path inside the node's own /tmp.
         mkdir -p "$SLURM_STATE/tmp/n$i"; chmod 1777 "$SLURM_STATE/tmp/n$i"
-        daemon "$SLURM_STATE/log/start.log" "$netns" exec "n$i" -- sh -c 'mount -t tmpfs -o size=64k,mode=755 slurm-nocgroup /sys/fs/cgroup && mkdir /sys/fs/cgroup/systemd && mount -t cgroup -o none,name=systemd slurm-nocgroup /sys/fs/cgroup/systemd && mount --bind "$0" /tmp && exec "$@"' "$SLURM_STATE/tmp/n$i" \
+        local shared=() p
+        for p in "$repo" "$(dirname "${RESNET_BIN:-/nonexistent/x}")" ${SLURM_SHARED_TMP:-}; do
+            case "$p" in "$repo"/*) continue ;; /tmp/?*) [ -d "$p" ] && shared+=("$p") ;; esac
+        done
+        daemon "$SLURM_STATE/log/start.log" "$netns" exec "n$i" -- sh -c '
+            stage=$0; node_tmp=$1; n=$2; shift 2
+            mount -t tmpfs -o size=64k,mode=755 slurm-nocgroup /sys/fs/cgroup && mkdir /sys/fs/cgroup/systemd &&
+            mount -t cgroup -o none,name=systemd slurm-nocgroup /sys/fs/cgroup/systemd || exit 1
+            i=0; for p in "$@"; do [ $i -lt $n ] || break; mkdir -p "$stage/$i" && mount --bind "$p" "$stage/$i" || exit 1; i=$((i + 1)); done
+            mount --bind "$node_tmp" /tmp || exit 1
+            i=0; for p in "$@"; do [ $i -lt $n ] || break; mkdir -p "$p" && mount --move "$stage/$i" "$p" || exit 1; i=$((i + 1)); done
+            shift $n; exec "$@"' "$SLURM_STATE/share/n$i" "$SLURM_STATE/tmp/n$i" "${#shared[@]}" "${shared[@]}" \
             slurmd -f "$conf" -N "n$i" \
             || die "slurmd on n$i did not start: $(tail -5 "$SLURM_STATE/log/slurmd-n$i.log" 2>/dev/null)"
     done
