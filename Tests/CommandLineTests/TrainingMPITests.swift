@@ -271,8 +271,11 @@ final class TrainingMPITests: XCTestCase {
         for needed in ["model.safetensors", "metrics.jsonl", "config.yaml", "curves.svg"] {
             XCTAssertTrue(files.contains(needed), "\(needed) missing from the run dir (\(files.sorted()))")
         }
+        // One TensorBoard event file, rank 0's.
+        let events = files.filter { $0.hasPrefix("events.out.tfevents.") }
+        XCTAssertEqual(events.count, 1, "TensorBoard event files: \(events.sorted())")
         let allowed: Set<String> = ["model.safetensors", "metrics.jsonl", "config.yaml", "curves.svg", "checkpoints", ".lock"]
-        XCTAssertTrue(files.isSubset(of: allowed), "unexpected files in the run dir: \(files.subtracting(allowed).sorted())")
+        XCTAssertTrue(files.subtracting(events).isSubset(of: allowed), "unexpected files in the run dir: \(files.subtracting(events).subtracting(allowed).sorted())")
         let checkpoints = listDir(run.dir + "/checkpoints")
         XCTAssertTrue(checkpoints.allSatisfy { !$0.contains("rank") && !$0.hasSuffix(".tmp") },
                       "per-rank or half-written checkpoint files: \(checkpoints)")
