@@ -96,9 +96,13 @@ final class SlurmTests: XCTestCase {
             guard cluster.isQueued(job) else { throw TestFailure("the job ended without a requeue:\n\(cluster.output(dir))") }
             usleep(500_000)
         }
-        // Lift the limit so the rerun is not cut again; on a fast machine the rerun may already have
-        // finished (then scontrol says so, and the checks below still judge the job).
-        _ = try? cluster.client(["scontrol", "update", "jobid=\(job)", "timelimit=5"])
+        // Lift the limit so the rerun is not cut again, retrying while the requeued job is between
+        // states; on a fast machine the rerun may already have finished (the checks below judge it).
+        let lifting = Date()
+        while (try? cluster.client(["scontrol", "update", "jobid=\(job)", "timelimit=5"])) == nil && cluster.isQueued(job) {
+            guard Date().timeIntervalSince(lifting) < 60 else { throw TestFailure("cannot lift the time limit of job \(job):\n\(cluster.output(dir))") }
+            usleep(200_000)
+        }
         let out = try cluster.waitFinished(job, dir: dir, timeout: 300)
         XCTAssertTrue(out.contains("stopped by signal"), "no checkpoint before the time limit:\n\(out)")
         XCTAssertTrue(out.contains("requeueing job \(job)"), out)
