@@ -30,7 +30,7 @@ public func fuzzSafeTensors(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         FuzzSupport.check(error, allowed: [SafeTensorsError.self])
     }
     do {
-        _ = try CheckpointStore.verify(bytes, file: "fuzz.ckpt")
+        _ = try Checkpoint.verify(bytes, file: "fuzz.ckpt")
     } catch {
         FuzzSupport.check(error, allowed: [CheckpointError.self])
     }

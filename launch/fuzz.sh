@@ -36,6 +36,16 @@ if [ -z "$YAMS" ]; then
   YAMS=$OUT/checkouts/Yams/Sources
 fi
 
+# swift-protobuf's sources (TensorBoard's messages), the same way.
+PROTOBUF=
+for d in $OUT/checkouts/swift-protobuf .build/checkouts/swift-protobuf .build*/checkouts/swift-protobuf; do
+  if [ -f "$d/Sources/SwiftProtobuf/Message.swift" ]; then PROTOBUF=$d; break; fi
+done
+if [ -z "$PROTOBUF" ]; then
+  swift package resolve --scratch-path $OUT >/dev/null
+  PROTOBUF=$OUT/checkouts/swift-protobuf
+fi
+
 MPI_FLAGS=$(pkg-config --cflags ompi-c | sed 's/-I/-Xcc -I/g')
 MPI_LIBS=$(pkg-config --libs ompi-c)
 SAN=(-sanitize=fuzzer,address)
@@ -57,7 +67,7 @@ module() {
   shift
   if stale "$OBJ/$name.o" "$@" "${deps[@]}"; then
     echo "== compiling $name"
-    swiftc "${FLAGS[@]}" -module-name "$name" -emit-module -emit-module-path "$OBJ/$name.swiftmodule" \
+    swiftc "${FLAGS[@]}" ${MODULE_FLAGS:-} -module-name "$name" -emit-module -emit-module-path "$OBJ/$name.swiftmodule" \
       -c "$@" -o "$OBJ/$name.o.tmp"
     mv "$OBJ/$name.o.tmp" "$OBJ/$name.o"
   fi
@@ -70,12 +80,15 @@ for c in "$YAMS"/CYaml/src/*.c; do
     "$CLANG" -fsanitize=fuzzer-no-link,address -O1 -g -DYAML_DECLARE_STATIC -I "$YAMS/CYaml/include" -c "$c" -o "$o"
   fi
 done
-module NN "" $(find Sources/NN -name '*.swift' | sort)
+module Trace "" Sources/Trace/*.swift
+module NN "Trace" $(find Sources/NN -name '*.swift' | sort)
 module Data "NN" Sources/Data/*.swift
 module Yams "" "$YAMS"/Yams/*.swift
-module Distributed "" Sources/Distributed/*.swift
+module Distributed "Trace" Sources/Distributed/*.swift
+MODULE_FLAGS="-package-name swift_protobuf" module SwiftProtobuf "" $(find "$PROTOBUF/Sources/SwiftProtobuf" -name '*.swift' | sort)
+module TensorBoard "SwiftProtobuf" $(find Sources/TensorBoard -name '*.swift' | sort)
 module Coordinator "NN Data Distributed" Sources/Coordinator/*.swift
-module Training "NN Data Distributed Coordinator Yams" Sources/Training/*.swift
+module Training "NN Data Distributed Coordinator TensorBoard Trace Yams" Sources/Training/*.swift
 
 # target NAME SOURCE OBJECTS...
 target() {
@@ -86,13 +99,14 @@ target() {
       -I "$YAMS/CYaml/include" "$src" Fuzz/Support.swift "$@" -lz -lopenblas $MPI_LIBS -o "$BIN/fuzz-$name"
   fi
 }
-BASE=("$OBJ/Data.o" "$OBJ/NN.o")
+BASE=("$OBJ/Data.o" "$OBJ/NN.o" "$OBJ/Trace.o")
 for t in "${TARGETS[@]}"; do
   case $t in
     idx) target idx Fuzz/FuzzIDX.swift "${BASE[@]}" ;;
     cifar) target cifar Fuzz/FuzzCIFAR.swift "${BASE[@]}" ;;
     safetensors) target safetensors Fuzz/FuzzSafeTensors.swift "$OBJ/Coordinator.o" "$OBJ/Distributed.o" "${BASE[@]}" ;;
     config) target config Fuzz/FuzzConfig.swift "$OBJ/Training.o" "$OBJ/Coordinator.o" "$OBJ/Distributed.o" \
+              "$OBJ/TensorBoard.o" "$OBJ/SwiftProtobuf.o" \
               "${BASE[@]}" "$OBJ/Yams.o" "$OBJ"/CYaml-*.o ;;
     *) echo "unknown fuzz target '$t' (idx, cifar, safetensors, config)" >&2; exit 2 ;;
   esac
