@@ -18,7 +18,14 @@ struct ResnetCommand: ParsableCommand {
         subcommands: [Train.self, Eval.self, Summary.self, Bench.self, Export.self, SysInfo.self, ConfigReference.self, ConfigShow.self])
 
     static func main() {
+        Preemption.hold()   // a SIGTERM before train's handler is in place waits (Preemption.swift)
         prepareOpenBLAS()
+        if CommandLine.arguments.dropFirst().first == "train" {
+            TestSeam.startupPause?()
+            Preemption.install()
+        } else {
+            Preemption.release()
+        }
         Self.main(nil)
     }
 }
@@ -132,7 +139,6 @@ struct Train: ParsableCommand {
     func run() throws {
         let config = try options.load(extra: debug ? ["train.debug=true"] : [])
         configureThreads(config.train.threads)
-        Preemption.install()
         withCommunicator(command: "train") { comm in
             let trainer = try Trainer(config: config, comm: comm)
             trainer.overwrite = overwrite

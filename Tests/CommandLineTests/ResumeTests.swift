@@ -208,6 +208,25 @@ final class ResumeTests: XCTestCase {
         XCTAssertFalse(job.stdout.contains("stopped by signal"), "the second signal did not exit at once:\n\(job.stdout.suffix(1000))")
     }
 
+    /// SIGTERM while the process starts, before it has run a step (SLURM sends its --signal
+    /// warning up to a minute early: a requeued job's ranks can get it as they start): the signal
+    /// waits until the handler is in place, then the run stops after step 1 with a checkpoint and
+    /// exits 0. (RESNET_TEST_STARTUP_PAUSE holds the process 2 s before its handler is installed.)
+    func testSigtermDuringStartupStopsAfterTheFirstStep() throws {
+        let dir = try makeRunDir("d-startup")
+        let job = try startJob(np: 1, args: trainArgs(dir: dir, Self.signalArgs(maxSteps: 2000)),
+                               env: ["RESNET_TEST_STARTUP_PAUSE": "2"])
+        defer { job.killEverything(matching: dir) }
+        usleep(500_000)
+        XCTAssertTrue(job.isRunning, "ended during its start-up pause (status \(job.status)):\n\(job.stderr)")
+        XCTAssertEqual(kill(job.pid, SIGTERM), 0)
+        XCTAssertTrue(job.wait(timeout: 30), "still running 30 s after SIGTERM:\n\(job.stdout.suffix(2000))")
+        XCTAssertEqual(job.status, 0, "SIGTERM during start-up killed the process (reason \(job.reason)):\n\(job.stdout.suffix(2000))\n\(job.stderr)")
+        let (step, path) = try stoppedLine(job.stdout)
+        XCTAssertEqual(step, 1, job.stdout)
+        XCTAssertEqual(try Checkpoint.verify(try CheckpointStore.readFile(path), file: path).metadata["global_step"], "1")
+    }
+
     /// 2 ranks; SIGTERM to BOTH rank processes (what SLURM does): mpirun exits 0, one message,
     /// a valid checkpoint; the job resumes from it on 2 ranks.
     func testSigtermBothRanksCheckpointsAndExitsZero() throws {

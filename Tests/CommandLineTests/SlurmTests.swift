@@ -84,20 +84,23 @@ final class SlurmTests: XCTestCase {
         let bin = try resnetBinary()
         let reference = try Self.localReference(steps: 400, bin: bin)
         let dir = try Self.makeDir("timelimit")
-        // 1 minute, SIGTERM 45 s before it (slurmctld looks every ~30 s): 15 to 45 s into the run,
-        // which lasts longer (a 1 s pause at each of its 40 checkpoints).
+        // 1 minute, SIGTERM 45 s before it. slurmctld sends the warning at its first periodic check
+        // (every 30 s) that finds less than 45 + 30 s left: here 0 to 30 s into the run, which lasts
+        // longer (a 1 s pause at each of its 40 checkpoints). REQUEUE_WINDOW=600: the script
+        // requeues whatever the time left once the test has lifted the limit.
         let job = try cluster.submit(bin: bin, dir: dir, sbatch: ["--nodes=2", "--ntasks-per-node=1", "--time=1", "--signal=TERM@45", "--requeue"],
                                      train: ClusterTests.args(maxSteps: 400) + ["--resume", "auto"],
-                                     env: ["RESNET_TEST_CHECKPOINT_PAUSE": "1"])
-        // Once requeued, give the rerun time enough to finish.
+                                     env: ["RESNET_TEST_CHECKPOINT_PAUSE": "1", "REQUEUE_WINDOW": "600"])
+        // Once the warning has come (rank 0 says it stopped), lift the limit to 5 minutes: else the
+        // rerun (its own minute) gets the warning as it starts, stops after a step and is requeued
+        // again. The requeued job is held pending for a while before it runs again; the update is
+        // retried while the job is between states.
         let started = Date()
-        while !cluster.output(dir).contains("restart 1") {
-            guard Date().timeIntervalSince(started) < 200 else { throw TestFailure("not requeued after 200 s:\n\(cluster.output(dir))") }
-            guard cluster.isQueued(job) else { throw TestFailure("the job ended without a requeue:\n\(cluster.output(dir))") }
-            usleep(500_000)
+        while !cluster.output(dir).contains("stopped by signal") {
+            guard Date().timeIntervalSince(started) < 200 else { throw TestFailure("no stop on the warning signal after 200 s:\n\(cluster.output(dir))") }
+            guard cluster.isQueued(job) else { throw TestFailure("the job ended before the warning signal:\n\(cluster.output(dir))") }
+            usleep(200_000)
         }
-        // Lift the limit so the rerun is not cut again, retrying while the requeued job is between
-        // states; on a fast machine the rerun may already have finished (the checks below judge it).
         let lifting = Date()
         while (try? cluster.client(["scontrol", "update", "jobid=\(job)", "timelimit=5"])) == nil && cluster.isQueued(job) {
             guard Date().timeIntervalSince(lifting) < 60 else { throw TestFailure("cannot lift the time limit of job \(job):\n\(cluster.output(dir))") }
@@ -106,6 +109,7 @@ final class SlurmTests: XCTestCase {
         let out = try cluster.waitFinished(job, dir: dir, timeout: 300)
         XCTAssertTrue(out.contains("stopped by signal"), "no checkpoint before the time limit:\n\(out)")
         XCTAssertTrue(out.contains("requeueing job \(job)"), out)
+        XCTAssertTrue(out.contains("restart 1") && !out.contains("restart 2"), "expected one requeue:\n\(out)")
         XCTAssertFalse(out.contains("TIME LIMIT"), "killed at the time limit:\n\(out)")
         XCTAssertEqual(cluster.jobState(job), "COMPLETED", out)
         try Self.assertSameModel(reference, dir, "--signal=TERM@45 + requeue + --resume auto vs uninterrupted (2 ranks)")
