@@ -9,3 +9,24 @@ ensure_binary() {
     fi
     echo "$root/.build/release/resnet"
 }
+
+# `SCRIPT with [N] -- CMD ...` of the test-cluster scripts (netns-cluster.sh, slurm-cluster.sh):
+# UP N (default 2), CMD through RUN, DOWN on exit — also when UP or CMD fails or on a signal.
+# CMD runs in the background and is waited for, so that a signal to the script runs the traps
+# (and the teardown) at once instead of after CMD ends.
+with_cluster() {
+    local up=$1 down=$2 run=$3; shift 3
+    local n=2
+    if [ $# -gt 0 ] && [ "$1" != "--" ]; then n=$1; shift; fi
+    [ "${1:-}" = "--" ] && shift
+    [ $# -ge 1 ] || { echo "usage: $0 with [N] -- COMMAND [ARGS...]" >&2; exit 2; }
+    trap "$down >/dev/null 2>&1" EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    "$up" "$n" || { echo "$(basename "$0"): 'up' failed; tearing down" >&2; exit 1; }
+    trap "$down >/dev/null 2>&1" EXIT   # UP may have set an EXIT trap of its own
+    local status=0 child
+    ( "$run" "$@" ) <&0 & child=$!
+    wait "$child" || status=$?
+    exit "$status"
+}

@@ -45,6 +45,7 @@ CLUSTER=${CLUSTER:-rn}
 net_subnet=${CLUSTER_SUBNET:-10.213.0.0/24}
 STATE_DIR=${STATE_DIR:-/run/resnet-netns/$CLUSTER}
 self=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]}")
+. "$(dirname "$self")/common.sh"
 
 die() { echo "netns-cluster: $*" >&2; exit 1; }
 
@@ -299,23 +300,8 @@ cmd_down() {
     return 0
 }
 
-cmd_with() {
-    need_root
-    local n=2
-    if [ $# -gt 0 ] && [ "$1" != "--" ]; then n=$1; shift; fi
-    [ "${1:-}" = "--" ] && shift
-    [ $# -ge 1 ] || die "usage: $0 with [N] -- COMMAND [ARGS...]"
-    trap 'cmd_down >/dev/null 2>&1' EXIT
-    trap 'exit 130' INT
-    trap 'exit 143' TERM
-    cmd_up "$n" || { echo "netns-cluster: 'up' failed; tearing down" >&2; exit 1; }
-    # In the background and waited for, so that a signal to this script runs the traps (and
-    # the teardown) at once instead of after CMD ends.
-    local status=0 child
-    ( in_node 0 "$@" ) <&0 & child=$!
-    wait "$child" || status=$?
-    exit "$status"
-}
+cmd_with() { need_root; with_cluster cmd_up cmd_down on_node0 "$@"; }
+on_node0() { in_node 0 "$@"; }
 
 sub=${1:-}; shift || true
 case "$sub" in

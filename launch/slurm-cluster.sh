@@ -45,6 +45,7 @@ prefix=${net_subnet%.0/24}
 ctl_addr=$prefix.5
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
+. "$here/common.sh"
 netns="$here/netns-cluster.sh"
 NETNS_STATE=${STATE_DIR:-/run/resnet-netns/$CLUSTER}
 SLURM_STATE=${SLURM_STATE:-/run/resnet-slurm/$CLUSTER}
@@ -240,21 +241,7 @@ cmd_status() {
     in_ctl squeue || true
 }
 
-cmd_with() {
-    local n=2
-    if [ $# -gt 0 ] && [ "$1" != "--" ]; then n=$1; shift; fi
-    [ "${1:-}" = "--" ] && shift
-    [ $# -ge 1 ] || die "usage: $0 with [N] -- COMMAND [ARGS...]"
-    trap 'cmd_down >/dev/null 2>&1' EXIT
-    trap 'exit 130' INT
-    trap 'exit 143' TERM
-    cmd_up "$n"
-    trap 'cmd_down >/dev/null 2>&1' EXIT
-    local status=0 child
-    ( cmd_run "$@" ) <&0 & child=$!
-    wait "$child" || status=$?
-    exit "$status"
-}
+cmd_with() { with_cluster cmd_up cmd_down cmd_run "$@"; }
 
 sub=${1:-}; shift || true
 case "$sub" in
