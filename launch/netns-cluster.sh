@@ -13,6 +13,8 @@
 #   launch/netns-cluster.sh down             kill every process in the namespaces, delete everything
 #   launch/netns-cluster.sh with [N] -- CMD  up, run CMD on node 0, down (also on failure or Ctrl-C)
 #   launch/netns-cluster.sh agent HOST CMD   the rsh agent itself (what mpirun's plm_rsh_agent calls)
+#   launch/netns-cluster.sh reap             take down every cluster under /run/resnet-netns whose
+#                                            CLUSTER_OWNER process is gone (a test run killed mid-way)
 #
 # Environment:
 #   CLUSTER   name of the cluster (default rn), 1 to 8 characters of [a-z0-9]; several clusters
@@ -25,6 +27,8 @@
 #             [i*CORES, (i+1)*CORES) modulo nproc: every process started on it (mpirun, orted,
 #             ranks) is confined there with taskset.
 #   STATE_DIR where the cluster's files live (default /run/resnet-netns/$CLUSTER).
+#   CLUSTER_OWNER  pid of the process the cluster belongs to (the tests give theirs): `reap` takes
+#             the cluster down once that process is gone — a SIGKILLed test cannot tear down.
 #
 # Layout: namespace ${CLUSTER}-sw holds the bridge (the switch); node i is namespace ${CLUSTER}-n$i
 # with interface eth0 (address CLUSTER_SUBNET.(10+i)), cabled by a veth pair to port p$i of the bridge.
@@ -115,6 +119,7 @@ cmd_up() {
     total=$(nproc)
     cores=${CORES:-$(( total / n ))}; [ "$cores" -ge 1 ] || cores=1
     mkdir -p "$STATE_DIR"
+    [ -z "${CLUSTER_OWNER:-}" ] || echo "$CLUSTER_OWNER" > "$STATE_DIR/owner"
     : > "$STATE_DIR/nodes.partial"
 
     ip netns add "$sw"
@@ -300,6 +305,21 @@ cmd_down() {
     return 0
 }
 
+# Clusters whose owner process is gone; those with a SLURM side are slurm-cluster.sh reap's.
+cmd_reap() {
+    need_root
+    local d name owner
+    for d in /run/resnet-netns/*/; do
+        [ -f "$d/owner" ] || continue
+        name=$(basename "$d"); owner=$(cat "$d/owner")
+        [[ "$owner" =~ ^[0-9]+$ ]] || continue
+        ! kill -0 "$owner" 2>/dev/null || continue
+        [ ! -e "/run/resnet-slurm/$name" ] || continue
+        echo "netns-cluster: cluster '$name' outlived its owner (pid $owner): taking it down"
+        CLUSTER=$name STATE_DIR=${d%/} "$self" down
+    done
+}
+
 cmd_with() { need_root; with_cluster cmd_up cmd_down on_node0 "$@"; }
 on_node0() { in_node 0 "$@"; }
 
@@ -315,5 +335,6 @@ case "$sub" in
     rate) cmd_rate "$@";;
     status) cmd_status;;
     with) cmd_with "$@";;
+    reap) cmd_reap;;
     *) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' >&2; exit 2;;
 esac

@@ -18,6 +18,8 @@
 #   launch/slurm-cluster.sh down            stop everything (slurmd's, slurmctld, munged), delete the
 #                                           namespaces and the state folder; works on a half-made cluster
 #   launch/slurm-cluster.sh with [N] -- CMD up, CMD on the controller node, down (also on failure or a signal)
+#   launch/slurm-cluster.sh reap            take down every SLURM (and netns) test cluster whose
+#                                           CLUSTER_OWNER process is gone
 #
 # The netns cluster's own subcommands (link, rate, exec, kill) work on it as usual with the same CLUSTER.
 #
@@ -114,8 +116,9 @@ cmd_up() {
     [ ! -e "$SLURM_STATE" ] || die "cluster '$CLUSTER' is already up ($SLURM_STATE); run 'down' first"
     # From here on, a failed `up` leaves nothing behind.
     trap 'rc=$?; if [ $rc -ne 0 ]; then echo "slurm-cluster: up failed; tearing down" >&2; cmd_down >/dev/null 2>&1; fi' EXIT
-    "$netns" up "$n"
     mkdir -p "$SLURM_STATE"/{munge,ctld,log,spool}
+    [ -z "${CLUSTER_OWNER:-}" ] || echo "$CLUSTER_OWNER" > "$SLURM_STATE/owner"
+    "$netns" up "$n"
     chmod 700 "$SLURM_STATE/munge"
     # The controller node: a namespace on the bridge.
     ip netns add "$ctl_ns"
@@ -241,6 +244,20 @@ cmd_status() {
     in_ctl squeue || true
 }
 
+cmd_reap() {
+    [ "$(id -u)" -eq 0 ] || die "needs root"
+    local d name owner
+    for d in /run/resnet-slurm/*/; do
+        [ -f "$d/owner" ] || continue
+        name=$(basename "$d"); owner=$(cat "$d/owner")
+        [[ "$owner" =~ ^[0-9]+$ ]] || continue
+        ! kill -0 "$owner" 2>/dev/null || continue
+        echo "slurm-cluster: cluster '$name' outlived its owner (pid $owner): taking it down"
+        CLUSTER=$name SLURM_STATE=${d%/} "$here/slurm-cluster.sh" down
+    done
+    "$netns" reap
+}
+
 cmd_with() { with_cluster cmd_up cmd_down cmd_run "$@"; }
 
 sub=${1:-}; shift || true
@@ -251,5 +268,6 @@ case "$sub" in
     status) cmd_status;;
     link) cmd_link "$@";;
     with) cmd_with "$@";;
+    reap) cmd_reap;;
     *) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//' >&2; exit 2;;
 esac

@@ -206,6 +206,32 @@ final class ClusterTests: XCTestCase {
         XCTAssertEqual(cluster.processCount(), 0, "processes left in the namespaces")
     }
 
+    // MARK: - e. A cluster whose test process was killed is reaped
+
+    /// `netns-cluster.sh reap` takes down a cluster whose CLUSTER_OWNER process is gone (a test
+    /// run SIGKILLed mid-way cannot tear down its own) and leaves one whose owner lives.
+    func testReapTakesDownClustersWhoseOwnerIsGone() throws {
+        _ = try upCluster()   // skips where namespaces cannot be made
+        let gone = runProcess("/bin/sh", ["-c", "echo $$"], timeout: 10)
+        guard let deadPID = Int32(gone.stdout.trimmingCharacters(in: .whitespacesAndNewlines)), kill(deadPID, 0) != 0 else {
+            throw TestFailure("no exited process id to own the cluster: \(gone.stdout)")
+        }
+        let orphan = "rp\(getpid() % 10000)a", owned = "rp\(getpid() % 10000)b"
+        defer { for c in [orphan, owned] { _ = runProcess("/bin/bash", [NetnsCluster.script, "down"], environment: NetnsCluster.merged(["CLUSTER": c]), timeout: 60) } }
+        for (c, owner) in [(orphan, deadPID), (owned, getpid())] {
+            let r = runProcess("/bin/bash", [NetnsCluster.script, "up", "2"],
+                               environment: NetnsCluster.merged(["CLUSTER": c, "CLUSTER_OWNER": String(owner), "CLUSTER_SUBNET": "10.214.0.0/24"]), timeout: 60)
+            XCTAssertEqual(r.status, 0, "up \(c): \(r.stdout)\n\(r.stderr)")
+        }
+        let r = runProcess("/bin/bash", [NetnsCluster.script, "reap"], environment: NetnsCluster.merged([:]), timeout: 120)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("cluster '\(orphan)' outlived its owner (pid \(deadPID))"), r.stdout)
+        let spaces = runProcess("/bin/sh", ["-c", "ip netns list"], timeout: 10).stdout
+        XCTAssertFalse(spaces.contains("\(orphan)-"), "namespaces of the reaped cluster left: \(spaces)")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "/run/resnet-netns/\(orphan)"))
+        XCTAssertTrue(spaces.contains("\(owned)-sw"), "the cluster of a live owner was taken down: \(spaces)")
+    }
+
     // MARK: - Runs
 
     /// Smoke config (ResNet-18 width 8, 28x28 Fashion-MNIST, batch 64), shuffle + augment, a
@@ -300,7 +326,8 @@ final class NetnsCluster {
         guard probe.status == 0 else { throw XCTSkip("`ip netns` is unavailable here: \(probe.stderr.trimmingCharacters(in: .whitespacesAndNewlines))") }
         lock.lock(); counter += 1; let n = counter; lock.unlock()
         let name = "ct\(getpid() % 100000)\(n)".prefix(8).lowercased()
-        let env = ["CLUSTER": String(name)]
+        let env = ["CLUSTER": String(name), "CLUSTER_OWNER": String(getpid())]
+        _ = runProcess("/bin/bash", [script, "reap"], environment: merged([:]), timeout: 120)   // clusters of killed test runs
         _ = runProcess("/bin/bash", [script, "down"], environment: merged(env), timeout: 60)   // a leftover of a crashed run
         let r = runProcess("/bin/bash", [script, "up", String(nodes)], environment: merged(env), timeout: 60)
         if r.status != 0 || r.timedOut {

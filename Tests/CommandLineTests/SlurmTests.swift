@@ -303,7 +303,8 @@ final class SlurmCluster {
         }
         lock.lock(); counter += 1; let n = counter; lock.unlock()
         let name = String("sl\(getpid() % 100000)\(n)".prefix(8)).lowercased()
-        let env = environment(["CLUSTER": name])
+        let env = environment(["CLUSTER": name, "CLUSTER_OWNER": String(getpid())])
+        _ = runProcess("/bin/bash", [script, "reap"], environment: environment([:]), timeout: 120)   // clusters of killed test runs
         _ = runProcess("/bin/bash", [script, "down"], environment: env, timeout: 60)   // a leftover of a crashed run
         let r = runProcess("/bin/bash", [script, "up", String(nodes)], environment: env, timeout: 120)
         if r.status != 0 || r.timedOut {
