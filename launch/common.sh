@@ -30,3 +30,14 @@ with_cluster() {
     wait "$child" || status=$?
     exit "$status"
 }
+
+# "NAME PID" of each test cluster under BASE (/run/resnet-netns, /run/resnet-slurm) whose owner
+# process (CLUSTER_OWNER, kept in BASE/NAME/owner) is gone: what `reap` takes down.
+orphaned_clusters() {
+    local d owner
+    for d in "$1"/*/; do
+        [ -f "$d/owner" ] || continue
+        owner=$(cat "$d/owner")
+        if [[ "$owner" =~ ^[0-9]+$ ]] && ! kill -0 "$owner" 2>/dev/null; then echo "$(basename "$d") $owner"; fi
+    done
+}

@@ -308,16 +308,12 @@ cmd_down() {
 # Clusters whose owner process is gone; those with a SLURM side are slurm-cluster.sh reap's.
 cmd_reap() {
     need_root
-    local d name owner
-    for d in /run/resnet-netns/*/; do
-        [ -f "$d/owner" ] || continue
-        name=$(basename "$d"); owner=$(cat "$d/owner")
-        [[ "$owner" =~ ^[0-9]+$ ]] || continue
-        ! kill -0 "$owner" 2>/dev/null || continue
+    local name owner
+    while read -r name owner; do
         [ ! -e "/run/resnet-slurm/$name" ] || continue
         echo "netns-cluster: cluster '$name' outlived its owner (pid $owner): taking it down"
-        CLUSTER=$name STATE_DIR=${d%/} "$self" down
-    done
+        CLUSTER=$name STATE_DIR=/run/resnet-netns/$name "$self" down
+    done < <(orphaned_clusters /run/resnet-netns)
 }
 
 cmd_with() { need_root; with_cluster cmd_up cmd_down on_node0 "$@"; }

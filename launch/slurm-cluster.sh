@@ -246,15 +246,11 @@ cmd_status() {
 
 cmd_reap() {
     [ "$(id -u)" -eq 0 ] || die "needs root"
-    local d name owner
-    for d in /run/resnet-slurm/*/; do
-        [ -f "$d/owner" ] || continue
-        name=$(basename "$d"); owner=$(cat "$d/owner")
-        [[ "$owner" =~ ^[0-9]+$ ]] || continue
-        ! kill -0 "$owner" 2>/dev/null || continue
+    local name owner
+    while read -r name owner; do
         echo "slurm-cluster: cluster '$name' outlived its owner (pid $owner): taking it down"
-        CLUSTER=$name SLURM_STATE=${d%/} "$here/slurm-cluster.sh" down
-    done
+        CLUSTER=$name SLURM_STATE=/run/resnet-slurm/$name "$here/slurm-cluster.sh" down
+    done < <(orphaned_clusters /run/resnet-slurm)
     "$netns" reap
 }
 

@@ -58,6 +58,8 @@ public final class Conv2D: Layer {
     nonisolated(unsafe) public static var winograd4x4MinSide = 7
     /// F(3x3, 3x3), whose transforms gather across images, is used on maps up to this wide (3 tiles a side).
     nonisolated(unsafe) public static var winograd3x3MaxSide = 9
+    /// EXPERIMENT: below this many F(4x4) tiles in the batch, im2col.
+    nonisolated(unsafe) public static var winogradMinTiles = 0
 
     func strategy(_ x: [Int]) -> Strategy {
         let os = outputShape(x)
@@ -67,6 +69,7 @@ public final class Conv2D: Layer {
         // it and its gradient are scratch shared by all layers).
         if x[2] * x[3] <= kernel * kernel && u.rows * u.cols <= UnrolledConv.maxEntries { return .unrolled(u) }
         guard kernel == 3 && stride == 1 && padding == 1 && min(x[2], x[3]) >= 3 else { return .im2col }
+        if x[0] * ((x[2] + 3) / 4) * ((x[3] + 3) / 4) < Conv2D.winogradMinTiles { return .im2col }
         // The tile size with the fewest multiplications per channel pair, (tiles per map) x (m+2)²;
         // ties go to the larger tile. F(3x3) (up to winograd3x3MaxSide) wins on 3, 5, 6 and 9 (25, 100, 100, 225 against F(2x2)'s 64, 144,
         // 144, 400 and F(4x4)'s 324 on 9x9).
