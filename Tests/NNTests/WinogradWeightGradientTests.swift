@@ -198,4 +198,57 @@ final class WinogradWeightGradientTests: XCTestCase {
             }
         }
     }
+
+    /// dW by output-channel chunks (`winograd43/33WeightGradientByChannels`, the deep layers) against
+    /// the direct reference: F(4x4) and F(3x3) maps, image counts that leave a partial group of 8,
+    /// output channels that leave a partial chunk and uneven shares over 2 and 3 workers; it ADDS.
+    func testByChannelsMatchesReference() {
+        let shapes: [(n: Int, cin: Int, cout: Int, h: Int, w: Int)] = [(3, 5, 7, 7, 7), (2, 9, 20, 9, 10), (5, 4, 3, 12, 8), (9, 6, 17, 3, 3), (4, 3, 5, 6, 5)]
+        for workers in [2, 3] {
+            for (i, s) in shapes.enumerated() {
+                let x = randomArray(s.n * s.cin * s.h * s.w, seed: UInt64(900 + i))
+                let dy = randomArray(s.n * s.cout * s.h * s.w, seed: UInt64(950 + i))
+                let ref = referenceWeightGradient(x: x, dy: dy, n: s.n, cin: s.cin, cout: s.cout, h: s.h, w: s.w, images: 0..<s.n)
+                for f4 in [true, false] {
+                    var dw = [Float](repeating: 0.5, count: s.cout * s.cin * 9)   // ADDS: starts from 0.5
+                    x.withUnsafeBufferPointer { xp in dy.withUnsafeBufferPointer { dp in dw.withUnsafeMutableBufferPointer { wp in
+                        withWorkers(workers) {
+                            if f4 {
+                                winograd43WeightGradientByChannels(x: xp.baseAddress!, dy: dp.baseAddress!, dw: wp.baseAddress!, cin: s.cin, cout: s.cout,
+                                                                   h: s.h, w: s.w, n: s.n, workers: workers, rows: 4)
+                            } else {
+                                winograd33WeightGradientByChannels(x: xp.baseAddress!, dy: dp.baseAddress!, dw: wp.baseAddress!, cin: s.cin, cout: s.cout,
+                                                                   h: s.h, w: s.w, n: s.n, workers: workers, rows: 4)
+                            }
+                        }
+                    }}}
+                    assertCloseScaled(dw.map { $0 - 0.5 }, ref, "\(f4 ? "F(4x4)" : "F(3x3)") by channels \(s), \(workers) workers")
+                }
+            }
+        }
+    }
+
+    /// Conv2D takes the by-channels dW where its rule says (few tiles, many channels) and gets the
+    /// dW of the split by images; the rule does pick it for these shapes at 2 workers.
+    func testConv2DByChannelsWeightGradientMatchesSplitByImages() {
+        let saved = Conv2D.weightGradientByChannelsRatio
+        defer { Conv2D.weightGradientByChannelsRatio = saved }
+        let shapes: [(n: Int, c: Int, side: Int)] = [(2, 16, 3), (2, 24, 7), (3, 20, 6)]
+        for (i, s) in shapes.enumerated() {
+            let ctx = ModelContext()
+            let conv = Conv2D(ctx, name: "conv", inChannels: s.c, outChannels: s.c, kernel: 3, stride: 1, padding: 1, bias: false)
+            ctx.finalize()
+            randomizeParameters(ctx, seed: UInt64(1000 + i))
+            let x = randomTensor([s.n, s.c, s.side, s.side], seed: UInt64(1100 + i))
+            let dy = randomTensor([s.n, s.c, s.side, s.side], seed: UInt64(1200 + i))
+            var grads: [[Float]] = []
+            for ratio in [0.0, 1e9] {
+                Conv2D.weightGradientByChannelsRatio = ratio
+                ctx.params.zeroGrad()
+                withWorkers(2) { _ = conv.forward(x, training: true); _ = conv.backward(dy) }
+                grads.append(conv.weight.grads)
+            }
+            assertCloseScaled(grads[1], grads[0].map(Double.init), "Conv2D dW by channels vs by images \(s)")
+        }
+    }
 }

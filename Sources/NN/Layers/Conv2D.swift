@@ -58,8 +58,14 @@ public final class Conv2D: Layer {
     nonisolated(unsafe) public static var winograd4x4MinSide = 7
     /// F(3x3, 3x3), whose transforms gather across images, is used on maps up to this wide (3 tiles a side).
     nonisolated(unsafe) public static var winograd3x3MaxSide = 9
-    /// EXPERIMENT: below this many F(4x4) tiles in the batch, im2col.
-    nonisolated(unsafe) public static var winogradMinTiles = 0
+    /// F(4x4) and F(3x3) dW by output-channel chunks (`winograd43WeightGradientByChannels`) when
+    /// tiles x (Cin + Cout) <= this x workers x Cin x Cout, i.e. when the workers' partial sums would be
+    /// at least twice the transformed tiles: stage 4 of ResNet-18 at batch 16 224x224 and at batch 64
+    /// 96x96 (backward 35 -> 30 ms and 23-27 -> 19-20 ms, per-layer min of 6, 2 workers); at stage 3
+    /// (ratio 1) it was no faster. 0 turns it off.
+    nonisolated(unsafe) public static var weightGradientByChannelsRatio = 0.5
+    /// Output channels per chunk of that dW (32 measured a little faster than 16).
+    nonisolated(unsafe) public static var weightGradientRows = 32
 
     func strategy(_ x: [Int]) -> Strategy {
         let os = outputShape(x)
@@ -69,7 +75,6 @@ public final class Conv2D: Layer {
         // it and its gradient are scratch shared by all layers).
         if x[2] * x[3] <= kernel * kernel && u.rows * u.cols <= UnrolledConv.maxEntries { return .unrolled(u) }
         guard kernel == 3 && stride == 1 && padding == 1 && min(x[2], x[3]) >= 3 else { return .im2col }
-        if x[0] * ((x[2] + 3) / 4) * ((x[3] + 3) / 4) < Conv2D.winogradMinTiles { return .im2col }
         // The tile size with the fewest multiplications per channel pair, (tiles per map) x (m+2)²;
         // ties go to the larger tile. F(3x3) (up to winograd3x3MaxSide) wins on 3, 5, 6 and 9 (25, 100, 100, 225 against F(2x2)'s 64, 144,
         // 144, 400 and F(4x4)'s 324 on 9x9).
@@ -251,6 +256,19 @@ public final class Conv2D: Layer {
                 if splitDW {
                     let f4: Bool = if case .winograd4x4 = strategy { true } else { false }
                     let (ci, co) = (self.inChannels, self.outChannels)
+                    // Few tiles, many channels: the workers' partial sums (workers x planes x Cin x Cout)
+                    // would outweigh the transformed tiles (planes x tiles x (Cin + Cout)).
+                    let tiles = f4 ? p.n * ((p.h + 3) / 4) * ((p.w + 3) / 4) : ((p.n + 7) / 8 * 8) * ((p.h + 2) / 3) * ((p.w + 2) / 3)
+                    if Double(tiles * (ci + co)) <= Conv2D.weightGradientByChannelsRatio * Double(Parallel.workers * ci * co) {
+                        if f4 {
+                            winograd43WeightGradientByChannels(x: x.data, dy: dy.data, dw: self.weight.grad, cin: ci, cout: co,
+                                                               h: p.h, w: p.w, n: p.n, workers: Parallel.workers, rows: Conv2D.weightGradientRows)
+                        } else {
+                            winograd33WeightGradientByChannels(x: x.data, dy: dy.data, dw: self.weight.grad, cin: ci, cout: co,
+                                                               h: p.h, w: p.w, n: p.n, workers: Parallel.workers, rows: Conv2D.weightGradientRows)
+                        }
+                        return
+                    }
                     let parts = UnsafeMutableBufferPointer<UnsafePointer<Float>?>.allocate(capacity: p.workers)
                     defer { parts.deallocate() }
                     parts.initialize(repeating: nil)

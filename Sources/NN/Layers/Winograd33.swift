@@ -67,10 +67,10 @@ private struct Geometry33 {
 
 /// V[xi][c][k * nb8 + i] = (B^T d B)[xi] for tile k of image img0 + i (i < nb; columns nb ..< nb8 get zeros).
 private func transformInput(_ x: UnsafePointer<Float>, _ v: UnsafeMutablePointer<Float>, plane: Int, _ geo: Geometry33,
-                            cin: Int, img0: Int, nb: Int, nb8: Int, _ d: UnsafeMutablePointer<V8>) {
+                            cin: Int, img0: Int, nb: Int, nb8: Int, _ d: UnsafeMutablePointer<V8>, channels: Range<Int>? = nil) {
     let (h, w, hw) = (geo.h, geo.w, geo.h * geo.w)
     let cols = geo.tpi * nb8, lane = cin * hw
-    for c in 0..<cin {
+    for c in channels ?? 0..<cin {
         for k in 0..<geo.tpi {
             let iy0 = 3 * (k / geo.tw) - 1, ix0 = 3 * (k % geo.tw) - 1
             var i = 0
@@ -252,10 +252,10 @@ public func winograd33WeightGradientPartial(x: UnsafePointer<Float>, dy: UnsafeP
 /// DY[xi][co][k * nb8 + i] = (A dY_t A^T)[xi], dY_t the 3x3 block of tile k of image img0 + i (zero
 /// beyond H x W, and for i ≥ nb).
 private func transformOutputGradient(_ dy: UnsafePointer<Float>, _ dt: UnsafeMutablePointer<Float>, plane: Int,
-                                     _ geo: Geometry33, cout: Int, img0: Int, nb: Int, nb8: Int) {
+                                     _ geo: Geometry33, cout: Int, img0: Int, nb: Int, nb8: Int, channels: Range<Int>? = nil) {
     let (h, w, hw) = (geo.h, geo.w, geo.h * geo.w)
     let cols = geo.tpi * nb8, lane = cout * hw
-    for co in 0..<cout {
+    for co in channels ?? 0..<cout {
         for k in 0..<geo.tpi {
             let oy0 = 3 * (k / geo.tw), ox0 = 3 * (k % geo.tw)
             var i = 0
@@ -290,25 +290,70 @@ private func transformOutputGradient(_ dy: UnsafePointer<Float>, _ dt: UnsafeMut
 /// partials' Mw[.][q] (in their order); 8 kernels at a time in SIMD8 lanes.
 public func winograd33AddKernelGradients(_ partials: [UnsafePointer<Float>], cin: Int, cout: Int,
                                          dw: UnsafeMutablePointer<Float>, kernels: Range<Int>) {
-    let plane = cout * cin + 16
-    var q = kernels.lowerBound
-    while q < kernels.upperBound {
-        let n = min(8, kernels.upperBound - q)
-        @inline(__always) func ld(_ xi: Int) -> V8 {
-            var sum = V8()
-            for m in partials {
-                let p = m + xi * plane + q
-                sum += n == 8 ? UnsafeRawPointer(p).loadUnaligned(as: V8.self) : gather(p, 1, n)
-            }
-            return sum
+    addKernelGradients33(partials, plane: cout * cin + 16, dw: dw, kernels: kernels)
+}
+
+/// The same with the partials' planes `plane` floats apart.
+func addKernelGradients33(_ partials: [UnsafePointer<Float>], plane: Int, dw: UnsafeMutablePointer<Float>, kernels: Range<Int>) {
+    let sums = UnsafeMutablePointer<Float>.allocate(capacity: 25 * kernelChunk)
+    defer { sums.deallocate() }
+    sums.initialize(repeating: 0, count: 25 * kernelChunk)   // lanes past a chunk's end are read, never stored
+    var q0 = kernels.lowerBound
+    while q0 < kernels.upperBound {
+        let cn = min(kernelChunk, kernels.upperBound - q0)
+        sumKernelPartials(partials, planes: 25, plane: plane, first: q0, count: cn, into: sums)
+        var j = 0
+        while j < cn {
+            let n = min(8, cn - j), s = UnsafeRawPointer(sums + j)
+            @inline(__always) func ld(_ xi: Int) -> V8 { s.loadUnaligned(fromByteOffset: xi * kernelChunk * 4, as: V8.self) }
+            // Q = G^T M (3x5) by columns, then R = Q G (3x3) by rows
+            @inline(__always) func column(_ j: Int) -> Three { kernelGradientTransform((ld(j), ld(5 + j), ld(10 + j), ld(15 + j), ld(20 + j))) }
+            let c0 = column(0), c1 = column(1), c2 = column(2), c3 = column(3), c4 = column(4)
+            let r0 = kernelGradientTransform((c0.0, c1.0, c2.0, c3.0, c4.0))
+            let r1 = kernelGradientTransform((c0.1, c1.1, c2.1, c3.1, c4.1))
+            let r2 = kernelGradientTransform((c0.2, c1.2, c2.2, c3.2, c4.2))
+            addKernelLanes((r0.0, r0.1, r0.2, r1.0, r1.1, r1.2, r2.0, r2.1, r2.2), to: dw + (q0 + j) * 9, count: n)
+            j += 8
         }
-        // Q = G^T M (3x5) by columns, then R = Q G (3x3) by rows
-        @inline(__always) func column(_ j: Int) -> Three { kernelGradientTransform((ld(j), ld(5 + j), ld(10 + j), ld(15 + j), ld(20 + j))) }
-        let c0 = column(0), c1 = column(1), c2 = column(2), c3 = column(3), c4 = column(4)
-        let r0 = kernelGradientTransform((c0.0, c1.0, c2.0, c3.0, c4.0))
-        let r1 = kernelGradientTransform((c0.1, c1.1, c2.1, c3.1, c4.1))
-        let r2 = kernelGradientTransform((c0.2, c1.2, c2.2, c3.2, c4.2))
-        addKernelLanes((r0.0, r0.1, r0.2, r1.0, r1.1, r1.2, r2.0, r2.1, r2.2), to: dw + q * 9, count: n)
-        q += n
+        q0 += cn
     }
 }
+
+/// dW for layers with few tiles and many channels, as `winograd43WeightGradientByChannels`: the batch
+/// as one block (its images rounded up to 8 with zero columns), V split over the workers by input
+/// channels and DY by output channels, then chunks of `rows` output channels each multiplied by all
+/// of V into a chunk of Mw that stays in cache and transformed back into the gradient. ADDS into dw.
+public func winograd33WeightGradientByChannels(x: UnsafePointer<Float>, dy: UnsafePointer<Float>, dw: UnsafeMutablePointer<Float>,
+                                               cin: Int, cout: Int, h: Int, w: Int, n: Int, workers: Int, rows: Int = 16) {
+    if n <= 0 || h <= 0 || w <= 0 || cin <= 0 || cout <= 0 { return }
+    let geo = Geometry33(h: h, w: w)
+    let nb8 = (n + 7) / 8 * 8, cols = geo.tpi * nb8
+    let vPlane = cin * cols + 16, dPlane = cout * cols + 16
+    let r = max(1, min(rows, cout)), cPlane = r * cin + 16
+    let v = winograd33DWShared.buffer(worker: 0, count: 25 * (vPlane + dPlane))
+    let dt = v + 25 * vPlane
+    let parts = max(1, min(workers, cout))
+    Parallel.forRanges(parts) { ws in for wk in ws {
+        withUnsafeTemporaryAllocation(of: V8.self, capacity: 25) { tmp in
+            transformInput(x, v, plane: vPlane, geo, cin: cin, img0: 0, nb: n, nb8: nb8, tmp.baseAddress!,
+                           channels: cin * wk / parts ..< cin * (wk + 1) / parts)
+        }
+        transformOutputGradient(dy, dt, plane: dPlane, geo, cout: cout, img0: 0, nb: n, nb8: nb8,
+                                channels: cout * wk / parts ..< cout * (wk + 1) / parts)
+    }}
+    let chunks = (cout + r - 1) / r
+    Parallel.forRanges(parts) { ws in for wk in ws {
+        let mw = winogradDWScratch.buffer(worker: wk, count: 25 * cPlane)
+        for chunk in chunks * wk / parts ..< chunks * (wk + 1) / parts {
+            let co0 = chunk * r, rc = min(r, cout - co0)
+            for xi in 0..<25 {   // Mw[xi][co0 ..< co0 + rc][.] = DY[xi][co0 ..< co0 + rc] · V[xi]^T
+                gemm(transB: true, m: rc, n: cin, k: cols, a: dt + xi * dPlane + co0 * cols, lda: cols,
+                     b: v + xi * vPlane, ldb: cols, c: mw + xi * cPlane, ldc: cin)
+            }
+            addKernelGradients33([UnsafePointer(mw)], plane: cPlane, dw: dw + co0 * cin * 9, kernels: 0..<(rc * cin))
+        }
+    }}
+}
+
+/// V and DY of `winograd33WeightGradientByChannels`, shared by the workers.
+private let winograd33DWShared = WinogradScratch()

@@ -49,20 +49,26 @@ public func winograd43TransformWeights(_ w: UnsafePointer<Float>, cout: Int, cin
                                        forInputGradient: Bool, rows: Range<Int>) {
     let plane = cout * cin
     let inner = forInputGradient ? cout : cin
-    // A [36][8] block per 8 kernels, then 36 runs of 8 into U's planes.
-    let tmp = UnsafeMutablePointer<Float>.allocate(capacity: 36 * 8)
+    // A [36][64] block per 64 kernels (8 at a time in SIMD8 lanes), then 36 runs of up to 64 into U's
+    // planes: 36 runs of 8 per 8 kernels would write 36 streams a plane apart at once.
+    let tmp = UnsafeMutablePointer<Float>.allocate(capacity: 36 * 64 + 8)
     defer { tmp.deallocate() }
     for o in rows {
-        var j = 0
-        while j < inner {
-            let n = min(8, inner - j)
-            // kernel l of this group: W[o][j + l] forward, W[j + l][o] rotated for dX
-            transformKernels8(tmp, 8) { l, k in
-                let i = j + min(l, n - 1)
-                return forInputGradient ? w[(i * cin + o) * 9 + 8 - k] : w[(o * cin + i) * 9 + k]
+        var c0 = 0
+        while c0 < inner {
+            let nc = min(64, inner - c0)
+            var j = 0
+            while j < nc {
+                let n = min(8, nc - j), first = c0 + j
+                // kernel l of this group: W[o][first + l] forward, W[first + l][o] rotated for dX
+                transformKernels8(tmp + j, 64) { l, k in
+                    let i = first + min(l, n - 1)
+                    return forInputGradient ? w[(i * cin + o) * 9 + 8 - k] : w[(o * cin + i) * 9 + k]
+                }
+                j += 8
             }
-            for xi in 0..<36 { (u + xi * plane + o * inner + j).update(from: tmp + xi * 8, count: n) }
-            j += n
+            for xi in 0..<36 { (u + xi * plane + o * inner + c0).update(from: tmp + xi * 64, count: nc) }
+            c0 += nc
         }
     }
 }
@@ -156,10 +162,12 @@ struct Winograd43Geometry {
 /// V[xi][c][t] = (B^T d_t B)[xi] for the block's nt tiles starting at global tile `first`; `pbuf`
 /// is the zero-bordered phase-layout plane ((4 th + 2) * 4 * lw floats, zeroed by the caller once).
 func winograd43InputTransform(_ x: UnsafePointer<Float>, _ v: UnsafeMutablePointer<Float>, _ pbuf: UnsafeMutablePointer<Float>,
-                              _ geo: Winograd43Geometry, plane vPlane: Int, cin: Int, first: Int, nt: Int) {
+                              _ geo: Winograd43Geometry, plane vPlane: Int, cin: Int, first: Int, nt: Int,
+                              channels: Range<Int>? = nil, ld: Int? = nil) {
     let (h, w, tw, tpi, lw) = (geo.h, geo.w, geo.tw, geo.tpi, geo.lw)
+    let ld = ld ?? nt   // V[xi][c] rows this far apart
     // V: per channel, per image segment of the block, 8 tiles at a time
-    for c in 0..<cin {
+    for c in channels ?? 0..<cin {
         var t = 0
         while t < nt {
             let g = first + t, img = g / tpi, ka = g % tpi, kb = min(tpi, ka + (nt - t))
@@ -184,7 +192,7 @@ func winograd43InputTransform(_ x: UnsafePointer<Float>, _ v: UnsafeMutablePoint
                 let q3 = inputTransform(load(0, 3), load(1, 3), load(2, 3), load(3, 3), load(4, 3), load(5, 3))
                 let q4 = inputTransform(load(0, 4), load(1, 4), load(2, 4), load(3, 4), load(4, 4), load(5, 4))
                 let q5 = inputTransform(load(0, 5), load(1, 5), load(2, 5), load(3, 5), load(4, 5), load(5, 5))
-                let dst = UnsafeMutableRawPointer(v + c * nt + t + (k - ka)), ps = vPlane * 4
+                let dst = UnsafeMutableRawPointer(v + c * ld + t + (k - ka)), ps = vPlane * 4
                 @inline(__always) func store(_ i: Int, _ r: Six) { storeRow(dst, ps, i, r) }
                 // row i of (B^T d) B = the column pass over q*.i; a partial group's extra lanes land
                 // on tiles written later (next segment, next channel) or in the plane's padding
@@ -212,16 +220,17 @@ private func outputRows(_ m0: SIMD8<Float>, _ m1: SIMD8<Float>, _ m2: SIMD8<Floa
 
 /// y[img][co] 4x4 blocks = A^T M A (+ bias), 8 consecutive tiles at a time; outputs beyond H x W dropped.
 private func outputTransform(_ m: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ bias: UnsafePointer<Float>?,
-                             plane: Int, cout: Int, h: Int, w: Int, tw: Int, tpi: Int, first: Int, nt: Int) {
-    let hw = h * w
+                             plane: Int, cout: Int, h: Int, w: Int, tw: Int, tpi: Int, first: Int, nt: Int,
+                             channels: Range<Int>? = nil, ld: Int? = nil) {
+    let hw = h * w, rowStride = ld ?? nt
     let tmp = UnsafeMutablePointer<Float>.allocate(capacity: 16 * 8)
     defer { tmp.deallocate() }
-    for co in 0..<cout {
+    for co in channels ?? 0..<cout {
         let b = bias?[co] ?? 0
         var t = 0
         while t < nt {
             let n = min(8, nt - t)
-            let p = UnsafeRawPointer(m + co * nt + t), ps = plane * 4
+            let p = UnsafeRawPointer(m + co * rowStride + t), ps = plane * 4
             @inline(__always) func ld(_ k: Int) -> SIMD8<Float> { p.loadUnaligned(fromByteOffset: k * ps, as: SIMD8<Float>.self) }
             // A^T M: four rows of six (one column of M at a time), then each row times A
             let c0 = outputRows(ld(0), ld(6), ld(12), ld(18), ld(24), ld(30))

@@ -77,9 +77,10 @@ private func gradientRows(_ y0: SIMD8<Float>, _ y1: SIMD8<Float>, _ y2: SIMD8<Fl
 /// beyond H x W stays zero.
 private func outputGradientTransform(_ dy: UnsafePointer<Float>, _ d: UnsafeMutablePointer<Float>,
                                      _ qbuf: UnsafeMutablePointer<Float>, _ geo: Winograd43Geometry,
-                                     plane: Int, cout: Int, first: Int, nt: Int) {
+                                     plane: Int, cout: Int, first: Int, nt: Int, channels: Range<Int>? = nil, ld: Int? = nil) {
     let (h, w, tw, tpi, lw) = (geo.h, geo.w, geo.tw, geo.tpi, geo.lw)
-    for c in 0..<cout {
+    let rowStride = ld ?? nt   // DY[xi][c] rows this far apart
+    for c in channels ?? 0..<cout {
         var t = 0
         while t < nt {
             let g = first + t, img = g / tpi, ka = g % tpi, kb = min(tpi, ka + (nt - t))
@@ -101,7 +102,7 @@ private func outputGradientTransform(_ dy: UnsafePointer<Float>, _ d: UnsafeMuta
                 let c1 = gradientRows(load(0, 1), load(1, 1), load(2, 1), load(3, 1))
                 let c2 = gradientRows(load(0, 2), load(1, 2), load(2, 2), load(3, 2))
                 let c3 = gradientRows(load(0, 3), load(1, 3), load(2, 3), load(3, 3))
-                let dst = UnsafeMutableRawPointer(d + c * nt + t + (k - ka)), ps = plane * 4
+                let dst = UnsafeMutableRawPointer(d + c * rowStride + t + (k - ka)), ps = plane * 4
                 @inline(__always) func store(_ i: Int, _ r: Six) { storeRow(dst, ps, i, r) }
                 // extra lanes of a partial group land on tiles written later or in the plane's padding
                 store(0, gradientRows(c0.0, c1.0, c2.0, c3.0))
@@ -130,30 +131,81 @@ private func kernelRows(_ m0: SIMD8<Float>, _ m1: SIMD8<Float>, _ m2: SIMD8<Floa
 /// partials' Mw[.][q] (in their order); 8 kernels at a time in SIMD8 lanes.
 public func winograd43AddKernelGradients(_ partials: [UnsafePointer<Float>], cin: Int, cout: Int,
                                          dw: UnsafeMutablePointer<Float>, kernels: Range<Int>) {
-    let plane = cout * cin + 16
-    var q = kernels.lowerBound
-    while q < kernels.upperBound {
-        let n = min(8, kernels.upperBound - q)
-        @inline(__always) func ld(_ k: Int) -> SIMD8<Float> {
-            var sum = SIMD8<Float>()
-            for m in partials {
-                let p = m + k * plane + q
-                if n == 8 { sum += UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self) }
-                else { for l in 0..<n { sum[l] += p[l] } }
-            }
-            return sum
+    addKernelGradients43(partials, plane: cout * cin + 16, dw: dw, kernels: kernels)
+}
+
+/// The same with the partials' planes `plane` floats apart.
+func addKernelGradients43(_ partials: [UnsafePointer<Float>], plane: Int, dw: UnsafeMutablePointer<Float>, kernels: Range<Int>) {
+    let sums = UnsafeMutablePointer<Float>.allocate(capacity: 36 * kernelChunk)
+    defer { sums.deallocate() }
+    sums.initialize(repeating: 0, count: 36 * kernelChunk)   // lanes past a chunk's end are read, never stored
+    var q0 = kernels.lowerBound
+    while q0 < kernels.upperBound {
+        let cn = min(kernelChunk, kernels.upperBound - q0)
+        sumKernelPartials(partials, planes: 36, plane: plane, first: q0, count: cn, into: sums)
+        var j = 0
+        while j < cn {
+            let n = min(8, cn - j), s = UnsafeRawPointer(sums + j)
+            @inline(__always) func ld(_ k: Int) -> SIMD8<Float> { s.loadUnaligned(fromByteOffset: k * kernelChunk * 4, as: SIMD8<Float>.self) }
+            // G^T M: three rows of six (one column of M at a time), then each row times G
+            let c0 = kernelRows(ld(0), ld(6), ld(12), ld(18), ld(24), ld(30))
+            let c1 = kernelRows(ld(1), ld(7), ld(13), ld(19), ld(25), ld(31))
+            let c2 = kernelRows(ld(2), ld(8), ld(14), ld(20), ld(26), ld(32))
+            let c3 = kernelRows(ld(3), ld(9), ld(15), ld(21), ld(27), ld(33))
+            let c4 = kernelRows(ld(4), ld(10), ld(16), ld(22), ld(28), ld(34))
+            let c5 = kernelRows(ld(5), ld(11), ld(17), ld(23), ld(29), ld(35))
+            let r0 = kernelRows(c0.0, c1.0, c2.0, c3.0, c4.0, c5.0)
+            let r1 = kernelRows(c0.1, c1.1, c2.1, c3.1, c4.1, c5.1)
+            let r2 = kernelRows(c0.2, c1.2, c2.2, c3.2, c4.2, c5.2)
+            addKernelLanes((r0.0, r0.1, r0.2, r1.0, r1.1, r1.2, r2.0, r2.1, r2.2), to: dw + (q0 + j) * 9, count: n)
+            j += 8
         }
-        // G^T M: three rows of six (one column of M at a time), then each row times G
-        let c0 = kernelRows(ld(0), ld(6), ld(12), ld(18), ld(24), ld(30))
-        let c1 = kernelRows(ld(1), ld(7), ld(13), ld(19), ld(25), ld(31))
-        let c2 = kernelRows(ld(2), ld(8), ld(14), ld(20), ld(26), ld(32))
-        let c3 = kernelRows(ld(3), ld(9), ld(15), ld(21), ld(27), ld(33))
-        let c4 = kernelRows(ld(4), ld(10), ld(16), ld(22), ld(28), ld(34))
-        let c5 = kernelRows(ld(5), ld(11), ld(17), ld(23), ld(29), ld(35))
-        let r0 = kernelRows(c0.0, c1.0, c2.0, c3.0, c4.0, c5.0)
-        let r1 = kernelRows(c0.1, c1.1, c2.1, c3.1, c4.1, c5.1)
-        let r2 = kernelRows(c0.2, c1.2, c2.2, c3.2, c4.2, c5.2)
-        addKernelLanes((r0.0, r0.1, r0.2, r1.0, r1.1, r1.2, r2.0, r2.1, r2.2), to: dw + q * 9, count: n)
-        q += n
+        q0 += cn
     }
 }
+
+/// dW for layers with few tiles and many channels (the deep stages at a small batch), where the
+/// per-worker partial sums Mw[36][Cout][Cin] outweigh the tiles: the batch as one block, the input
+/// transform split over the workers by input channels and DY's by output channels; then each worker
+/// takes chunks of `rows` output channels, multiplies their DY rows by all of V into a chunk of Mw
+/// that stays in cache, and transforms it back into the gradient. No partial sums are written or
+/// read back. Each Mw value is one dot product over all the batch's tiles (split by images, the sum
+/// of the workers' dot products). ADDS into dw.
+public func winograd43WeightGradientByChannels(x: UnsafePointer<Float>, dy: UnsafePointer<Float>, dw: UnsafeMutablePointer<Float>,
+                                               cin: Int, cout: Int, h: Int, w: Int, n: Int, workers: Int, rows: Int = 16) {
+    if n <= 0 || h <= 0 || w <= 0 || cin <= 0 || cout <= 0 { return }
+    let th = (h + 3) / 4, tw = (w + 3) / 4, tpi = th * tw
+    let lw = tw + 8, padded = (4 * th + 2) * 4 * lw, paddedDY = 4 * th * 4 * lw
+    let nt = n * tpi, ld = (nt + 15) / 8 * 8   // an 8-lane store past a row's end stays in the row
+    let vPlane = cin * ld + 16, dPlane = cout * ld + 16
+    let r = max(1, min(rows, cout)), cPlane = r * cin + 16
+    let v = winograd43DWShared.buffer(worker: 0, count: 36 * (vPlane + dPlane))
+    let dt = v + 36 * vPlane
+    let geo = Winograd43Geometry(h: h, w: w, tw: tw, tpi: tpi, lw: lw)
+    let parts = max(1, min(workers, cout))
+    Parallel.forRanges(parts) { ws in for wk in ws {
+        let scratch = winograd43DWScratch.buffer(worker: wk, count: padded + paddedDY + 36 * cPlane)
+        let pbuf = scratch, qbuf = pbuf + padded
+        pbuf.update(repeating: 0, count: padded)
+        qbuf.update(repeating: 0, count: paddedDY)
+        winograd43InputTransform(x, v, pbuf, geo, plane: vPlane, cin: cin, first: 0, nt: nt,
+                                 channels: cin * wk / parts ..< cin * (wk + 1) / parts, ld: ld)
+        outputGradientTransform(dy, dt, qbuf, geo, plane: dPlane, cout: cout, first: 0, nt: nt,
+                                channels: cout * wk / parts ..< cout * (wk + 1) / parts, ld: ld)
+    }}
+    let chunks = (cout + r - 1) / r
+    Parallel.forRanges(parts) { ws in for wk in ws {
+        let mw = winograd43DWScratch.buffer(worker: wk, count: padded + paddedDY + 36 * cPlane) + padded + paddedDY
+        for chunk in chunks * wk / parts ..< chunks * (wk + 1) / parts {
+            let co0 = chunk * r, rc = min(r, cout - co0)
+            for xi in 0..<36 {   // Mw[xi][co0 ..< co0 + rc][.] = DY[xi][co0 ..< co0 + rc] · V[xi]^T
+                gemm(transB: true, m: rc, n: cin, k: nt, a: dt + xi * dPlane + co0 * ld, lda: ld,
+                     b: v + xi * vPlane, ldb: ld, c: mw + xi * cPlane, ldc: cin)
+            }
+            addKernelGradients43([UnsafePointer(mw)], plane: cPlane, dw: dw + co0 * cin * 9, kernels: 0..<(rc * cin))
+        }
+    }}
+}
+
+/// V and DY of `winograd43WeightGradientByChannels`, shared by the workers.
+private let winograd43DWShared = WinogradScratch()

@@ -96,6 +96,35 @@ private func winogradDWWeightTransform(_ m: UnsafePointer<Float>, plane: Int, dw
     }
 }
 
+/// Kernels per chunk of `sumKernelPartials` (a multiple of 8).
+let kernelChunk = 64
+
+/// sums[xi * kernelChunk + j] = 0 + p_0[xi][first + j] + p_1[xi][first + j] + ... (the partials in
+/// order) for the `planes` planes (`plane` floats apart) and j < count ≤ kernelChunk: the Winograd-
+/// domain weight gradients of a chunk of kernels gathered into one block, each plane read as one run
+/// (8 floats at a time from every plane at once would be `planes` × partials streams a page or more
+/// apart, which the prefetchers cannot follow).
+@inline(__always)
+func sumKernelPartials(_ partials: [UnsafePointer<Float>], planes: Int, plane: Int, first: Int, count: Int,
+                       into sums: UnsafeMutablePointer<Float>) {
+    partials.withUnsafeBufferPointer { ps in
+        for xi in 0..<planes {
+            let dst = sums + xi * kernelChunk
+            dst.update(repeating: 0, count: count)
+            for m in ps {
+                let src = m + xi * plane + first
+                var j = 0
+                while j + 8 <= count {
+                    let a = UnsafeRawPointer(dst + j).loadUnaligned(as: SIMD8<Float>.self)
+                    UnsafeMutableRawPointer(dst + j).storeBytes(of: a + UnsafeRawPointer(src + j).loadUnaligned(as: SIMD8<Float>.self), as: SIMD8<Float>.self)
+                    j += 8
+                }
+                while j < count { dst[j] += src[j]; j += 1 }
+            }
+        }
+    }
+}
+
 /// dw[l * 9 + e] += r[e][l] for lanes l < count: the nine gradient values of 8 kernels in SIMD8
 /// lanes, added to the kernels' 72 contiguous floats (transposed through the stack, then 9 vector adds).
 @inline(__always)
