@@ -295,27 +295,15 @@ public func winograd33AddKernelGradients(_ partials: [UnsafePointer<Float>], cin
 
 /// The same with the partials' planes `plane` floats apart.
 func addKernelGradients33(_ partials: [UnsafePointer<Float>], plane: Int, dw: UnsafeMutablePointer<Float>, kernels: Range<Int>) {
-    let sums = UnsafeMutablePointer<Float>.allocate(capacity: 25 * kernelChunk)
-    defer { sums.deallocate() }
-    sums.initialize(repeating: 0, count: 25 * kernelChunk)   // lanes past a chunk's end are read, never stored
-    var q0 = kernels.lowerBound
-    while q0 < kernels.upperBound {
-        let cn = min(kernelChunk, kernels.upperBound - q0)
-        sumKernelPartials(partials, planes: 25, plane: plane, first: q0, count: cn, into: sums)
-        var j = 0
-        while j < cn {
-            let n = min(8, cn - j), s = UnsafeRawPointer(sums + j)
-            @inline(__always) func ld(_ xi: Int) -> V8 { s.loadUnaligned(fromByteOffset: xi * kernelChunk * 4, as: V8.self) }
-            // Q = G^T M (3x5) by columns, then R = Q G (3x3) by rows
-            @inline(__always) func column(_ j: Int) -> Three { kernelGradientTransform((ld(j), ld(5 + j), ld(10 + j), ld(15 + j), ld(20 + j))) }
-            let c0 = column(0), c1 = column(1), c2 = column(2), c3 = column(3), c4 = column(4)
-            let r0 = kernelGradientTransform((c0.0, c1.0, c2.0, c3.0, c4.0))
-            let r1 = kernelGradientTransform((c0.1, c1.1, c2.1, c3.1, c4.1))
-            let r2 = kernelGradientTransform((c0.2, c1.2, c2.2, c3.2, c4.2))
-            addKernelLanes((r0.0, r0.1, r0.2, r1.0, r1.1, r1.2, r2.0, r2.1, r2.2), to: dw + (q0 + j) * 9, count: n)
-            j += 8
-        }
-        q0 += cn
+    addKernelGradients(partials, planes: 25, plane: plane, dw: dw, kernels: kernels) { s in
+        @inline(__always) func ld(_ xi: Int) -> V8 { s.loadUnaligned(fromByteOffset: xi * kernelChunk * 4, as: V8.self) }
+        // Q = G^T M (3x5) by columns, then R = Q G (3x3) by rows
+        @inline(__always) func column(_ j: Int) -> Three { kernelGradientTransform((ld(j), ld(5 + j), ld(10 + j), ld(15 + j), ld(20 + j))) }
+        let c0 = column(0), c1 = column(1), c2 = column(2), c3 = column(3), c4 = column(4)
+        let r0 = kernelGradientTransform((c0.0, c1.0, c2.0, c3.0, c4.0))
+        let r1 = kernelGradientTransform((c0.1, c1.1, c2.1, c3.1, c4.1))
+        let r2 = kernelGradientTransform((c0.2, c1.2, c2.2, c3.2, c4.2))
+        return (r0.0, r0.1, r0.2, r1.0, r1.1, r1.2, r2.0, r2.1, r2.2)
     }
 }
 
@@ -329,7 +317,7 @@ public func winograd33WeightGradientByChannels(x: UnsafePointer<Float>, dy: Unsa
     let geo = Geometry33(h: h, w: w)
     let nb8 = (n + 7) / 8 * 8, cols = geo.tpi * nb8
     let vPlane = cin * cols + 16, dPlane = cout * cols + 16
-    let r = max(1, min(rows, cout)), cPlane = r * cin + 16
+    let cPlane = max(1, min(rows, cout)) * cin + 16
     let v = winograd33DWShared.buffer(worker: 0, count: 25 * (vPlane + dPlane))
     let dt = v + 25 * vPlane
     let parts = max(1, min(workers, cout))
@@ -341,18 +329,10 @@ public func winograd33WeightGradientByChannels(x: UnsafePointer<Float>, dy: Unsa
         transformOutputGradient(dy, dt, plane: dPlane, geo, cout: cout, img0: 0, nb: n, nb8: nb8,
                                 channels: cout * wk / parts ..< cout * (wk + 1) / parts)
     }}
-    let chunks = (cout + r - 1) / r
-    Parallel.forRanges(parts) { ws in for wk in ws {
-        let mw = winogradDWScratch.buffer(worker: wk, count: 25 * cPlane)
-        for chunk in chunks * wk / parts ..< chunks * (wk + 1) / parts {
-            let co0 = chunk * r, rc = min(r, cout - co0)
-            for xi in 0..<25 {   // Mw[xi][co0 ..< co0 + rc][.] = DY[xi][co0 ..< co0 + rc] · V[xi]^T
-                gemm(transB: true, m: rc, n: cin, k: cols, a: dt + xi * dPlane + co0 * cols, lda: cols,
-                     b: v + xi * vPlane, ldb: cols, c: mw + xi * cPlane, ldc: cin)
-            }
-            addKernelGradients33([UnsafePointer(mw)], plane: cPlane, dw: dw + co0 * cin * 9, kernels: 0..<(rc * cin))
-        }
-    }}
+    weightGradientByOutputChunks(dt: dt, dPlane: dPlane, v: v, vPlane: vPlane, ld: cols, k: cols, planes: 25, cin: cin, cout: cout,
+                                 rows: rows, parts: parts, dw: dw,
+                                 scratch: { winogradDWScratch.buffer(worker: $0, count: 25 * cPlane) },
+                                 add: { addKernelGradients33($0, plane: $1, dw: $2, kernels: $3) })
 }
 
 /// V and DY of `winograd33WeightGradientByChannels`, shared by the workers.

@@ -136,31 +136,19 @@ public func winograd43AddKernelGradients(_ partials: [UnsafePointer<Float>], cin
 
 /// The same with the partials' planes `plane` floats apart.
 func addKernelGradients43(_ partials: [UnsafePointer<Float>], plane: Int, dw: UnsafeMutablePointer<Float>, kernels: Range<Int>) {
-    let sums = UnsafeMutablePointer<Float>.allocate(capacity: 36 * kernelChunk)
-    defer { sums.deallocate() }
-    sums.initialize(repeating: 0, count: 36 * kernelChunk)   // lanes past a chunk's end are read, never stored
-    var q0 = kernels.lowerBound
-    while q0 < kernels.upperBound {
-        let cn = min(kernelChunk, kernels.upperBound - q0)
-        sumKernelPartials(partials, planes: 36, plane: plane, first: q0, count: cn, into: sums)
-        var j = 0
-        while j < cn {
-            let n = min(8, cn - j), s = UnsafeRawPointer(sums + j)
-            @inline(__always) func ld(_ k: Int) -> SIMD8<Float> { s.loadUnaligned(fromByteOffset: k * kernelChunk * 4, as: SIMD8<Float>.self) }
-            // G^T M: three rows of six (one column of M at a time), then each row times G
-            let c0 = kernelRows(ld(0), ld(6), ld(12), ld(18), ld(24), ld(30))
-            let c1 = kernelRows(ld(1), ld(7), ld(13), ld(19), ld(25), ld(31))
-            let c2 = kernelRows(ld(2), ld(8), ld(14), ld(20), ld(26), ld(32))
-            let c3 = kernelRows(ld(3), ld(9), ld(15), ld(21), ld(27), ld(33))
-            let c4 = kernelRows(ld(4), ld(10), ld(16), ld(22), ld(28), ld(34))
-            let c5 = kernelRows(ld(5), ld(11), ld(17), ld(23), ld(29), ld(35))
-            let r0 = kernelRows(c0.0, c1.0, c2.0, c3.0, c4.0, c5.0)
-            let r1 = kernelRows(c0.1, c1.1, c2.1, c3.1, c4.1, c5.1)
-            let r2 = kernelRows(c0.2, c1.2, c2.2, c3.2, c4.2, c5.2)
-            addKernelLanes((r0.0, r0.1, r0.2, r1.0, r1.1, r1.2, r2.0, r2.1, r2.2), to: dw + (q0 + j) * 9, count: n)
-            j += 8
-        }
-        q0 += cn
+    addKernelGradients(partials, planes: 36, plane: plane, dw: dw, kernels: kernels) { s in
+        @inline(__always) func ld(_ k: Int) -> SIMD8<Float> { s.loadUnaligned(fromByteOffset: k * kernelChunk * 4, as: SIMD8<Float>.self) }
+        // G^T M: three rows of six (one column of M at a time), then each row times G
+        let c0 = kernelRows(ld(0), ld(6), ld(12), ld(18), ld(24), ld(30))
+        let c1 = kernelRows(ld(1), ld(7), ld(13), ld(19), ld(25), ld(31))
+        let c2 = kernelRows(ld(2), ld(8), ld(14), ld(20), ld(26), ld(32))
+        let c3 = kernelRows(ld(3), ld(9), ld(15), ld(21), ld(27), ld(33))
+        let c4 = kernelRows(ld(4), ld(10), ld(16), ld(22), ld(28), ld(34))
+        let c5 = kernelRows(ld(5), ld(11), ld(17), ld(23), ld(29), ld(35))
+        let r0 = kernelRows(c0.0, c1.0, c2.0, c3.0, c4.0, c5.0)
+        let r1 = kernelRows(c0.1, c1.1, c2.1, c3.1, c4.1, c5.1)
+        let r2 = kernelRows(c0.2, c1.2, c2.2, c3.2, c4.2, c5.2)
+        return (r0.0, r0.1, r0.2, r1.0, r1.1, r1.2, r2.0, r2.1, r2.2)
     }
 }
 
@@ -178,7 +166,7 @@ public func winograd43WeightGradientByChannels(x: UnsafePointer<Float>, dy: Unsa
     let lw = tw + 8, padded = (4 * th + 2) * 4 * lw, paddedDY = 4 * th * 4 * lw
     let nt = n * tpi, ld = (nt + 15) / 8 * 8   // an 8-lane store past a row's end stays in the row
     let vPlane = cin * ld + 16, dPlane = cout * ld + 16
-    let r = max(1, min(rows, cout)), cPlane = r * cin + 16
+    let cPlane = max(1, min(rows, cout)) * cin + 16
     let v = winograd43DWShared.buffer(worker: 0, count: 36 * (vPlane + dPlane))
     let dt = v + 36 * vPlane
     let geo = Winograd43Geometry(h: h, w: w, tw: tw, tpi: tpi, lw: lw)
@@ -193,18 +181,10 @@ public func winograd43WeightGradientByChannels(x: UnsafePointer<Float>, dy: Unsa
         outputGradientTransform(dy, dt, qbuf, geo, plane: dPlane, cout: cout, first: 0, nt: nt,
                                 channels: cout * wk / parts ..< cout * (wk + 1) / parts, ld: ld)
     }}
-    let chunks = (cout + r - 1) / r
-    Parallel.forRanges(parts) { ws in for wk in ws {
-        let mw = winograd43DWScratch.buffer(worker: wk, count: padded + paddedDY + 36 * cPlane) + padded + paddedDY
-        for chunk in chunks * wk / parts ..< chunks * (wk + 1) / parts {
-            let co0 = chunk * r, rc = min(r, cout - co0)
-            for xi in 0..<36 {   // Mw[xi][co0 ..< co0 + rc][.] = DY[xi][co0 ..< co0 + rc] · V[xi]^T
-                gemm(transB: true, m: rc, n: cin, k: nt, a: dt + xi * dPlane + co0 * ld, lda: ld,
-                     b: v + xi * vPlane, ldb: ld, c: mw + xi * cPlane, ldc: cin)
-            }
-            addKernelGradients43([UnsafePointer(mw)], plane: cPlane, dw: dw + co0 * cin * 9, kernels: 0..<(rc * cin))
-        }
-    }}
+    weightGradientByOutputChunks(dt: dt, dPlane: dPlane, v: v, vPlane: vPlane, ld: ld, k: nt, planes: 36, cin: cin, cout: cout,
+                                 rows: rows, parts: parts, dw: dw,
+                                 scratch: { winograd43DWScratch.buffer(worker: $0, count: padded + paddedDY + 36 * cPlane) + padded + paddedDY },
+                                 add: { addKernelGradients43($0, plane: $1, dw: $2, kernels: $3) })
 }
 
 /// V and DY of `winograd43WeightGradientByChannels`, shared by the workers.

@@ -125,12 +125,61 @@ func sumKernelPartials(_ partials: [UnsafePointer<Float>], planes: Int, plane: I
     }
 }
 
+/// The nine gradient values of 8 kernels, one SIMD8 lane per kernel.
+typealias KernelLanes = (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>,
+                         SIMD8<Float>, SIMD8<Float>, SIMD8<Float>)
+
+/// dw[q*9 ..< q*9+9] += transform(M_q) for kernels q in `kernels`, M_q the sum of the partials'
+/// planes at q (in their order): the sums gathered a chunk at a time (`sumKernelPartials`), then
+/// `transform` on 8 kernels at a time, given the chunk's sums at its first kernel (plane xi at byte
+/// offset xi * kernelChunk * 4).
+@inline(__always)
+func addKernelGradients(_ partials: [UnsafePointer<Float>], planes: Int, plane: Int, dw: UnsafeMutablePointer<Float>,
+                        kernels: Range<Int>, _ transform: (UnsafeRawPointer) -> KernelLanes) {
+    let sums = UnsafeMutablePointer<Float>.allocate(capacity: planes * kernelChunk)
+    defer { sums.deallocate() }
+    sums.initialize(repeating: 0, count: planes * kernelChunk)   // lanes past a chunk's end are read, never stored
+    var q0 = kernels.lowerBound
+    while q0 < kernels.upperBound {
+        let cn = min(kernelChunk, kernels.upperBound - q0)
+        sumKernelPartials(partials, planes: planes, plane: plane, first: q0, count: cn, into: sums)
+        var j = 0
+        while j < cn {
+            addKernelLanes(transform(UnsafeRawPointer(sums + j)), to: dw + (q0 + j) * 9, count: min(8, cn - j))
+            j += 8
+        }
+        q0 += cn
+    }
+}
+
+/// The second half of a weight gradient by output channels (`winograd43WeightGradientByChannels`):
+/// with DY[planes][Cout][ld] and V[planes][Cin][ld] of the whole batch (k tiles), each of `parts`
+/// workers takes its share of the chunks of `rows` output channels, multiplies their DY rows by V
+/// into Mw[planes][rows][Cin] (in `scratch(worker)`, planes * (rows * Cin + 16) floats) and adds
+/// them back transformed (`add(partials, plane, dw, kernels)`) into dw.
+@inline(__always)
+func weightGradientByOutputChunks(dt: UnsafePointer<Float>, dPlane: Int, v: UnsafePointer<Float>, vPlane: Int, ld: Int, k: Int,
+                                  planes: Int, cin: Int, cout: Int, rows: Int, parts: Int, dw: UnsafeMutablePointer<Float>,
+                                  scratch: (Int) -> UnsafeMutablePointer<Float>,
+                                  add: ([UnsafePointer<Float>], Int, UnsafeMutablePointer<Float>, Range<Int>) -> Void) {
+    let r = max(1, min(rows, cout)), cPlane = r * cin + 16, chunks = (cout + r - 1) / r
+    Parallel.forRanges(parts) { ws in for wk in ws {
+        let mw = scratch(wk)
+        for chunk in chunks * wk / parts ..< chunks * (wk + 1) / parts {
+            let co0 = chunk * r, rc = min(r, cout - co0)
+            for xi in 0..<planes {   // Mw[xi][co0 ..< co0 + rc][.] = DY[xi][co0 ..< co0 + rc] · V[xi]^T
+                gemm(transB: true, m: rc, n: cin, k: k, a: dt + xi * dPlane + co0 * ld, lda: ld,
+                     b: v + xi * vPlane, ldb: ld, c: mw + xi * cPlane, ldc: cin)
+            }
+            add([UnsafePointer(mw)], cPlane, dw + co0 * cin * 9, 0..<(rc * cin))
+        }
+    }}
+}
+
 /// dw[l * 9 + e] += r[e][l] for lanes l < count: the nine gradient values of 8 kernels in SIMD8
 /// lanes, added to the kernels' 72 contiguous floats (transposed through the stack, then 9 vector adds).
 @inline(__always)
-func addKernelLanes(_ r: (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>,
-                          SIMD8<Float>, SIMD8<Float>, SIMD8<Float>),
-                    to dw: UnsafeMutablePointer<Float>, count: Int) {
+func addKernelLanes(_ r: KernelLanes, to dw: UnsafeMutablePointer<Float>, count: Int) {
     guard count == 8 else {
         for l in 0..<count {
             let d = dw + l * 9
