@@ -27,6 +27,8 @@ public struct RunConfig: Equatable, Sendable {
         public var shuffle: Bool = true
         /// Random crop with padding `cropPadding` plus horizontal flip (training only).
         public var augment: Bool = false
+        /// Padding of `augment`'s random crop (pixels on each side, zeros).
+        public var cropPadding: Int = 4
         public var normalize: Bool = false
         /// Per-channel mean and std used when `normalize` is on (one entry per input channel).
         public var mean: [Float] = [0.2860]
@@ -35,8 +37,6 @@ public struct RunConfig: Equatable, Sendable {
         public var syntheticCount: Int = 1024
         public init() {}
 
-        /// Padding of `augment`'s random crop (pixels on each side).
-        public static let cropPadding = 4
         /// The synthetic test split holds `syntheticCount / syntheticTestDivisor` images (at least one).
         public static let syntheticTestDivisor = 4
     }
@@ -159,6 +159,7 @@ public enum ConfigLimits {
     public static let inChannels = 1...1024
     public static let numClasses = 2...1_000_000
     public static let imageSize = 0...4096
+    public static let cropPadding = 0...64
     public static let syntheticCount = 1...100_000_000
     public static let batchSize = 1...1_000_000
     public static let epochs = 1...1_000_000

@@ -71,6 +71,7 @@ extension RunConfig {
             try fail("data.dataset", ConfigSchema.oneOf(DatasetKind.allCases.map(\.rawValue)), "'\(clippedForMessage(data.dataset))'")
         }
         try range("data.image_size", data.imageSize, L.imageSize, " (0 = native size)")
+        try range("data.crop_padding", data.cropPadding, L.cropPadding)
         if data.normalize {
             if data.mean.count != model.inChannels {
                 try fail("data.mean", "\(model.inChannels) value(s), one per input channel (model.in_channels) since data.normalize is on",

@@ -48,7 +48,7 @@ public struct RunPlan {
         let size = config.data.imageSize
         return TransformConfig(imageSize: size > 0 ? size : nil,
                                normalize: config.data.normalize ? (config.data.mean, config.data.std) : nil,
-                               randomCropPadding: augment ? RunConfig.DataConfig.cropPadding : 0, horizontalFlip: augment)
+                               randomCropPadding: augment ? config.data.cropPadding : 0, horizontalFlip: augment)
     }
 
     /// The training split (augmented as configured), checked against the model.

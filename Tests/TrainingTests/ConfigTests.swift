@@ -240,6 +240,8 @@ final class ConfigTests: XCTestCase {
             (["data.normalize=true", "data.std=[0.1, 0.2]"], ["data.std", "1 value(s)"]),
             (["data.std=[0]"], ["data.std", "1e-06...1000000.0"]),
             (["data.image_size=4097"], ["data.image_size", "0...4096"]),
+            (["data.crop_padding=-1"], ["data.crop_padding", "0...64"]),
+            (["data.crop_padding=65"], ["data.crop_padding", "0...64"]),
             (["data.synthetic_count=1000000000"], ["data.synthetic_count", "1...100000000"]),
             (["data.synthetic_count=0"], ["data.synthetic_count"]),
             (["train.batch_size=0"], ["train.batch_size", "1...1000000", "0"]),
@@ -425,6 +427,16 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(plan.schedule(stepsPerEpoch: 4).lr(at: 0), s.optimizer.lr)
         s.optimizer.lrPer256 = 0.2; s.train.batchSize = 128
         XCTAssertEqual(try RunPlan(s).schedule(stepsPerEpoch: 4).lr(at: 0), 0.1, accuracy: 1e-12)
+    }
+
+    /// data.crop_padding reaches the training transform (augment on), not the test one.
+    func testCropPaddingReachesTheTransform() throws {
+        var s = RunConfig.default
+        s.data.dataset = "synthetic"; s.data.imageSize = 8; s.model.width = 2
+        XCTAssertEqual(try RunPlan(s).transform(augment: true).randomCropPadding, 4)
+        s.data.cropPadding = 2
+        XCTAssertEqual(try RunPlan(s).transform(augment: true).randomCropPadding, 2)
+        XCTAssertEqual(try RunPlan(s).transform(augment: false).randomCropPadding, 0)
     }
 
     /// The resumable keys are the schema's; a key outside the schema cannot be one.
