@@ -172,9 +172,18 @@ public func isZombie(_ pid: pid_t) -> Bool {
 
 /// Whether `signal` is pending (not yet delivered) for `pid` (/proc/PID/status SigPnd, ShdPnd).
 public func signalPending(_ signal: Int32, pid: pid_t) -> Bool {
+    signalInMask(signal, pid: pid, fields: ["SigPnd:", "ShdPnd:"])
+}
+
+/// Whether the main thread of process `pid` blocks `signal` (SigBlk of /proc/PID/status).
+public func signalBlocked(_ signal: Int32, pid: pid_t) -> Bool {
+    signalInMask(signal, pid: pid, fields: ["SigBlk:"])
+}
+
+private func signalInMask(_ signal: Int32, pid: pid_t, fields: [String]) -> Bool {
     guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return false }
     let bit = UInt64(1) << UInt64(signal - 1)
-    for line in text.split(separator: "\n") where line.hasPrefix("SigPnd:") || line.hasPrefix("ShdPnd:") {
+    for line in text.split(separator: "\n") where fields.contains(where: { line.hasPrefix($0) }) {
         if let mask = UInt64(line.split(separator: ":")[1].trimmingCharacters(in: .whitespaces), radix: 16), mask & bit != 0 {
             return true
         }

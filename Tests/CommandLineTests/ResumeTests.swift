@@ -211,14 +211,17 @@ final class ResumeTests: XCTestCase {
     /// SIGTERM while the process starts, before it has run a step (SLURM sends its --signal
     /// warning up to a minute early: a requeued job's ranks can get it as they start): the signal
     /// waits until the handler is in place, then the run stops after step 1 with a checkpoint and
-    /// exits 0. (RESNET_TEST_STARTUP_PAUSE holds the process 2 s before its handler is installed.)
+    /// exits 0. (RESNET_TEST_STARTUP_PAUSE holds the process 2 s before its handler is installed; the
+    /// signal is sent once /proc shows it blocked.)
     func testSigtermDuringStartupStopsAfterTheFirstStep() throws {
         let dir = try makeRunDir("d-startup")
         let job = try startJob(np: 1, args: trainArgs(dir: dir, Self.signalArgs(maxSteps: 2000)),
                                env: ["RESNET_TEST_STARTUP_PAUSE": "2"])
         defer { job.killEverything(matching: dir) }
-        usleep(500_000)
+        let started = Date()   // SIGTERM once the process holds it (its first line), inside the pause
+        while !signalBlocked(SIGTERM, pid: job.pid) && job.isRunning && Date().timeIntervalSince(started) < 10 { usleep(1_000) }
         XCTAssertTrue(job.isRunning, "ended during its start-up pause (status \(job.status)):\n\(job.stderr)")
+        XCTAssertTrue(signalBlocked(SIGTERM, pid: job.pid), "SIGTERM not held 10 s after start")
         XCTAssertEqual(kill(job.pid, SIGTERM), 0)
         XCTAssertTrue(job.wait(timeout: 30), "still running 30 s after SIGTERM:\n\(job.stdout.suffix(2000))")
         XCTAssertEqual(job.status, 0, "SIGTERM during start-up killed the process (reason \(job.reason)):\n\(job.stdout.suffix(2000))\n\(job.stderr)")
