@@ -103,6 +103,50 @@ final class Conv2DTests: XCTestCase {
         }
     }
 
+    /// One image per gemm (`group == 1`: the stem at 96x96 and 224x224) runs band by band of output
+    /// rows (`forwardByRows` / `backwardByRows`): several bands with a short last one, 1 and 2 workers,
+    /// bias on and off, dX skipped (the stem) or not. Forward against the reference, gradients by finite
+    /// differences, and the same y, dX and dW as with the whole image in one band.
+    func testRowBandPaths() {
+        let saved = Conv2D.bandFloats
+        defer { Conv2D.bandFloats = saved }
+        let cases = [
+            ConvCase(n: 3, cin: 3, cout: 4, h: 95, w: 93, k: 7, stride: 2, padding: 3, bias: true),   // 48x47 out, stem-like
+            ConvCase(n: 2, cin: 2, cout: 3, h: 91, w: 96, k: 3, stride: 2, padding: 1, bias: false),  // 46x48 out
+        ]
+        XCTAssertEqual(cases.map { $0.groupSize() }, [1, 1])
+        for (i, c) in cases.enumerated() {
+            for workers in [1, 2] { withWorkers(workers) {
+                let (ctx, conv) = makeConv(c, seed: UInt64(70 + i))
+                let x = randomTensor([c.n, c.cin, c.h, c.w], seed: UInt64(80 + i))
+                let dy = randomTensor(conv.outputShape(x.shape), seed: UInt64(90 + i))
+                let wo = conv.outputShape(x.shape)[3], kdim = c.cin * c.k * c.k
+                func run(bandRows: Int, inputGradient: Bool = true) -> ([Float], [Float], [Float]) {
+                    Conv2D.bandFloats = bandRows * kdim * wo
+                    conv.needsInputGradient = inputGradient
+                    ctx.params.zeroGrad()
+                    let y = conv.forward(x, training: true).array
+                    let dx = conv.backward(dy).array
+                    return (y, dx, Array(ctx.params.gradBuffer))
+                }
+                let whole = run(bandRows: 1000)
+                let banded = run(bandRows: 5)   // 10 bands, the last of 3 (or 1) rows
+                assertClose(banded.0, whole.0, rtol: 1e-5, atol: 1e-6, "\(c) workers \(workers) output")
+                assertClose(banded.1, whole.1, rtol: 1e-5, atol: 1e-6, "\(c) workers \(workers) input gradient")
+                assertCloseScaled(banded.2, whole.2.map(Double.init), "\(c) workers \(workers) parameter gradients")
+                let stem = run(bandRows: 5, inputGradient: false)
+                XCTAssertTrue(stem.1.allSatisfy { $0 == 0 }, "\(c): no input gradient asked, zeros returned")
+                assertCloseScaled(stem.2, whole.2.map(Double.init), "\(c) workers \(workers) parameter gradients without dX")
+                conv.needsInputGradient = true
+                Conv2D.bandFloats = 5 * kdim * wo
+                checkConvForward(c, conv, x)
+                var o = GradientCheckOptions()
+                o.maxSamples = 120
+                assertLayerGradients(conv, ctx: ctx, input: x, options: o, "\(c) workers \(workers) in bands of 5 rows")
+            }}
+        }
+    }
+
     /// Per-image results do not depend on how images are grouped: image i alone gives the same
     /// output and input gradient as inside a batch, and the weight gradient of the batch is the
     /// sum of the single-image gradients.

@@ -185,6 +185,10 @@ public final class Conv2D: Layer {
             ctx.timed("Conv2D forward winograd") { winogradPass(strategy, x, y, bias: bv, forInputGradient: false, p) }
             return y
         }
+        if p.group == 1 {
+            ctx.timed("Conv2D forward by rows") { forwardByRows(x, y, p) }
+            return y
+        }
         let inImage = inChannels * p.h * p.w, outImage = outChannels * p.hw
         let ws = (0..<p.workers).map { w in
             (cols: Workspace.shared.buffer(worker: w, slot: 0, count: p.kdim * p.group * p.hw),
@@ -239,6 +243,10 @@ public final class Conv2D: Layer {
         }
         if let u = strategy.unrolledForm {
             unrolledBackward(u, x: x, dy: dy, dx: d)
+            return d
+        }
+        if !winograd && p.group == 1 {
+            ctx.timed("Conv2D backward by rows") { backwardByRows(x, dy, d, p, needDX: needDX) }
             return d
         }
         let columns = winograd ? 1 : p.group * p.hw   // Winograd needs only the dW partial sums
@@ -336,6 +344,72 @@ public final class Conv2D: Layer {
         return d
     }
 
+    /// Output rows per band of the by-rows passes: the band's columns (kdim x rows x Wo) stay within
+    /// `bandFloats` (512 KiB, half this machine's L2).
+    private func bandRows(_ p: Plan) -> Int { max(1, min(p.ho, Conv2D.bandFloats / max(1, p.kdim * p.wo))) }
+    nonisolated(unsafe) public static var bandFloats = 1 << 17
+
+    /// Forward for maps too large to group images (p.group == 1, e.g. the stem): per image, per band
+    /// of output rows, im2col the band in cache and multiply straight into Y (its rows are the band's
+    /// columns, ldc = Ho·Wo), so there is no copy out:  Y[:, band] = W[Cout, K] · cols[K, band] (+ bias).
+    private func forwardByRows(_ x: Tensor, _ y: Tensor, _ p: Plan) {
+        let inImage = inChannels * p.h * p.w, outImage = outChannels * p.hw, rows = bandRows(p)
+        let cols = (0..<p.workers).map { Workspace.shared.buffer(worker: $0, slot: 0, count: p.kdim * rows * p.wo) }
+        let bv = bias?.value
+        Parallel.forRanges(p.workers) { workers in for wk in workers {
+            for i in p.images(wk) {
+                var oy = 0
+                while oy < p.ho {
+                    let band = oy..<min(p.ho, oy + rows), nc = band.count * p.wo
+                    self.im2col(x.data + i * inImage, p, cols[wk], ld: nc, col0: 0, rows: band)
+                    let yb = y.data + i * outImage + oy * p.wo
+                    gemmInBands(m: self.outChannels, n: nc, k: p.kdim, a: self.weight.value, lda: p.kdim,
+                                b: cols[wk], ldb: nc, c: yb, ldc: p.hw)
+                    if let bv = bv { for c in 0..<self.outChannels { let r = yb + c * p.hw; for j in 0..<nc { r[j] += bv[c] } } }
+                    oy = band.upperBound
+                }
+            }
+        }}
+    }
+
+    /// Backward of `forwardByRows`, band by band: dW += dY[:, band] · cols^T (dY read in place, lda =
+    /// Ho·Wo); dcols = W^T · dY[:, band], col2im(dcols) into dX (zeroed by the caller). Each worker
+    /// sums its images into its own dW (worker 0 straight into the gradient), added up in order after.
+    private func backwardByRows(_ x: Tensor, _ dy: Tensor, _ d: Tensor, _ p: Plan, needDX: Bool) {
+        let inImage = inChannels * p.h * p.w, outImage = outChannels * p.hw, rows = bandRows(p)
+        let wcount = outChannels * p.kdim
+        let ws = (0..<p.workers).map { w in
+            (cols: Workspace.shared.buffer(worker: w, slot: 0, count: p.kdim * rows * p.wo),
+             dw: w == 0 ? weight.grad : Workspace.shared.buffer(worker: w, slot: 2, count: wcount))
+        }
+        Parallel.forRanges(p.workers) { workers in for wk in workers {
+            let (cols, dw) = ws[wk]
+            if wk > 0 { dw.update(repeating: 0, count: wcount) }
+            for i in p.images(wk) {
+                var oy = 0
+                while oy < p.ho {
+                    let band = oy..<min(p.ho, oy + rows), nc = band.count * p.wo
+                    let dyb = dy.data + i * outImage + oy * p.wo
+                    self.im2col(x.data + i * inImage, p, cols, ld: nc, col0: 0, rows: band)
+                    gemm(transB: true, m: self.outChannels, n: p.kdim, k: nc, a: dyb, lda: p.hw,
+                         b: cols, ldb: nc, beta: 1, c: dw, ldc: p.kdim)
+                    if needDX {
+                        gemm(transA: true, m: p.kdim, n: nc, k: self.outChannels, a: self.weight.value, lda: p.kdim,
+                             b: dyb, ldb: p.hw, c: cols, ldc: nc)
+                        self.col2im(cols, ld: nc, col0: 0, p, d.data + i * inImage, rows: band)
+                    }
+                    oy = band.upperBound
+                }
+            }
+        }}
+        let wg = weight.grad
+        if ws.count > 1 {
+            Parallel.forRanges(wcount, minChunk: 4096) { r in   // add workers 1...'s partial dW, in order
+                for (_, dw) in ws.dropFirst() { for i in r { wg[i] += dw[i] } }
+            }
+        }
+    }
+
     /// dW += fold(dY^T · X), dX = dY · Wu, for the dense-matrix form (bias gradient done by the caller).
     private func unrolledBackward(_ u: UnrolledConv, x: Tensor, dy: Tensor, dx: Tensor) {
         let n = x.shape[0], hw = u.ho * u.wo
@@ -356,11 +430,15 @@ public final class Conv2D: Layer {
         }
     }
 
-    /// cols[(c*k + ki)*k + kj, col0 + oy*wo + ox] = x[c, oy*s - p + ki, ox*s - p + kj] (0 outside).
-    private func im2col(_ x: UnsafePointer<Float>, _ pl: Plan, _ cols: UnsafeMutablePointer<Float>, ld: Int, col0: Int) {
-        let (k, s, p, h, w, ho, wo) = (kernel, stride, padding, pl.h, pl.w, pl.ho, pl.wo)
+    /// cols[(c*k + ki)*k + kj, col0 + (oy - rows.lowerBound)*wo + ox] = x[c, oy*s - p + ki, ox*s - p + kj]
+    /// (0 outside), for the output rows `rows` (all by default).
+    private func im2col(_ x: UnsafePointer<Float>, _ pl: Plan, _ cols: UnsafeMutablePointer<Float>, ld: Int, col0: Int,
+                        rows: Range<Int>? = nil) {
+        let (k, s, p, h, w, wo) = (kernel, stride, padding, pl.h, pl.w, pl.wo)
+        let rows = rows ?? 0..<pl.ho
         if k == 1 && s == 1 && p == 0 {
-            for c in 0..<inChannels { (cols + c * ld + col0).update(from: x + c * h * w, count: h * w) }
+            let n = rows.count * w, at = rows.lowerBound * w
+            for c in 0..<inChannels { (cols + c * ld + col0).update(from: x + c * h * w + at, count: n) }
             return
         }
         for c in 0..<inChannels {
@@ -369,13 +447,22 @@ public final class Conv2D: Layer {
                 let row = cols + ((c * k + ki) * k + kj) * ld + col0
                 // valid output columns: 0 <= ox*s - p + kj < w
                 let lo = min(wo, max(0, (p - kj + s - 1) / s)), hi = max(lo, min(wo, (w + p - kj + s - 1) / s))
-                for oy in 0..<ho {
+                for oy in rows {
                     let iy = oy * s - p + ki
-                    let r = row + oy * wo
+                    let r = row + (oy - rows.lowerBound) * wo
                     if iy < 0 || iy >= h { r.update(repeating: 0, count: wo); continue }
                     let xr = xc + iy * w - p + kj
                     if lo > 0 { r.update(repeating: 0, count: lo) }
                     if s == 1 { (r + lo).update(from: xr + lo, count: hi - lo) }
+                    else if s == 2 {   // every other input: 8 outputs from 16 inputs (the last read stays inside the row)
+                        var ox = lo
+                        while ox + 8 < hi {
+                            UnsafeMutableRawPointer(r + ox).storeBytes(
+                                of: UnsafeRawPointer(xr + 2 * ox).loadUnaligned(as: SIMD16<Float>.self).evenHalf, as: SIMD8<Float>.self)
+                            ox += 8
+                        }
+                        while ox < hi { r[ox] = xr[2 * ox]; ox += 1 }
+                    }
                     else { for ox in lo..<hi { r[ox] = xr[ox * s] } }
                     if hi < wo { (r + hi).update(repeating: 0, count: wo - hi) }
                 }
@@ -383,18 +470,20 @@ public final class Conv2D: Layer {
         }
     }
 
-    /// dx[c, iy, ix] += dcols[row, col] — the adjoint of im2col.
-    private func col2im(_ cols: UnsafePointer<Float>, ld: Int, col0: Int, _ pl: Plan, _ dx: UnsafeMutablePointer<Float>) {
-        let (k, s, p, h, w, ho, wo) = (kernel, stride, padding, pl.h, pl.w, pl.ho, pl.wo)
+    /// dx[c, iy, ix] += dcols[row, col] — the adjoint of im2col (for the output rows `rows`, all by default).
+    private func col2im(_ cols: UnsafePointer<Float>, ld: Int, col0: Int, _ pl: Plan, _ dx: UnsafeMutablePointer<Float>,
+                        rows: Range<Int>? = nil) {
+        let (k, s, p, h, w, wo) = (kernel, stride, padding, pl.h, pl.w, pl.wo)
+        let rows = rows ?? 0..<pl.ho
         for c in 0..<inChannels {
             let dxc = dx + c * h * w
             for ki in 0..<k { for kj in 0..<k {
                 let row = cols + ((c * k + ki) * k + kj) * ld + col0
                 let lo = min(wo, max(0, (p - kj + s - 1) / s)), hi = max(lo, min(wo, (w + p - kj + s - 1) / s))
-                for oy in 0..<ho {
+                for oy in rows {
                     let iy = oy * s - p + ki
                     if iy < 0 || iy >= h { continue }
-                    let r = row + oy * wo, dr = dxc + iy * w - p + kj
+                    let r = row + (oy - rows.lowerBound) * wo, dr = dxc + iy * w - p + kj
                     if s == 1 { for ox in lo..<hi { dr[ox] += r[ox] } }
                     else { for ox in lo..<hi { dr[ox * s] += r[ox] } }
                 }

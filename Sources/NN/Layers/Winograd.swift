@@ -178,7 +178,7 @@ public func winogradForward(x: UnsafePointer<Float>, u: UnsafePointer<Float>, bi
         let vPlane = cin * nt + 16, mPlane = cout * nt + 16
         winogradInputTransform(x, v, pbuf, offs, geo, plane: vPlane, cin: cin, first: first, nt: nt)
         for xi in 0..<16 {
-            gemm(m: cout, n: nt, k: cin, a: u + xi * cout * cin, lda: cin,
+            gemmInBands(m: cout, n: nt, k: cin, a: u + xi * cout * cin, lda: cin,
                  b: v + xi * vPlane, ldb: nt, c: m + xi * mPlane, ldc: nt)
         }
         winogradOutputTransform(m, y, bias, geo, plane: mPlane, cout: cout, first: first, nt: nt)

@@ -199,7 +199,7 @@ public func winograd33Forward(x: UnsafePointer<Float>, u: UnsafePointer<Float>, 
             let vPlane = cin * cols + 16, mPlane = cout * cols + 16
             transformInput(x, v, plane: vPlane, geo, cin: cin, img0: img0, nb: nb, nb8: nb8, d)
             for xi in 0..<25 {
-                gemm(m: cout, n: cols, k: cin, a: u + xi * cout * cin, lda: cin, b: v + xi * vPlane, ldb: cols,
+                gemmInBands(m: cout, n: cols, k: cin, a: u + xi * cout * cin, lda: cin, b: v + xi * vPlane, ldb: cols,
                      c: m + xi * mPlane, ldc: cols)
             }
             transformOutput(m, y, bias, plane: mPlane, geo, cout: cout, img0: img0, nb: nb, nb8: nb8, d)

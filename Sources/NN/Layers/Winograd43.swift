@@ -146,7 +146,7 @@ public func winograd43Forward(x: UnsafePointer<Float>, u: UnsafePointer<Float>, 
         winograd43InputTransform(x, v, pbuf, Winograd43Geometry(h: h, w: w, tw: tw, tpi: tpi, lw: lw),
                                  plane: vPlane, cin: cin, first: first, nt: nt)
         for xi in 0..<36 {
-            gemm(m: cout, n: nt, k: cin, a: u + xi * cout * cin, lda: cin, b: v + xi * vPlane, ldb: nt, c: m + xi * mPlane, ldc: nt)
+            gemmInBands(m: cout, n: nt, k: cin, a: u + xi * cout * cin, lda: cin, b: v + xi * vPlane, ldb: nt, c: m + xi * mPlane, ldc: nt)
         }
         outputTransform(m, y, bias, plane: mPlane, cout: cout, h: h, w: w, tw: tw, tpi: tpi, first: first, nt: nt)
         t0 += nt
