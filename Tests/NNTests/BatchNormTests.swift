@@ -96,6 +96,45 @@ final class BatchNormTests: XCTestCase {
         assertLayerGradients(bn3, ctx: ctx3, input: input([1, 4, 3, 2], seed: 9), "bn [1,4,3,2]")
     }
 
+    /// A batch norm fused with the in-place ReLU after it (what Sequential and ResidualBlock do by
+    /// default) gives the bits of the two layers apart: output in training and eval, input gradient
+    /// and parameter gradients; maps of 35 (a SIMD tail) and of 1 pixel, NaN inputs included.
+    func testFusedReLUMatchesTheTwoLayersBitForBit() {
+        let saved = BatchNorm2D.fusesReLU
+        defer { BatchNorm2D.fusesReLU = saved }
+        for shape in [[4, 3, 5, 7], [5, 2, 1, 1]] {
+            func run(fused: Bool) -> (y: [Float], dx: [Float], grads: [Float], eval: [Float]) {
+                BatchNorm2D.fusesReLU = fused
+                let ctx = ModelContext()
+                let bn = BatchNorm2D(ctx, name: "bn", channels: shape[1])
+                let relu = ReLU(name: "relu", inPlace: true)
+                let seq = Sequential(ctx, name: "s", [bn, relu])
+                ctx.finalize()
+                bn.resetParameters()
+                fillUniform(bn.weight, seed: 3, lo: -1.5, hi: 1.5)   // negative gammas flip the mask
+                fillUniform(bn.bias, seed: 4, lo: -0.5, hi: 0.5)
+                XCTAssertEqual(bn.fusedReLU, fused, "\(shape)")
+                XCTAssertEqual(relu.passThrough, fused, "\(shape)")
+                let x = input(shape, seed: 21)
+                if shape[2] > 1 { x[7] = .nan }   // one NaN: its channel's statistics and all its outputs are NaN
+                let dy = randomTensor(shape, seed: 22)
+                ctx.params.zeroGrad()
+                let y = seq.forward(x, training: true).array
+                let dx = seq.backward(dy).array
+                let grads = Array(ctx.params.gradBuffer)
+                return (y, dx, grads, seq.forward(x, training: false).array)
+            }
+            let apart = run(fused: false), fused = run(fused: true)
+            XCTAssertTrue(apart.y.contains(0) && apart.y.contains { $0 > 0 }, "\(shape): the ReLU must cut somewhere")
+            for (name, a, b) in [("y", apart.y, fused.y), ("dx", apart.dx, fused.dx), ("gradients", apart.grads, fused.grads),
+                                 ("eval y", apart.eval, fused.eval)] {
+                let differ = a.indices.filter { $0 < b.count }.filter { a[$0].bitPattern != b[$0].bitPattern }
+                XCTAssertTrue(a.count == b.count && differ.isEmpty,
+                              "\(shape) \(name): \(differ.count) of \(a.count) differ, first at \(differ.first.map { "[\($0)] \(a[$0]) vs \(b[$0])" } ?? "-")")
+            }
+        }
+    }
+
     func testBackwardAccumulatesParameterGradients() {
         let (ctx, bn) = makeBN(channels: 3)
         let x = input(shape, seed: 11), dy = randomTensor(shape, seed: 12)

@@ -188,4 +188,67 @@ final class WinogradTests: XCTestCase {
             assertCloseScaled(y, ref.y, "\(v.name) concurrent")
         }
     }
+
+    /// F(4x4) forward and dX by output-channel chunks (`winograd43ForwardByChannels`, stage 4 at
+    /// 224x224) against the Double references: maps that leave partial tiles, tile counts that leave
+    /// a partial group of 8, output channels that leave a partial chunk, 1 to 3 workers, bias on and off.
+    func testByChannelsForwardAndInputGradientMatchReference() {
+        let shapes: [(n: Int, cin: Int, cout: Int, h: Int, w: Int, bias: Bool)] =
+            [(3, 5, 7, 7, 7, true), (2, 9, 20, 9, 10, false), (5, 4, 3, 12, 8, true), (1, 6, 17, 7, 13, true)]
+        for workers in [1, 2, 3] {
+            for (i, s) in shapes.enumerated() {
+                let x = randomArray(s.n * s.cin * s.h * s.w, seed: UInt64(700 + i))
+                let wt = randomArray(s.cout * s.cin * 9, seed: UInt64(710 + i))
+                let b = s.bias ? randomArray(s.cout, seed: UInt64(720 + i)) : nil
+                let dy = randomArray(s.n * s.cout * s.h * s.w, seed: UInt64(730 + i))
+                let ref = referenceConv2D(x, shape: [s.n, s.cin, s.h, s.w], weight: wt, bias: b,
+                                          outChannels: s.cout, kernel: 3, stride: 1, padding: 1)
+                var rotated = [Float](repeating: 0, count: wt.count)   // [Cin][Cout][3][3]
+                for co in 0..<s.cout { for ci in 0..<s.cin { for k in 0..<9 { rotated[(ci * s.cout + co) * 9 + k] = wt[(co * s.cin + ci) * 9 + 8 - k] } } }
+                let refDX = referenceConv2D(dy, shape: [s.n, s.cout, s.h, s.w], weight: rotated, bias: nil,
+                                            outChannels: s.cin, kernel: 3, stride: 1, padding: 1)
+                var y = [Float](repeating: .nan, count: s.n * s.cout * s.h * s.w)
+                var dx = [Float](repeating: .nan, count: s.n * s.cin * s.h * s.w)
+                withWorkers(workers) {
+                    x.withUnsafeBufferPointer { xp in wt.withUnsafeBufferPointer { wp in (b ?? []).withUnsafeBufferPointer { bp in
+                        y.withUnsafeMutableBufferPointer { yp in
+                            winograd43ForwardByChannels(x: xp.baseAddress!, w: wp.baseAddress!, bias: b == nil ? nil : bp.baseAddress!,
+                                                        y: yp.baseAddress!, cin: s.cin, cout: s.cout, h: s.h, w: s.w, n: s.n,
+                                                        forInputGradient: false, workers: workers, rows: 4)
+                        }
+                    }}}
+                    dy.withUnsafeBufferPointer { dp in wt.withUnsafeBufferPointer { wp in dx.withUnsafeMutableBufferPointer { xp in
+                        winograd43ForwardByChannels(x: dp.baseAddress!, w: wp.baseAddress!, bias: nil, y: xp.baseAddress!,
+                                                    cin: s.cout, cout: s.cin, h: s.h, w: s.w, n: s.n,
+                                                    forInputGradient: true, workers: workers, rows: 4)
+                    }}}
+                }
+                assertCloseScaled(y, ref.y, "by channels forward \(s), \(workers) workers")
+                assertCloseScaled(dx, refDX.y, "by channels dX \(s), \(workers) workers")
+            }
+        }
+    }
+
+    /// Conv2D takes the by-channels F(4x4) forward and dX where its rule says and gets the outputs and
+    /// input gradients of the split by images.
+    func testConv2DForwardByChannelsMatchesTheSplitByImages() {
+        let saved = Conv2D.forwardByChannelsRatio
+        defer { Conv2D.forwardByChannelsRatio = saved }
+        let shapes: [(n: Int, c: Int, side: Int)] = [(2, 16, 7), (3, 20, 8), (1, 12, 13)]
+        for (i, s) in shapes.enumerated() {
+            let ctx = ModelContext()
+            let conv = Conv2D(ctx, name: "conv", inChannels: s.c, outChannels: s.c + 3, kernel: 3, stride: 1, padding: 1)
+            ctx.finalize()
+            randomizeParameters(ctx, seed: UInt64(1300 + i))
+            let x = randomTensor([s.n, s.c, s.side, s.side], seed: UInt64(1400 + i))
+            let dy = randomTensor(conv.outputShape(x.shape), seed: UInt64(1500 + i))
+            var results: [([Float], [Float])] = []
+            for ratio in [0.0, 1e9] {
+                Conv2D.forwardByChannelsRatio = ratio
+                withWorkers(2) { results.append((conv.forward(x, training: true).array, conv.backward(dy).array)) }
+            }
+            assertCloseScaled(results[1].0, results[0].0.map(Double.init), "Conv2D forward by channels vs by images \(s)")
+            assertCloseScaled(results[1].1, results[0].1.map(Double.init), "Conv2D dX by channels vs by images \(s)")
+        }
+    }
 }

@@ -20,7 +20,8 @@ public func gemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: 
 /// in its SkylakeX and Cooperlake kernels): that path skips packing, and on the Winograd planes
 /// (e.g. 512 x 32 x 512) ran at 100–115 GFLOP/s on one core against 61–87 for the same product in one
 /// call (docs/performance.md). Bands are whole multiples of 16 and as even as that allows. Each
-/// element of C is the same sum either way.
+/// element of C sums the same products; a kernel may order them differently for a narrower product
+/// (Haswell's edge kernels do: last-bit differences).
 @inline(__always)
 public func gemmInBands(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int,
                         b: UnsafePointer<Float>, ldb: Int, c: UnsafeMutablePointer<Float>, ldc: Int) {
@@ -71,20 +72,35 @@ public func sumFloats(_ p: UnsafePointer<Float>, _ n: Int) -> Float {
 }
 
 /// (sum(a), sum(a * xhat)) with xhat = (x - mean) * invstd computed on the fly, rounded as a
-/// stored xhat would be (batch norm's backward without keeping xhat).
+/// stored xhat would be (batch norm's backward without keeping xhat). With `relu` (gamma, beta) the
+/// terms whose batch-norm output xhat * gamma + beta is not positive are left out: a ReLU's backward
+/// mask, from the same bits as the forward's output.
 @inline(__always)
 public func sumAndDotNormalized(_ a: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ n: Int,
-                                mean: Float, invstd: Float) -> (Float, Float) {
+                                mean: Float, invstd: Float, relu: (gamma: Float, beta: Float)? = nil) -> (Float, Float) {
     var s = SIMD16<Float>(repeating: 0), d = SIMD16<Float>(repeating: 0)
-    let mv = SIMD16<Float>(repeating: mean), iv = SIMD16<Float>(repeating: invstd)
+    let mv = SIMD16<Float>(repeating: mean), iv = SIMD16<Float>(repeating: invstd), zero = SIMD16<Float>(repeating: 0)
     var j = 0
-    while j + 16 <= n {
-        let g = UnsafeRawPointer(a + j).loadUnaligned(as: SIMD16<Float>.self)
-        let t = (UnsafeRawPointer(x + j).loadUnaligned(as: SIMD16<Float>.self) - mv) * iv
-        s += g; d += g * t; j += 16
+    if let (gamma, beta) = relu {
+        let gv = SIMD16<Float>(repeating: gamma), bv = SIMD16<Float>(repeating: beta)
+        while j + 16 <= n {
+            let t = (UnsafeRawPointer(x + j).loadUnaligned(as: SIMD16<Float>.self) - mv) * iv
+            let g = UnsafeRawPointer(a + j).loadUnaligned(as: SIMD16<Float>.self).replacing(with: zero, where: .!(t * gv + bv .> zero))
+            s += g; d += g * t; j += 16
+        }
+    } else {
+        while j + 16 <= n {
+            let g = UnsafeRawPointer(a + j).loadUnaligned(as: SIMD16<Float>.self)
+            let t = (UnsafeRawPointer(x + j).loadUnaligned(as: SIMD16<Float>.self) - mv) * iv
+            s += g; d += g * t; j += 16
+        }
     }
     var ss = s.sum(), dd = d.sum()
-    while j < n { ss += a[j]; dd += a[j] * ((x[j] - mean) * invstd); j += 1 }
+    while j < n {
+        let t = (x[j] - mean) * invstd
+        if let (gamma, beta) = relu, !(t * gamma + beta > 0) { j += 1; continue }
+        ss += a[j]; dd += a[j] * t; j += 1
+    }
     return (ss, dd)
 }
 

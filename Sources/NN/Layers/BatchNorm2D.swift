@@ -6,6 +6,9 @@
 // Backward recomputes xhat from the input (kept by the layer before, so no extra tensor) with the
 // saved Float mean and invstd — the same operations as forward, so the same bits; the output is
 // not read by backward, so a ReLU or a residual sum may overwrite it in place.
+// `fuse(_ relu:)` takes over the ReLU that follows: forward writes max(y, 0) (one pass over the
+// tensor less), backward masks dy where y ≤ 0 itself (y recomputed, the same bits), and the ReLU
+// passes its input and gradient through. Results are those of the two layers apart, bit for bit.
 
 public final class BatchNorm2D: Layer {
     public let name: String
@@ -22,6 +25,10 @@ public final class BatchNorm2D: Layer {
     private let sums: UnsafeMutablePointer<Double>             // [2C + 1] reduction scratch
     private var count = 0.0                                    // M (global when synced)
     private var trainingForward = true
+    /// The ReLU after this layer, when `fuse` gave its work to this layer.
+    public private(set) var fusedReLU = false
+    /// Whether Sequential and ResidualBlock fuse a batch norm with the in-place ReLU after it.
+    nonisolated(unsafe) public static var fusesReLU = true
 
     public init(_ ctx: ModelContext, name: String, channels: Int) {
         self.ctx = ctx; self.name = name; self.channels = channels
@@ -35,6 +42,13 @@ public final class BatchNorm2D: Layer {
         sums = .allocate(capacity: 2 * channels + 1); sums.initialize(repeating: 0, count: 2 * channels + 1)
     }
     deinit { invstd.deallocate(); sums.deallocate(); normalization.deallocate() }
+
+    /// Applies `relu` (which must come right after this layer and be in place) in this layer's passes.
+    public func fuse(_ relu: ReLU) {
+        precondition(relu.inPlace, "\(name): only an in-place ReLU can be fused")
+        fusedReLU = true
+        relu.passThrough = true
+    }
 
     public var parameters: [ParamHandle] { [weight, bias] }
     public func outputShape(_ s: [Int]) -> [Int] { s }
@@ -60,7 +74,8 @@ public final class BatchNorm2D: Layer {
                     let shift = beta[ch] - rm[ch] * scale
                     for i in 0..<n {
                         let p = x.data + (i * c + ch) * hw, q = y.data + (i * c + ch) * hw
-                        for j in 0..<hw { q[j] = p[j] * scale + shift }
+                        if self.fusedReLU { for j in 0..<hw { let v = p[j] * scale + shift; q[j] = v > 0 ? v : 0 } }
+                        else { for j in 0..<hw { q[j] = p[j] * scale + shift } }
                     }
                 }
             }
@@ -94,7 +109,8 @@ public final class BatchNorm2D: Layer {
                 let g = gamma[ch], b = beta[ch], fm = Float(mean), fi = Float(istd)
                 norm[ch] = fm; norm[c + ch] = fi
                 for i in 0..<n {
-                    normalizeAffine(x.data + (i * c + ch) * hw, y.data + (i * c + ch) * hw, hw, mean: fm, invstd: fi, gamma: g, beta: b)
+                    normalizeAffine(x.data + (i * c + ch) * hw, y.data + (i * c + ch) * hw, hw, mean: fm, invstd: fi, gamma: g, beta: b,
+                                    relu: self.fusedReLU)
                 }
                 let unbiased = m > 1 ? varB * m / (m - 1) : varB
                 rm[ch] = Float((1 - self.momentum) * Double(rm[ch]) + self.momentum * mean)
@@ -110,13 +126,14 @@ public final class BatchNorm2D: Layer {
         let (n, c, hw) = (dy.shape[0], channels, dy.shape[2] * dy.shape[3])
         let d = GradientPool.take(dy.shape, replacing: dy)   // elementwise: may overwrite a donated dy
         let (sums, invstd, norm) = (self.sums, self.invstd, self.normalization)
-        let gamma = weight.value, dgammaOut = weight.grad, dbetaOut = bias.grad
+        let gamma = weight.value, beta = bias.value, dgammaOut = weight.grad, dbetaOut = bias.grad
         Parallel.forRanges(c) { r in   // sum(dy), sum(dy * xhat)
             for ch in r {
                 var s = 0.0, s2 = 0.0
                 for i in 0..<n {
                     let (a, b) = sumAndDotNormalized(dy.data + (i * c + ch) * hw, x.data + (i * c + ch) * hw, hw,
-                                                     mean: norm[ch], invstd: norm[c + ch])
+                                                     mean: norm[ch], invstd: norm[c + ch],
+                                                     relu: self.fusedReLU ? (gamma[ch], beta[ch]) : nil)
                     s += Double(a); s2 += Double(b)
                 }
                 sums[ch] = s; sums[c + ch] = s2
@@ -132,7 +149,8 @@ public final class BatchNorm2D: Layer {
                 let fm = Float(m), fb = Float(dbeta), fg = Float(dgamma), mean = norm[ch], istd = norm[c + ch]
                 for i in 0..<n {
                     let o = (i * c + ch) * hw
-                    inputGradient(dy.data + o, x.data + o, d.data + o, hw, k: k, m: fm, dbeta: fb, dgamma: fg, mean: mean, invstd: istd)
+                    inputGradient(dy.data + o, x.data + o, d.data + o, hw, k: k, m: fm, dbeta: fb, dgamma: fg, mean: mean, invstd: istd,
+                                  relu: self.fusedReLU ? (gamma[ch], beta[ch]) : nil)
                 }
             }
         }
@@ -140,34 +158,72 @@ public final class BatchNorm2D: Layer {
     }
 }
 
-/// y[j] = (x[j] - mean) * invstd * gamma + beta, 16 lanes at a time (the same operations per element
-/// as the scalar tail, so the same bits).
-@inline(__always)
-private func normalizeAffine(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int,
-                             mean: Float, invstd: Float, gamma: Float, beta: Float) {
-    let mv = SIMD16<Float>(repeating: mean), iv = SIMD16<Float>(repeating: invstd)
-    let gv = SIMD16<Float>(repeating: gamma), bv = SIMD16<Float>(repeating: beta)
-    var j = 0
-    while j + 16 <= n {
-        let v = UnsafeRawPointer(x + j).loadUnaligned(as: SIMD16<Float>.self)
-        UnsafeMutableRawPointer(y + j).storeBytes(of: (v - mv) * iv * gv + bv, as: SIMD16<Float>.self)
-        j += 16
+/// Fuses every batch norm of `layers` that an in-place ReLU follows (`BatchNorm2D.fuse`), when
+/// `BatchNorm2D.fusesReLU` (on by default; off only to compare against the two layers apart).
+func fuseBatchNormReLUs(_ layers: [Layer]) {
+    guard BatchNorm2D.fusesReLU else { return }
+    for (a, b) in zip(layers, layers.dropFirst()) {
+        if let bn = a as? BatchNorm2D, let relu = b as? ReLU, relu.inPlace { bn.fuse(relu) }
     }
-    while j < n { y[j] = (x[j] - mean) * invstd * gamma + beta; j += 1 }
 }
 
-/// dx[j] = k * (m * dy[j] - dbeta - xhat[j] * dgamma), xhat = (x - mean) * invstd; dx may be dy itself.
+/// y[j] = (x[j] - mean) * invstd * gamma + beta, then max(y, 0) with `relu`, 16 lanes at a time
+/// (the same operations per element as the scalar tail, so the same bits).
+@inline(__always)
+private func normalizeAffine(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int,
+                             mean: Float, invstd: Float, gamma: Float, beta: Float, relu: Bool) {
+    let mv = SIMD16<Float>(repeating: mean), iv = SIMD16<Float>(repeating: invstd)
+    let gv = SIMD16<Float>(repeating: gamma), bv = SIMD16<Float>(repeating: beta), zero = SIMD16<Float>(repeating: 0)
+    var j = 0
+    if relu {
+        while j + 16 <= n {
+            let v = (UnsafeRawPointer(x + j).loadUnaligned(as: SIMD16<Float>.self) - mv) * iv * gv + bv
+            UnsafeMutableRawPointer(y + j).storeBytes(of: v.replacing(with: zero, where: .!(v .> zero)), as: SIMD16<Float>.self)
+            j += 16
+        }
+    } else {
+        while j + 16 <= n {
+            let v = UnsafeRawPointer(x + j).loadUnaligned(as: SIMD16<Float>.self)
+            UnsafeMutableRawPointer(y + j).storeBytes(of: (v - mv) * iv * gv + bv, as: SIMD16<Float>.self)
+            j += 16
+        }
+    }
+    while j < n {
+        let v = (x[j] - mean) * invstd * gamma + beta
+        y[j] = relu ? (v > 0 ? v : 0) : v; j += 1
+    }
+}
+
+/// dx[j] = k * (m * g[j] - dbeta - xhat[j] * dgamma), xhat = (x - mean) * invstd, g = dy, or with
+/// `relu` (gamma, beta) dy masked to 0 where xhat * gamma + beta ≤ 0; dx may be dy itself.
 @inline(__always)
 private func inputGradient(_ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, _ n: Int,
-                           k: Float, m: Float, dbeta: Float, dgamma: Float, mean: Float, invstd: Float) {
+                           k: Float, m: Float, dbeta: Float, dgamma: Float, mean: Float, invstd: Float,
+                           relu: (gamma: Float, beta: Float)?) {
     let kv = SIMD16<Float>(repeating: k), mv = SIMD16<Float>(repeating: m), bv = SIMD16<Float>(repeating: dbeta)
     let gv = SIMD16<Float>(repeating: dgamma), meanv = SIMD16<Float>(repeating: mean), iv = SIMD16<Float>(repeating: invstd)
+    let zero = SIMD16<Float>(repeating: 0)
     var j = 0
-    while j + 16 <= n {
-        let g = UnsafeRawPointer(dy + j).loadUnaligned(as: SIMD16<Float>.self)
-        let t = (UnsafeRawPointer(x + j).loadUnaligned(as: SIMD16<Float>.self) - meanv) * iv
-        UnsafeMutableRawPointer(dx + j).storeBytes(of: kv * (mv * g - bv - t * gv), as: SIMD16<Float>.self)
-        j += 16
+    if let (gamma, beta) = relu {
+        let gav = SIMD16<Float>(repeating: gamma), bev = SIMD16<Float>(repeating: beta)
+        while j + 16 <= n {
+            let t = (UnsafeRawPointer(x + j).loadUnaligned(as: SIMD16<Float>.self) - meanv) * iv
+            let g = UnsafeRawPointer(dy + j).loadUnaligned(as: SIMD16<Float>.self).replacing(with: zero, where: .!(t * gav + bev .> zero))
+            UnsafeMutableRawPointer(dx + j).storeBytes(of: kv * (mv * g - bv - t * gv), as: SIMD16<Float>.self)
+            j += 16
+        }
+    } else {
+        while j + 16 <= n {
+            let g = UnsafeRawPointer(dy + j).loadUnaligned(as: SIMD16<Float>.self)
+            let t = (UnsafeRawPointer(x + j).loadUnaligned(as: SIMD16<Float>.self) - meanv) * iv
+            UnsafeMutableRawPointer(dx + j).storeBytes(of: kv * (mv * g - bv - t * gv), as: SIMD16<Float>.self)
+            j += 16
+        }
     }
-    while j < n { dx[j] = k * (m * dy[j] - dbeta - (x[j] - mean) * invstd * dgamma); j += 1 }
+    while j < n {
+        let t = (x[j] - mean) * invstd
+        var g = dy[j]
+        if let (gamma, beta) = relu, !(t * gamma + beta > 0) { g = 0 }
+        dx[j] = k * (m * g - dbeta - t * dgamma); j += 1
+    }
 }

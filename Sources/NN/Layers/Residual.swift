@@ -14,6 +14,7 @@ public final class ResidualBlock: Layer {
 
     public init(_ ctx: ModelContext, name: String, main: [Layer], shortcut: Layer?) {
         self.ctx = ctx; self.name = name; self.main = main; self.shortcut = shortcut
+        fuseBatchNormReLUs(main)
     }
 
     public var leaves: [Layer] { (shortcut?.leaves ?? []) + main.flatMap { $0.leaves } }

@@ -39,6 +39,22 @@ final class WinogradScratch: @unchecked Sendable {
     }
 }
 
+/// dst[xi * plane + j] = src[xi * 64 + j] for xi < planes, j < count (at most 64): a [planes][64]
+/// block of transformed kernels out into U's planes, copied inline 16 floats at a time (a memmove
+/// call per 64-float run cost about as much as the transform itself).
+@inline(__always)
+func spreadRuns(_ src: UnsafePointer<Float>, planes: Int, count: Int, into dst: UnsafeMutablePointer<Float>, plane: Int) {
+    for xi in 0..<planes {
+        let s = src + xi * 64, d = dst + xi * plane
+        var j = 0
+        while j + 16 <= count {
+            UnsafeMutableRawPointer(d + j).storeBytes(of: UnsafeRawPointer(s + j).loadUnaligned(as: SIMD16<Float>.self), as: SIMD16<Float>.self)
+            j += 16
+        }
+        while j < count { d[j] = s[j]; j += 1 }
+    }
+}
+
 /// Pre-transformed weights: U[16][Cout][Cin] from W [Cout, Cin, 3, 3]; recompute when weights change (every step).
 /// `rows` limits the work to output channels co in rows (to split the transform over threads).
 public func winogradTransformWeights(_ w: UnsafePointer<Float>, cout: Int, cin: Int, into u: UnsafeMutablePointer<Float>,
@@ -64,7 +80,7 @@ public func winogradTransformWeights(_ w: UnsafePointer<Float>, cout: Int, cin: 
                 winogradTransformKernel(g[0], g[1], g[2], g[3], g[4], g[5], g[6], g[7], g[8], tmp + j, 64)
                 j += 1
             }
-            for xi in 0..<16 { (u + xi * plane + co * cin + c0).update(from: tmp + xi * 64, count: nc) }
+            spreadRuns(tmp, planes: 16, count: nc, into: u + co * cin + c0, plane: plane)
             c0 += nc
         }
     }
@@ -95,7 +111,7 @@ public func winogradTransformWeightsForInputGradient(_ w: UnsafePointer<Float>, 
                 winogradTransformKernel(g[8], g[7], g[6], g[5], g[4], g[3], g[2], g[1], g[0], tmp + j, 64)
                 j += 1
             }
-            for xi in 0..<16 { (u + xi * plane + ci * cout + c0).update(from: tmp + xi * 64, count: nc) }
+            spreadRuns(tmp, planes: 16, count: nc, into: u + ci * cout + c0, plane: plane)
             c0 += nc
         }
     }

@@ -171,7 +171,7 @@ public func winograd33TransformWeights(_ w: UnsafePointer<Float>, cout: Int, cin
                 row(3, c0.3, c1.3, c2.3); row(4, c0.4, c1.4, c2.4)
                 j += 8
             }
-            for xi in 0..<25 { (u + xi * plane + row * inner + c0).update(from: tmp + xi * 64, count: nc) }
+            spreadRuns(tmp, planes: 25, count: nc, into: u + row * inner + c0, plane: plane)
             c0 += nc
         }
     }

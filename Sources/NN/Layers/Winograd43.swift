@@ -45,9 +45,10 @@ private func transformKernels8(_ u: UnsafeMutablePointer<Float>, _ stride: Int, 
 
 /// U[36][Cout][Cin] from W [Cout, Cin, 3, 3] for output channels `rows`; or, `forInputGradient`,
 /// U'[36][Cin][Cout] of W'[ci][co] = W[co][ci] rotated 180° for input channels `rows` (dX = conv(dY, W')).
+/// With `band`, only the rows' part: U[36][rows.count][inner] with planes `band` floats apart.
 public func winograd43TransformWeights(_ w: UnsafePointer<Float>, cout: Int, cin: Int, into u: UnsafeMutablePointer<Float>,
-                                       forInputGradient: Bool, rows: Range<Int>) {
-    let plane = cout * cin
+                                       forInputGradient: Bool, rows: Range<Int>, band: Int? = nil) {
+    let plane = band ?? cout * cin, firstRow = band == nil ? 0 : rows.lowerBound
     let inner = forInputGradient ? cout : cin
     // A [36][64] block per 64 kernels (8 at a time in SIMD8 lanes), then 36 runs of up to 64 into U's
     // planes: 36 runs of 8 per 8 kernels would write 36 streams a plane apart at once.
@@ -67,7 +68,7 @@ public func winograd43TransformWeights(_ w: UnsafePointer<Float>, cout: Int, cin
                 }
                 j += 8
             }
-            for xi in 0..<36 { (u + xi * plane + o * inner + c0).update(from: tmp + xi * 64, count: nc) }
+            spreadRuns(tmp, planes: 36, count: nc, into: u + (o - firstRow) * inner + c0, plane: plane)
             c0 += nc
         }
     }
@@ -152,6 +153,57 @@ public func winograd43Forward(x: UnsafePointer<Float>, u: UnsafePointer<Float>, 
         t0 += nt
     }
 }
+
+/// Forward (or dX) for layers with few tiles and many channels (stage 4 of ResNet-18 at 224x224,
+/// batch 16: 64 tiles, 512 x 512 channels), where U[36][Cout][Cin] would be 4x the tiles' V and M and
+/// written to memory and read back every pass: the whole batch is one block, its input transform
+/// split over the workers by input channels; then each worker takes chunks of `rows` output
+/// channels, transforms just their weights into a U band that stays in cache, multiplies it by V
+/// and transforms the band's outputs. Each output is the same sum as in `winograd43Forward`.
+/// `w` is the layer's weight [Cout, Cin, 3, 3]; `forInputGradient` computes dX = conv(dY, W') as
+/// `winograd43TransformWeights` does (x is then dY, cin the layer's Cout, cout its Cin).
+public func winograd43ForwardByChannels(x: UnsafePointer<Float>, w: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                                        y: UnsafeMutablePointer<Float>, cin: Int, cout: Int, h: Int, w width: Int, n: Int,
+                                        forInputGradient: Bool, workers: Int, rows: Int) {
+    if n <= 0 || h <= 0 || width <= 0 || cin <= 0 || cout <= 0 { return }
+    let th = (h + 3) / 4, tw = (width + 3) / 4, tpi = th * tw
+    let lw = tw + 8, padded = (4 * th + 2) * 4 * lw
+    let nt = n * tpi, ld = (nt + 15) / 8 * 8   // an 8-lane store past a row's end stays in the row
+    let vPlane = cin * ld + 16
+    let r = max(1, min(rows, cout)), uPlane = r * cin, mPlane = r * ld + 16, chunks = (cout + r - 1) / r
+    let v = winograd43ForwardShared.buffer(worker: 0, count: 36 * vPlane)
+    let geo = Winograd43Geometry(h: h, w: width, tw: tw, tpi: tpi, lw: lw)
+    let parts = max(1, min(workers, cout))
+    // the layer's weight is [Cout, Cin] forward and [Cin, Cout] seen from dX
+    let (layerOut, layerIn) = forInputGradient ? (cin, cout) : (cout, cin)
+    func scratch(_ wk: Int) -> UnsafeMutablePointer<Float> {
+        WinogradScratch.shared.buffer(worker: wk, count: padded + 36 * (uPlane + mPlane) + 16)
+    }
+    Parallel.forRanges(parts) { ws in for wk in ws {
+        let pbuf = scratch(wk)
+        pbuf.update(repeating: 0, count: padded)
+        winograd43InputTransform(x, v, pbuf, geo, plane: vPlane, cin: cin, first: 0, nt: nt,
+                                 channels: cin * wk / parts ..< cin * (wk + 1) / parts, ld: ld)
+    }}
+    Parallel.forRanges(parts) { ws in for wk in ws {
+        let u = scratch(wk) + padded, m = u + 36 * uPlane
+        for chunk in chunks * wk / parts ..< chunks * (wk + 1) / parts {
+            let band = chunk * r ..< min(cout, (chunk + 1) * r)
+            winograd43TransformWeights(w, cout: layerOut, cin: layerIn, into: u, forInputGradient: forInputGradient,
+                                       rows: band, band: uPlane)
+            for xi in 0..<36 {   // M[xi][band][.] = U[xi][band] · V[xi]
+                gemmInBands(m: band.count, n: nt, k: cin, a: u + xi * uPlane, lda: cin, b: v + xi * vPlane, ldb: ld,
+                            c: m + xi * mPlane, ldc: ld)
+            }
+            // outputTransform reads row co at m + co * ld: the band's first row is at m
+            outputTransform(m - band.lowerBound * ld, y, bias, plane: mPlane, cout: cout, h: h, w: width, tw: tw, tpi: tpi,
+                            first: 0, nt: nt, channels: band, ld: ld)
+        }
+    }}
+}
+
+/// V of `winograd43ForwardByChannels`, shared by the workers.
+private let winograd43ForwardShared = WinogradScratch()
 
 /// Tile geometry shared by the F(4x4) passes: map h x w, tw tiles per tile row, tpi per image, and
 /// lw, the length of a phase row of the padded plane.
