@@ -2,7 +2,9 @@
 # The project's benchmark: `resnet bench` beside the PyTorch peer in one run, out of the box (no
 # OPENBLAS_* variable set), 1 process x 2 threads, for each shape of the matrix; then the 2-rank
 # scaling efficiency. Each figure is the median of REPEAT runs (default 3), ours and the peer's
-# alternating: the machine is shared.
+# alternating: the machine is shared, and its speed drifts by ±20 % within minutes, so the ratio
+# is the median of the ratios of each of our runs to the peer's run right after it (a slow spell
+# hits both runs of a pair alike), not the ratio of the two medians.
 # Per row: images/s of both, their ratio, and both peak RSS figures (/usr/bin/time's max RSS).
 #   matrix (MATRIX to override, "BATCH CHANNELS SIZE" per row, rows separated by ';'):
 #     64 1 96 ; 256 1 96 ; 256 1 28 ; 16 3 224
@@ -41,9 +43,11 @@ for row in "${rows[@]}"; do
     our_rss=$(median < "$rss.ours"); their_rss=$(median < "$rss.theirs")
     o=$(printf '%s\n' "${ours[@]}" | median)
     t=$([ ${#theirs[@]} -gt 0 ] && printf '%s\n' "${theirs[@]}" | median || echo 0)
-    printf '%-22s %10s %10s %6s %12s %12s %6s\n' "$b ${c}x${s}x${s}" "$o" "$t" "$(ratio "$o" "$t")" \
+    pairs=(); for i in "${!theirs[@]}"; do pairs+=("$(ratio "${ours[$i]}" "${theirs[$i]}")"); done
+    r=$([ ${#pairs[@]} -gt 0 ] && printf '%s\n' "${pairs[@]}" | median || echo -)
+    printf '%-22s %10s %10s %6s %12s %12s %6s\n' "$b ${c}x${s}x${s}" "$o" "$t" "$r" \
         "$(mib "$our_rss")" "$([ "$t" = 0 ] && echo - || mib "$their_rss")" "$([ "$t" = 0 ] && echo - || ratio "$our_rss" "$their_rss")"
-    echo "    runs: resnet ${ours[*]}; torch ${theirs[*]:-(peer not found at $peer)}"
+    echo "    runs: resnet ${ours[*]}; torch ${theirs[*]:-(peer not found at $peer)}; paired ratios ${pairs[*]:--}"
 done
 
 one=(); two=(); wait2=()

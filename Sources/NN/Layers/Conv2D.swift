@@ -97,8 +97,7 @@ public final class Conv2D: Layer {
         switch strategy {
         case .winograd4x4, .winograd3x3:
             let f4: Bool = if case .winograd4x4 = strategy { true } else { false }
-            let tiles = p.n * ((p.h + 3) / 4) * ((p.w + 3) / 4)
-            if f4 && Double(tiles * (ci + co)) <= Conv2D.forwardByChannelsRatio * Double(ci * co) {
+            if f4 && Double(winograd43Columns(n: p.n, h: p.h, w: p.w) * (ci + co)) <= Conv2D.forwardByChannelsRatio * Double(ci * co) {
                 winograd43ForwardByChannels(x: input.data, w: weight.value, bias: bias, y: output.data, cin: ci, cout: co,
                                             h: p.h, w: p.w, n: p.n, forInputGradient: forInputGradient, workers: Parallel.workers,
                                             rows: Conv2D.forwardByChannelsRows)
@@ -279,7 +278,7 @@ public final class Conv2D: Layer {
                     let (ci, co) = (self.inChannels, self.outChannels)
                     // Few tiles, many channels: the workers' partial sums (workers x planes x Cin x Cout)
                     // would outweigh the transformed tiles (planes x tiles x (Cin + Cout)).
-                    let tiles = f4 ? p.n * ((p.h + 3) / 4) * ((p.w + 3) / 4) : ((p.n + 7) / 8 * 8) * ((p.h + 2) / 3) * ((p.w + 2) / 3)
+                    let tiles = f4 ? winograd43Columns(n: p.n, h: p.h, w: p.w) : winograd33Columns(n: p.n, h: p.h, w: p.w)
                     if Double(tiles * (ci + co)) <= Conv2D.weightGradientByChannelsRatio * Double(Parallel.workers * ci * co) {
                         if f4 {
                             winograd43WeightGradientByChannels(x: x.data, dy: dy.data, dw: self.weight.grad, cin: ci, cout: co,

@@ -50,6 +50,10 @@ private typealias Three = (V8, V8, V8)
 }
 
 /// Tiles of one map and how a block of images is laid out in the gemm columns.
+/// Gemm columns of a whole batch in F(3x3) form: tiles per image times the images rounded up to 8
+/// (the transforms gather 8 images per SIMD lane group).
+public func winograd33Columns(n: Int, h: Int, w: Int) -> Int { Geometry33(h: h, w: w).tpi * ((n + 7) / 8 * 8) }
+
 private struct Geometry33 {
     let h, w, tw, tpi: Int
     init(h: Int, w: Int) { self.h = h; self.w = w; tw = (w + 2) / 3; tpi = ((h + 2) / 3) * tw }
@@ -312,10 +316,10 @@ func addKernelGradients33(_ partials: [UnsafePointer<Float>], plane: Int, dw: Un
 /// channels and DY by output channels, then chunks of `rows` output channels each multiplied by all
 /// of V into a chunk of Mw that stays in cache and transformed back into the gradient. ADDS into dw.
 public func winograd33WeightGradientByChannels(x: UnsafePointer<Float>, dy: UnsafePointer<Float>, dw: UnsafeMutablePointer<Float>,
-                                               cin: Int, cout: Int, h: Int, w: Int, n: Int, workers: Int, rows: Int = 16) {
+                                               cin: Int, cout: Int, h: Int, w: Int, n: Int, workers: Int, rows: Int) {
     if n <= 0 || h <= 0 || w <= 0 || cin <= 0 || cout <= 0 { return }
     let geo = Geometry33(h: h, w: w)
-    let nb8 = (n + 7) / 8 * 8, cols = geo.tpi * nb8
+    let nb8 = (n + 7) / 8 * 8, cols = winograd33Columns(n: n, h: h, w: w)
     let vPlane = cin * cols + 16, dPlane = cout * cols + 16
     let cPlane = max(1, min(rows, cout)) * cin + 16
     let v = winograd33DWShared.buffer(worker: 0, count: 25 * (vPlane + dPlane))

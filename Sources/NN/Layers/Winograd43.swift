@@ -168,7 +168,7 @@ public func winograd43ForwardByChannels(x: UnsafePointer<Float>, w: UnsafePointe
     if n <= 0 || h <= 0 || width <= 0 || cin <= 0 || cout <= 0 { return }
     let th = (h + 3) / 4, tw = (width + 3) / 4, tpi = th * tw
     let lw = tw + 8, padded = (4 * th + 2) * 4 * lw
-    let nt = n * tpi, ld = (nt + 15) / 8 * 8   // an 8-lane store past a row's end stays in the row
+    let nt = winograd43Columns(n: n, h: h, w: width), ld = (nt + 15) / 8 * 8   // an 8-lane store past a row's end stays in the row
     let vPlane = cin * ld + 16
     let r = max(1, min(rows, cout)), uPlane = r * cin, mPlane = r * ld + 16, chunks = (cout + r - 1) / r
     let v = winograd43ForwardShared.buffer(worker: 0, count: 36 * vPlane)
@@ -204,6 +204,9 @@ public func winograd43ForwardByChannels(x: UnsafePointer<Float>, w: UnsafePointe
 
 /// V of `winograd43ForwardByChannels`, shared by the workers.
 private let winograd43ForwardShared = WinogradScratch()
+
+/// Gemm columns of a whole batch in F(4x4) form: its 4x4 output tiles.
+public func winograd43Columns(n: Int, h: Int, w: Int) -> Int { n * ((h + 3) / 4) * ((w + 3) / 4) }
 
 /// Tile geometry shared by the F(4x4) passes: map h x w, tw tiles per tile row, tpi per image, and
 /// lw, the length of a phase row of the padded plane.

@@ -160,11 +160,11 @@ func addKernelGradients43(_ partials: [UnsafePointer<Float>], plane: Int, dw: Un
 /// read back. Each Mw value is one dot product over all the batch's tiles (split by images, the sum
 /// of the workers' dot products). ADDS into dw.
 public func winograd43WeightGradientByChannels(x: UnsafePointer<Float>, dy: UnsafePointer<Float>, dw: UnsafeMutablePointer<Float>,
-                                               cin: Int, cout: Int, h: Int, w: Int, n: Int, workers: Int, rows: Int = 16) {
+                                               cin: Int, cout: Int, h: Int, w: Int, n: Int, workers: Int, rows: Int) {
     if n <= 0 || h <= 0 || w <= 0 || cin <= 0 || cout <= 0 { return }
     let th = (h + 3) / 4, tw = (w + 3) / 4, tpi = th * tw
     let lw = tw + 8, padded = (4 * th + 2) * 4 * lw, paddedDY = 4 * th * 4 * lw
-    let nt = n * tpi, ld = (nt + 15) / 8 * 8   // an 8-lane store past a row's end stays in the row
+    let nt = winograd43Columns(n: n, h: h, w: w), ld = (nt + 15) / 8 * 8   // an 8-lane store past a row's end stays in the row
     let vPlane = cin * ld + 16, dPlane = cout * ld + 16
     let cPlane = max(1, min(rows, cout)) * cin + 16
     let v = winograd43DWShared.buffer(worker: 0, count: 36 * (vPlane + dPlane))
