@@ -105,7 +105,7 @@ public final class MaxPool2D: Layer {
 
     public func backward(_ dy: Tensor) -> Tensor {
         guard let x = input else { preconditionFailure("\(name): backward before forward") }
-        let d = GradientPool.take(x.shape, zeroed: true)
+        let d = GradientPool.take(x.shape)   // each plane zeroed just before its winners are added (in cache)
         let r = rows(x.shape, dy.shape), planes = x.shape[0] * x.shape[1]
         Parallel.forRanges(planes) { range in
             withUnsafeTemporaryAllocation(of: Float.self, capacity: r.bufferCount) { buf in
@@ -113,6 +113,7 @@ public final class MaxPool2D: Layer {
                     let idx = ib.baseAddress!
                     for pl in range {
                         let dp = d.data + pl * r.h * r.w, gp = dy.data + pl * r.ho * r.wo
+                        dp.update(repeating: 0, count: r.h * r.w)
                         self.scan(x.data + pl * r.h * r.w, r, buf.baseAddress!, nil, idx) { oy in
                             for ox in 0..<r.wo { dp[Int(idx[ox])] += gp[oy * r.wo + ox] }
                         }
