@@ -14,8 +14,8 @@
 //      interface, a binary missing) fails at once, with one line naming the host.
 // They need root and `ip netns` (skipped with the reason otherwise; CI runs them as root), mpirun,
 // the release binary ($RESNET_BIN) and Fashion-MNIST. Each test brings up its own cluster (a
-// unique name) and tears it down in tearDown — every process in its namespaces killed, every
-// namespace, veth and bridge deleted — also when the test fails.
+// unique name, ClusterFixture.swift), taken down when the test ends — every process in its
+// namespaces killed, every namespace, veth and bridge deleted — also when the test fails.
 import Foundation
 import XCTest
 import NN
@@ -30,7 +30,7 @@ final class ClusterTests: XCTestCase {
     // MARK: - a. 2 nodes x 1 rank == 2 local ranks
 
     func testTwoNodesOverTCPTrainTheSameModelAsTwoLocalRanks() throws {
-        let cluster = try upCluster()
+        let cluster = try upCluster(NetnsCluster.self)
         let bin = try resnetBinary()
         let onCluster = try Self.reference(cluster: cluster, bin: bin, dirs: dirs)
         let local = try dirs.make("local")
@@ -46,7 +46,7 @@ final class ClusterTests: XCTestCase {
     // MARK: - b/c. Link down mid-run, resume; the checkpoint written during the fault
 
     func testResumeAutoAfterANodeFailureContinuesFromTheNewestCheckpoint() throws {
-        let cluster = try upCluster()
+        let cluster = try upCluster(NetnsCluster.self)
         let bin = try resnetBinary()
         let reference = try Self.reference(cluster: cluster, bin: bin, dirs: dirs)
         let dir = try dirs.make("cut")
@@ -132,7 +132,7 @@ final class ClusterTests: XCTestCase {
     /// `--resume auto`, and the run finishes; metrics.jsonl records the restart. The model equals
     /// a run restarted by hand at the same step (2 nodes to that step, then 1 rank from its checkpoint).
     func testElasticRestartFinishesOnTheRemainingNode() throws {
-        let cluster = try upCluster()
+        let cluster = try upCluster(NetnsCluster.self)
         let bin = try resnetBinary()
         let dir = try dirs.make("elastic")
         let extra = ["--set", "train.collective_timeout_s=5"]
@@ -175,7 +175,7 @@ final class ClusterTests: XCTestCase {
     // MARK: - d. Bad input fails fast, naming the host
 
     func testBadInputToHostfileLauncherFailsAtOnceNamingTheHost() throws {
-        let cluster = try upCluster()
+        let cluster = try upCluster(NetnsCluster.self)
         let bin = try resnetBinary()
         let train = trainArgs(dir: try dirs.make("bad"), Self.args(maxSteps: 2))
         let badHosts = try dirs.make("hosts") + "/hosts"
@@ -211,19 +211,19 @@ final class ClusterTests: XCTestCase {
     /// `netns-cluster.sh reap` takes down a cluster whose CLUSTER_OWNER process is gone (a test
     /// run SIGKILLed mid-way cannot tear down its own) and leaves one whose owner lives.
     func testReapTakesDownClustersWhoseOwnerIsGone() throws {
-        _ = try upCluster()   // skips where namespaces cannot be made
+        _ = try upCluster(NetnsCluster.self)   // skips where namespaces cannot be made
         let gone = runProcess("/bin/sh", ["-c", "echo $$"], timeout: 10)
         guard let deadPID = Int32(gone.stdout.trimmingCharacters(in: .whitespacesAndNewlines)), kill(deadPID, 0) != 0 else {
             throw TestFailure("no exited process id to own the cluster: \(gone.stdout)")
         }
         let orphan = "rp\(getpid() % 10000)a", owned = "rp\(getpid() % 10000)b"
-        defer { for c in [orphan, owned] { _ = runProcess("/bin/bash", [NetnsCluster.script, "down"], environment: NetnsCluster.merged(["CLUSTER": c]), timeout: 60) } }
+        defer { for c in [orphan, owned] { _ = runProcess("/bin/bash", [NetnsCluster.script, "down"], environment: NetnsCluster.environment(["CLUSTER": c]), timeout: 60) } }
         for (c, owner) in [(orphan, deadPID), (owned, getpid())] {
             let r = runProcess("/bin/bash", [NetnsCluster.script, "up", "2"],
-                               environment: NetnsCluster.merged(["CLUSTER": c, "CLUSTER_OWNER": String(owner), "CLUSTER_SUBNET": "10.214.0.0/24"]), timeout: 60)
+                               environment: NetnsCluster.environment(["CLUSTER": c, "CLUSTER_OWNER": String(owner), "CLUSTER_SUBNET": "10.214.0.0/24"]), timeout: 60)
             XCTAssertEqual(r.status, 0, "up \(c): \(r.stdout)\n\(r.stderr)")
         }
-        let r = runProcess("/bin/bash", [NetnsCluster.script, "reap"], environment: NetnsCluster.merged([:]), timeout: 120)
+        let r = runProcess("/bin/bash", [NetnsCluster.script, "reap"], environment: NetnsCluster.environment([:]), timeout: 120)
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(r.stdout.contains("cluster '\(orphan)' outlived its owner (pid \(deadPID))"), r.stdout)
         let spaces = runProcess("/bin/sh", ["-c", "ip netns list"], timeout: 10).stdout
@@ -253,20 +253,6 @@ final class ClusterTests: XCTestCase {
     private static let references = RunCache<(dir: String, stdout: String)>()
     private static let runDirs = RunDirectories(prefix: "resnet-cluster")
     private var dirs: RunDirectories { Self.runDirs }
-    private var clusters: [NetnsCluster] = []
-
-    private func upCluster() throws -> NetnsCluster {
-        try requireMPI()
-        let cluster = try NetnsCluster.up(nodes: 2)
-        clusters.append(cluster)
-        return cluster
-    }
-
-    override func tearDown() {
-        for cluster in clusters { cluster.down() }
-        clusters = []
-        super.tearDown()
-    }
 
     override class func tearDown() {
         runDirs.removeAll(keep: ProcessInfo.processInfo.environment["CLUSTER_TESTS_KEEP"] != nil)
@@ -306,52 +292,33 @@ final class ClusterTests: XCTestCase {
 }
 
 /// One cluster of launch/netns-cluster.sh, named uniquely for this test process.
-final class NetnsCluster {
+final class NetnsCluster: TestCluster {
     static let script = packageRoot + "/launch/netns-cluster.sh"
     static let hostfileScript = packageRoot + "/launch/hostfile.sh"
-    private static var counter = 0
-    private static let lock = NSLock()
+    static let timeout = 60.0
 
     let name: String
     let stateDir: String
     let cores: [[Int]]
     var hostfile: String { stateDir + "/hostfile" }
-    private var isUp = true
 
-    /// Creates the cluster, or skips the test (not root, no `ip`, no network namespaces).
+    /// Creates the cluster and reads each node's cores, or skips the test (not root, no `ip`, no
+    /// network namespaces).
     static func up(nodes: Int) throws -> NetnsCluster {
-        guard getuid() == 0 else { throw XCTSkip("the netns cluster needs root (network namespaces, veth, bridge): running as uid \(getuid())") }
-        guard let ip = findOnPath("ip") else { throw XCTSkip("the netns cluster needs `ip` (iproute2), not found on PATH") }
-        let probe = runProcess(ip, ["netns", "list"], timeout: 10)
-        guard probe.status == 0 else { throw XCTSkip("`ip netns` is unavailable here: \(probe.stderr.trimmingCharacters(in: .whitespacesAndNewlines))") }
-        lock.lock(); counter += 1; let n = counter; lock.unlock()
-        let name = "ct\(getpid() % 100000)\(n)".prefix(8).lowercased()
-        let env = ["CLUSTER": String(name), "CLUSTER_OWNER": String(getpid())]
-        _ = runProcess("/bin/bash", [script, "reap"], environment: merged([:]), timeout: 120)   // clusters of killed test runs
-        _ = runProcess("/bin/bash", [script, "down"], environment: merged(env), timeout: 60)   // a leftover of a crashed run
-        let r = runProcess("/bin/bash", [script, "up", String(nodes)], environment: merged(env), timeout: 60)
-        if r.status != 0 || r.timedOut {
-            _ = runProcess("/bin/bash", [script, "down"], environment: merged(env), timeout: 60)
-            let text = r.stdout + r.stderr
-            if text.contains("Operation not permitted") || text.contains("Permission denied") {
-                throw XCTSkip("network namespaces cannot be created here: \(text.trimmingCharacters(in: .whitespacesAndNewlines))")
-            }
-            throw TestFailure("launch/netns-cluster.sh up \(nodes) failed (status \(r.status)):\n\(text)")
-        }
+        let name = try bringUp(nodes: nodes, prefix: "ct", what: "the netns cluster", needs: "network namespaces, veth, bridge",
+                               cannot: "network namespaces cannot be created here")
         let state = "/run/resnet-netns/\(name)"
         let cores = (0..<nodes).map { i in
             ClusterTests.parseCPUList((try? String(contentsOfFile: "\(state)/cores-n\(i)", encoding: .utf8)) ?? "")
         }
-        return NetnsCluster(name: String(name), stateDir: state, cores: cores)
+        return NetnsCluster(name: name, stateDir: state, cores: cores)
     }
 
     private init(name: String, stateDir: String, cores: [[Int]]) {
         self.name = name; self.stateDir = stateDir; self.cores = cores
     }
 
-    deinit { down() }
-
-    static func merged(_ env: [String: String]) -> [String: String] {
+    static func environment(_ env: [String: String]) -> [String: String] {
         var e = ProcessInfo.processInfo.environment.filter { !isLauncherVariable($0.key) }
         for key in ["RESNET_TEST_CHECKPOINT_PAUSE", "STATE_DIR", "CLUSTER_SUBNET", "RATE", "CORES", "AGENT", "SUBNET", "CHECK"] {
             e.removeValue(forKey: key)   // the fixture's and hostfile.sh's settings come from the test alone
@@ -370,7 +337,7 @@ final class NetnsCluster {
     }
 
     private func launchEnvironment(bin: String, _ extra: [String: String]) -> [String: String] {
-        var e = Self.merged(env)
+        var e = Self.environment(env)
         e["RESNET_BIN"] = bin
         e["OPENBLAS_NUM_THREADS"] = "1"
         e["CHECK_TIMEOUT"] = "5"
@@ -413,14 +380,14 @@ final class NetnsCluster {
     }
 
     func link(_ node: Int, up: Bool) throws {
-        let r = runProcess("/bin/bash", [Self.script, "link", "n\(node)", up ? "up" : "down"], environment: Self.merged(env), timeout: 30)
+        let r = runProcess("/bin/bash", [Self.script, "link", "n\(node)", up ? "up" : "down"], environment: Self.environment(env), timeout: 30)
         guard r.status == 0 else { throw TestFailure("link n\(node) \(up ? "up" : "down"): \(r.stderr)") }
     }
 
     /// Kills every process in the cluster's namespaces; returns what the script said.
     @discardableResult
     func killAll() -> String {
-        let r = runProcess("/bin/bash", [Self.script, "kill"], environment: Self.merged(env), timeout: 30)
+        let r = runProcess("/bin/bash", [Self.script, "kill"], environment: Self.environment(env), timeout: 30)
         return (r.stdout + r.stderr).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
@@ -443,12 +410,5 @@ final class NetnsCluster {
         return spaces.reduce(0) { n, ns in
             n + runProcess(ip, ["netns", "pids", ns], timeout: 10).stdout.split(separator: "\n").count
         }
-    }
-
-    func down() {
-        guard isUp else { return }
-        isUp = false
-        let r = runProcess("/bin/bash", [Self.script, "down"], environment: Self.merged(env), timeout: 60)
-        if r.status != 0 { print("[ClusterTests] netns-cluster.sh down (\(name)) failed: \(r.stderr)") }
     }
 }

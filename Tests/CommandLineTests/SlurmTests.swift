@@ -21,8 +21,8 @@
 // They need root, `ip netns`, mpirun, SLURM 22.05 and munge (slurmctld, slurmd, sbatch, munged;
 // WITH_SLURM=1 launch/setup.sh installs them), the release binary ($RESNET_BIN) and
 // Fashion-MNIST; skipped with the reason otherwise. Each test brings up its own cluster (a unique
-// name) and tears it down in tearDown, also when the test fails. Run folders are under /var/tmp:
-// each node has a /tmp of its own.
+// name, ClusterFixture.swift), taken down when the test ends, also when the test fails. Run
+// folders are under /var/tmp: each node has a /tmp of its own.
 import Foundation
 import XCTest
 import TestSupport
@@ -35,7 +35,7 @@ final class SlurmTests: XCTestCase {
     // MARK: - a. 2 nodes x 1 rank under sbatch == 2 local ranks
 
     func testSbatchTwoNodesTrainsTheSameModelAsTwoLocalRanks() throws {
-        let cluster = try upCluster()
+        let cluster = try upCluster(SlurmCluster.self)
         let bin = try resnetBinary()
         let local = try Self.localReference(steps: 30, bin: bin)
         for launcher in ["srun", "mpirun"] {
@@ -54,7 +54,7 @@ final class SlurmTests: XCTestCase {
     // MARK: - b. Requeued mid-run (preemption)
 
     func testRequeuedJobResumesAndEndsBitIdentical() throws {
-        let cluster = try upCluster()
+        let cluster = try upCluster(SlurmCluster.self)
         let bin = try resnetBinary()
         let reference = try Self.localReference(steps: 60, bin: bin)
         let dir = try Self.makeDir("requeue")
@@ -80,7 +80,7 @@ final class SlurmTests: XCTestCase {
     // MARK: - c. Time limit: --signal=TERM@45, --requeue
 
     func testSignalBeforeTimeLimitCheckpointsAndTheRequeuedJobFinishes() throws {
-        let cluster = try upCluster()
+        let cluster = try upCluster(SlurmCluster.self)
         let bin = try resnetBinary()
         let reference = try Self.localReference(steps: 400, bin: bin)
         let dir = try Self.makeDir("timelimit")
@@ -118,7 +118,7 @@ final class SlurmTests: XCTestCase {
     // MARK: - d. scancel --signal=TERM, resubmitted
 
     func testScancelSignalTermCheckpointsAndAResubmissionResumes() throws {
-        let cluster = try upCluster()
+        let cluster = try upCluster(SlurmCluster.self)
         let bin = try resnetBinary()
         let reference = try Self.localReference(steps: 60, bin: bin)
         let dir = try Self.makeDir("scancel")
@@ -143,7 +143,7 @@ final class SlurmTests: XCTestCase {
     // MARK: - f. A node set down mid-job; resubmitted on the remaining node
 
     func testNodeDownEndsTheJobAndAResubmissionOnTheOtherNodeResumes() throws {
-        let cluster = try upCluster()
+        let cluster = try upCluster(SlurmCluster.self)
         let bin = try resnetBinary()
         let dir = try Self.makeDir("nodedown")
         let train = ClusterTests.args(maxSteps: 60) + ["--resume", "auto"]
@@ -173,7 +173,7 @@ final class SlurmTests: XCTestCase {
     // MARK: - e. Bad input at job start
 
     func testBadInputFailsAtJobStartWithOneLineNamingTheNodes() throws {
-        let cluster = try upCluster()
+        let cluster = try upCluster(SlurmCluster.self)
         let bin = try resnetBinary()
         let dir = try Self.makeDir("bad")
         let train = ClusterTests.args(maxSteps: 2)
@@ -199,21 +199,6 @@ final class SlurmTests: XCTestCase {
     }
 
     // MARK: - Helpers
-
-    private var clusters: [SlurmCluster] = []
-
-    private func upCluster() throws -> SlurmCluster {
-        try requireMPI()
-        let cluster = try SlurmCluster.up(nodes: 2)
-        clusters.append(cluster)
-        return cluster
-    }
-
-    override func tearDown() {
-        for cluster in clusters { cluster.down() }
-        clusters = []
-        super.tearDown()
-    }
 
     override class func tearDown() {
         if ProcessInfo.processInfo.environment["SLURM_TESTS_KEEP"] == nil {
@@ -280,20 +265,20 @@ final class SlurmTests: XCTestCase {
 }
 
 /// One cluster of launch/slurm-cluster.sh, named uniquely for this test process.
-final class SlurmCluster {
+final class SlurmCluster: TestCluster {
     static let script = packageRoot + "/launch/slurm-cluster.sh"
     static let sbatchScript = packageRoot + "/launch/slurm.sbatch"
-    private static var counter = 0
-    private static let lock = NSLock()
+    static let timeout = 120.0
     let name: String
-    private var isUp = true
 
     /// Creates the cluster, or skips the test (not root, no `ip netns`, no SLURM or munge).
     static func up(nodes: Int) throws -> SlurmCluster {
-        guard getuid() == 0 else { throw XCTSkip("the SLURM test cluster needs root (network namespaces, daemons): running as uid \(getuid())") }
-        guard let ip = findOnPath("ip") else { throw XCTSkip("the SLURM test cluster needs `ip` (iproute2), not found on PATH") }
-        let probe = runProcess(ip, ["netns", "list"], timeout: 10)
-        guard probe.status == 0 else { throw XCTSkip("`ip netns` is unavailable here: \(probe.stderr.trimmingCharacters(in: .whitespacesAndNewlines))") }
+        SlurmCluster(name: try bringUp(nodes: nodes, prefix: "sl", what: "the SLURM test cluster", needs: "network namespaces, daemons",
+                                       cannot: "network namespaces or daemons cannot be set up here", check: requireDaemons))
+    }
+
+    /// Skips the test when a SLURM or munge program is on neither PATH nor sbin.
+    private static func requireDaemons() throws {
         let sbinPath = (ProcessInfo.processInfo.environment["PATH"] ?? "") + ":/usr/sbin:/sbin"
         let missing = ["munged", "slurmctld", "slurmd", "sbatch", "srun", "sinfo"].filter { tool in
             !sbinPath.split(separator: ":").contains { FileManager.default.isExecutableFile(atPath: "\($0)/\(tool)") }
@@ -301,25 +286,9 @@ final class SlurmCluster {
         guard missing.isEmpty else {
             throw XCTSkip("SLURM/munge not installed (missing \(missing.joined(separator: ", "))): WITH_SLURM=1 launch/setup.sh installs slurmctld slurmd slurm-client munge")
         }
-        lock.lock(); counter += 1; let n = counter; lock.unlock()
-        let name = String("sl\(getpid() % 100000)\(n)".prefix(8)).lowercased()
-        let env = environment(["CLUSTER": name, "CLUSTER_OWNER": String(getpid())])
-        _ = runProcess("/bin/bash", [script, "reap"], environment: environment([:]), timeout: 120)   // clusters of killed test runs
-        _ = runProcess("/bin/bash", [script, "down"], environment: env, timeout: 60)   // a leftover of a crashed run
-        let r = runProcess("/bin/bash", [script, "up", String(nodes)], environment: env, timeout: 120)
-        if r.status != 0 || r.timedOut {
-            _ = runProcess("/bin/bash", [script, "down"], environment: env, timeout: 60)
-            let text = r.stdout + r.stderr
-            if text.contains("Operation not permitted") || text.contains("Permission denied") {
-                throw XCTSkip("network namespaces or daemons cannot be set up here: \(text.trimmingCharacters(in: .whitespacesAndNewlines))")
-            }
-            throw TestFailure("launch/slurm-cluster.sh up \(nodes) failed (status \(r.status)):\n\(text)")
-        }
-        return SlurmCluster(name: name)
     }
 
     private init(name: String) { self.name = name }
-    deinit { down() }
 
     /// This process's environment without launcher variables or test hooks, PATH with sbin, plus `extra`.
     static func environment(_ extra: [String: String]) -> [String: String] {
@@ -383,12 +352,5 @@ final class SlurmCluster {
             throw TestFailure("job \(job) ended \(jobState(job)):\n\(out)")
         }
         return out
-    }
-
-    func down() {
-        guard isUp else { return }
-        isUp = false
-        let r = runProcess("/bin/bash", [Self.script, "down"], environment: Self.environment(["CLUSTER": name]), timeout: 120)
-        if r.status != 0 { print("[SlurmTests] slurm-cluster.sh down (\(name)) failed: \(r.stderr)") }
     }
 }
