@@ -8,7 +8,8 @@
 # Per row: images/s of both, their ratio, and both peak RSS figures (/usr/bin/time's max RSS).
 #   matrix (MATRIX to override, "BATCH CHANNELS SIZE" per row, rows separated by ';'):
 #     64 1 96 ; 256 1 96 ; 256 1 28 ; 16 3 224
-#   scaling: 2 ranks x 1 thread x batch 32 (images/s) over 2 x (1 rank x 1 thread x batch 32)
+#   scaling: 2 ranks x 1 thread x batch 32 (images/s) over 2 x (1 rank x 1 thread x batch 32), the
+#   median of each 2-rank run over the 1-rank run right before it
 # Example:  launch/bench.sh        REPEAT=5 STEPS=8 launch/bench.sh        MATRIX="64 1 96" launch/bench.sh
 # (TORCH_BENCH=path/to/torch_resnet_bench.py locates the peer; it needs Debian's python3-torch.)
 set -euo pipefail
@@ -50,14 +51,15 @@ for row in "${rows[@]}"; do
     echo "    runs: resnet ${ours[*]}; torch ${theirs[*]:-(peer not found at $peer)}; paired ratios ${pairs[*]:--}"
 done
 
-one=(); two=(); wait2=()
+one=(); two=(); wait2=(); eff=()
 for _ in $(seq "$repeat"); do
     one+=("$(OPENBLAS_NUM_THREADS=1 "$bin" bench --batch 32 --threads 1 --steps "$steps" | ips)")
     out=$(mpirun -np 2 --bind-to none -x OPENBLAS_NUM_THREADS=1 "$bin" bench --batch 32 --steps "$steps")
     two+=("$(echo "$out" | ips)")
     wait2+=("$(echo "$out" | sed -n 's/.*communication wait \([0-9.]*\)%.*/\1/p')")
+    eff+=("$(ratio "${two[-1]}" "$(awk -v a="${one[-1]}" 'BEGIN {print 2 * a}')")")   # this pair's
 done
 s1=$(printf '%s\n' "${one[@]}" | median); s2=$(printf '%s\n' "${two[@]}" | median); w=$(printf '%s\n' "${wait2[@]}" | median)
 echo "1 rank x 1 thread, batch 32:  $s1 images/s   (runs: ${one[*]})"
 echo "2 ranks x 1 thread x batch 32: $s2 images/s   (runs: ${two[*]}), communication wait $w % of the step"
-echo "scaling efficiency: $(ratio "$s2" "$(awk -v a="$s1" 'BEGIN {print 2 * a}')")"
+echo "scaling efficiency: $(printf '%s\n' "${eff[@]}" | median)   (median of the paired runs: ${eff[*]})"

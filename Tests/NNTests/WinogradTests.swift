@@ -189,13 +189,15 @@ final class WinogradTests: XCTestCase {
         }
     }
 
-    /// F(4x4) forward and dX by output-channel chunks (`winograd43ForwardByChannels`, stage 4 at
-    /// 224x224) against the Double references: maps that leave partial tiles, tile counts that leave
-    /// a partial group of 8, output channels that leave a partial chunk, 1 to 3 workers, bias on and off.
+    /// F(4x4) and F(3x3) forward and dX by output-channel chunks (`winograd43/33ForwardByChannels`,
+    /// stage 4 at 224x224 and at 96x96) against the Double references: maps that leave partial tiles,
+    /// tile counts (F(4x4)) and image counts (F(3x3)) that leave a partial group of 8, output channels
+    /// that leave a partial chunk, 1 to 3 workers, bias on and off.
     func testByChannelsForwardAndInputGradientMatchReference() {
         let shapes: [(n: Int, cin: Int, cout: Int, h: Int, w: Int, bias: Bool)] =
-            [(3, 5, 7, 7, 7, true), (2, 9, 20, 9, 10, false), (5, 4, 3, 12, 8, true), (1, 6, 17, 7, 13, true)]
-        for workers in [1, 2, 3] {
+            [(3, 5, 7, 7, 7, true), (2, 9, 20, 9, 10, false), (5, 4, 3, 12, 8, true), (1, 6, 17, 7, 13, true),
+             (9, 6, 10, 3, 3, true), (4, 3, 5, 6, 5, false)]
+        for workers in [1, 2, 3] { for f4 in [true, false] {
             for (i, s) in shapes.enumerated() {
                 let x = randomArray(s.n * s.cin * s.h * s.w, seed: UInt64(700 + i))
                 let wt = randomArray(s.cout * s.cin * 9, seed: UInt64(710 + i))
@@ -212,29 +214,29 @@ final class WinogradTests: XCTestCase {
                 withWorkers(workers) {
                     x.withUnsafeBufferPointer { xp in wt.withUnsafeBufferPointer { wp in (b ?? []).withUnsafeBufferPointer { bp in
                         y.withUnsafeMutableBufferPointer { yp in
-                            winograd43ForwardByChannels(x: xp.baseAddress!, w: wp.baseAddress!, bias: b == nil ? nil : bp.baseAddress!,
-                                                        y: yp.baseAddress!, cin: s.cin, cout: s.cout, h: s.h, w: s.w, n: s.n,
-                                                        forInputGradient: false, workers: workers, rows: 4)
+                            (f4 ? winograd43ForwardByChannels : winograd33ForwardByChannels)(
+                                xp.baseAddress!, wp.baseAddress!, b == nil ? nil : bp.baseAddress!, yp.baseAddress!,
+                                s.cin, s.cout, s.h, s.w, s.n, false, workers, 4)
                         }
                     }}}
                     dy.withUnsafeBufferPointer { dp in wt.withUnsafeBufferPointer { wp in dx.withUnsafeMutableBufferPointer { xp in
-                        winograd43ForwardByChannels(x: dp.baseAddress!, w: wp.baseAddress!, bias: nil, y: xp.baseAddress!,
-                                                    cin: s.cout, cout: s.cin, h: s.h, w: s.w, n: s.n,
-                                                    forInputGradient: true, workers: workers, rows: 4)
+                        (f4 ? winograd43ForwardByChannels : winograd33ForwardByChannels)(
+                            dp.baseAddress!, wp.baseAddress!, nil, xp.baseAddress!, s.cout, s.cin, s.h, s.w, s.n, true, workers, 4)
                     }}}
                 }
-                assertCloseScaled(y, ref.y, "by channels forward \(s), \(workers) workers")
-                assertCloseScaled(dx, refDX.y, "by channels dX \(s), \(workers) workers")
+                let form = f4 ? "F(4x4)" : "F(3x3)"
+                assertCloseScaled(y, ref.y, "\(form) by channels forward \(s), \(workers) workers")
+                assertCloseScaled(dx, refDX.y, "\(form) by channels dX \(s), \(workers) workers")
             }
-        }
+        }}
     }
 
-    /// Conv2D takes the by-channels F(4x4) forward and dX where its rule says and gets the outputs and
-    /// input gradients of the split by images.
+    /// Conv2D takes the by-channels F(4x4) or F(3x3) forward and dX where its rule says and gets the
+    /// outputs and input gradients of the split by images.
     func testConv2DForwardByChannelsMatchesTheSplitByImages() {
         let saved = Conv2D.forwardByChannelsRatio
         defer { Conv2D.forwardByChannelsRatio = saved }
-        let shapes: [(n: Int, c: Int, side: Int)] = [(2, 16, 7), (3, 20, 8), (1, 12, 13)]
+        let shapes: [(n: Int, c: Int, side: Int)] = [(2, 16, 7), (3, 20, 8), (1, 12, 13), (9, 16, 3), (3, 12, 6)]   // F(4x4), then F(3x3)
         for (i, s) in shapes.enumerated() {
             let ctx = ModelContext()
             let conv = Conv2D(ctx, name: "conv", inChannels: s.c, outChannels: s.c + 3, kernel: 3, stride: 1, padding: 1)

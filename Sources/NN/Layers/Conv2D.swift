@@ -64,9 +64,10 @@ public final class Conv2D: Layer {
     /// 96x96 (backward 35 -> 30 ms and 23-27 -> 19-20 ms, per-layer min of 6, 2 workers); at stage 3
     /// (ratio 1) it was no faster. 0 turns it off.
     nonisolated(unsafe) public static var weightGradientByChannelsRatio = 0.5
-    /// F(4x4) forward and dX by output-channel chunks (`winograd43ForwardByChannels`), each chunk's
-    /// weights transformed in cache, when tiles x (Cin + Cout) <= this x Cin x Cout, i.e. when U would
-    /// outweigh the tiles' V and M: stage 4 of ResNet-18 at batch 16 224x224 (ratio 0.25). 0 turns it off.
+    /// F(4x4) and F(3x3) forward and dX by output-channel chunks (`winograd43/33ForwardByChannels`), each
+    /// chunk's weights transformed in cache, when columns x (Cin + Cout) <= this x Cin x Cout, i.e. when
+    /// U would outweigh the tiles' V and M: stage 4 of ResNet-18 at batch 16 224x224 and at batch 64
+    /// 96x96 (ratio 0.25 both). 0 turns it off.
     nonisolated(unsafe) public static var forwardByChannelsRatio = 1.0
     /// Output channels per chunk of that forward.
     nonisolated(unsafe) public static var forwardByChannelsRows = 16
@@ -97,10 +98,17 @@ public final class Conv2D: Layer {
         switch strategy {
         case .winograd4x4, .winograd3x3:
             let f4: Bool = if case .winograd4x4 = strategy { true } else { false }
-            if f4 && Double(winograd43Columns(n: p.n, h: p.h, w: p.w) * (ci + co)) <= Conv2D.forwardByChannelsRatio * Double(ci * co) {
-                winograd43ForwardByChannels(x: input.data, w: weight.value, bias: bias, y: output.data, cin: ci, cout: co,
-                                            h: p.h, w: p.w, n: p.n, forInputGradient: forInputGradient, workers: Parallel.workers,
-                                            rows: Conv2D.forwardByChannelsRows)
+            let columns = f4 ? winograd43Columns(n: p.n, h: p.h, w: p.w) : winograd33Columns(n: p.n, h: p.h, w: p.w)
+            if Double(columns * (ci + co)) <= Conv2D.forwardByChannelsRatio * Double(ci * co) {
+                if f4 {
+                    winograd43ForwardByChannels(x: input.data, w: weight.value, bias: bias, y: output.data, cin: ci, cout: co,
+                                                h: p.h, w: p.w, n: p.n, forInputGradient: forInputGradient, workers: Parallel.workers,
+                                                rows: Conv2D.forwardByChannelsRows)
+                } else {
+                    winograd33ForwardByChannels(x: input.data, w: weight.value, bias: bias, y: output.data, cin: ci, cout: co,
+                                                h: p.h, w: p.w, n: p.n, forInputGradient: forInputGradient, workers: Parallel.workers,
+                                                rows: Conv2D.forwardByChannelsRows)
+                }
                 return
             }
             let u = Workspace.shared.buffer(worker: 0, slot: Workspace.winogradWeights, count: (f4 ? 36 : 25) * inChannels * outChannels)

@@ -109,10 +109,11 @@ private func transformInput(_ x: UnsafePointer<Float>, _ v: UnsafeMutablePointer
 
 /// y[img0 + i][co] 3x3 block of tile k = A^T M A (+ bias), M[xi] = m[xi * plane + co * cols + k * nb8 + i].
 private func transformOutput(_ m: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ bias: UnsafePointer<Float>?,
-                             plane: Int, _ geo: Geometry33, cout: Int, img0: Int, nb: Int, nb8: Int, _ t: UnsafeMutablePointer<V8>) {
+                             plane: Int, _ geo: Geometry33, cout: Int, img0: Int, nb: Int, nb8: Int, _ t: UnsafeMutablePointer<V8>,
+                             channels: Range<Int>? = nil) {
     let (h, w, hw) = (geo.h, geo.w, geo.h * geo.w)
     let cols = geo.tpi * nb8, lane = cout * hw
-    for co in 0..<cout {
+    for co in channels ?? 0..<cout {
         let b = bias?[co] ?? 0
         for k in 0..<geo.tpi {
             let oy0 = 3 * (k / geo.tw), ox0 = 3 * (k % geo.tw)
@@ -144,8 +145,8 @@ private func transformOutput(_ m: UnsafePointer<Float>, _ y: UnsafeMutablePointe
 /// U[25][Cout][Cin] = G g G^T, or for dX (W'[ci][co] = W[co][ci] rotated 180°) U'[25][Cin][Cout];
 /// `rows` limits the work to rows (Cout, or Cin for dX) of U.
 public func winograd33TransformWeights(_ w: UnsafePointer<Float>, cout: Int, cin: Int, into u: UnsafeMutablePointer<Float>,
-                                       forInputGradient: Bool, rows: Range<Int>) {
-    let plane = cout * cin
+                                       forInputGradient: Bool, rows: Range<Int>, band: Int? = nil) {
+    let plane = band ?? cout * cin, firstRow = band == nil ? 0 : rows.lowerBound
     let (inner, innerStride) = forInputGradient ? (cout, cin * 9) : (cin, 9)   // the other index and its stride in w
     let tmp = UnsafeMutablePointer<Float>.allocate(capacity: 25 * 64 + 8)   // [25][64], room for a last 8-lane store
     defer { tmp.deallocate() }
@@ -175,7 +176,7 @@ public func winograd33TransformWeights(_ w: UnsafePointer<Float>, cout: Int, cin
                 row(3, c0.3, c1.3, c2.3); row(4, c0.4, c1.4, c2.4)
                 j += 8
             }
-            spreadRuns(tmp, planes: 25, count: nc, into: u + row * inner + c0, plane: plane)
+            spreadRuns(tmp, planes: 25, count: nc, into: u + (row - firstRow) * inner + c0, plane: plane)
             c0 += nc
         }
     }
@@ -211,6 +212,49 @@ public func winograd33Forward(x: UnsafePointer<Float>, u: UnsafePointer<Float>, 
         }
     }
 }
+
+/// Forward (or dX) by output-channel chunks with each chunk's weights transformed in cache, as
+/// `winograd43ForwardByChannels` (stage 4 of ResNet-18 at 96x96, batch 64: 64 columns, 512 x 512
+/// channels): the batch as one block (its images rounded up to 8 with zero columns), V split over
+/// the workers by input channels, then chunks of `rows` output channels. `w` is the layer's weight.
+public func winograd33ForwardByChannels(x: UnsafePointer<Float>, w: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                                        y: UnsafeMutablePointer<Float>, cin: Int, cout: Int, h: Int, w width: Int, n: Int,
+                                        forInputGradient: Bool, workers: Int, rows: Int) {
+    if n <= 0 || h <= 0 || width <= 0 || cin <= 0 || cout <= 0 { return }
+    let geo = Geometry33(h: h, w: width)
+    let nb8 = (n + 7) / 8 * 8, cols = winograd33Columns(n: n, h: h, w: width)
+    let vPlane = cin * cols + 16
+    let r = max(1, min(rows, cout)), uPlane = r * cin, mPlane = r * cols + 16, chunks = (cout + r - 1) / r
+    let v = winograd33ForwardShared.buffer(worker: 0, count: 25 * vPlane)
+    let parts = max(1, min(workers, cout))
+    let (layerOut, layerIn) = forInputGradient ? (cin, cout) : (cout, cin)   // the layer's weight is [Cout, Cin]
+    Parallel.forRanges(parts) { ws in for wk in ws {
+        withUnsafeTemporaryAllocation(of: V8.self, capacity: 25) { tmp in
+            transformInput(x, v, plane: vPlane, geo, cin: cin, img0: 0, nb: n, nb8: nb8, tmp.baseAddress!,
+                           channels: cin * wk / parts ..< cin * (wk + 1) / parts)
+        }
+    }}
+    Parallel.forRanges(parts) { ws in for wk in ws {
+        let u = WinogradScratch.shared.buffer(worker: wk, count: 25 * (uPlane + mPlane) + 16), m = u + 25 * uPlane
+        withUnsafeTemporaryAllocation(of: V8.self, capacity: 25) { tmp in
+            for chunk in chunks * wk / parts ..< chunks * (wk + 1) / parts {
+                let band = chunk * r ..< min(cout, (chunk + 1) * r)
+                winograd33TransformWeights(w, cout: layerOut, cin: layerIn, into: u, forInputGradient: forInputGradient,
+                                           rows: band, band: uPlane)
+                for xi in 0..<25 {   // M[xi][band][.] = U[xi][band] · V[xi]
+                    gemmInBands(m: band.count, n: cols, k: cin, a: u + xi * uPlane, lda: cin, b: v + xi * vPlane, ldb: cols,
+                                c: m + xi * mPlane, ldc: cols)
+                }
+                // transformOutput reads row co at m + co * cols: the band's first row is at m
+                transformOutput(m - band.lowerBound * cols, y, bias, plane: mPlane, geo, cout: cout, img0: 0, nb: n, nb8: nb8,
+                                tmp.baseAddress!, channels: band)
+            }
+        }
+    }}
+}
+
+/// V of `winograd33ForwardByChannels`, shared by the workers.
+private let winograd33ForwardShared = WinogradScratch()
 
 /// Adds dL/dW (weight [Cout, Cin, 3, 3]) from images of x (N, Cin, H, W) and dy (N, Cout, H, W)
 /// into dw (ADDS). Concurrent calls need distinct `worker` ids. (Conv2D splits the two halves below
