@@ -67,8 +67,9 @@ public final class Conv2D: Layer {
     /// F(4x4) and F(3x3) forward and dX by output-channel chunks (`winograd43/33ForwardByChannels`), each
     /// chunk's weights transformed in cache, when columns x (Cin + Cout) <= this x Cin x Cout, i.e. when
     /// U would outweigh the tiles' V and M: stage 4 of ResNet-18 at batch 16 224x224 and at batch 64
-    /// 96x96 (ratio 0.25 both). 0 turns it off.
-    nonisolated(unsafe) public static var forwardByChannelsRatio = 1.0
+    /// 96x96 (ratio 0.25 both); at ratio 1 (stage 4 at batch 256 96x96) and 2 (stage 3 at batch 16
+    /// 224x224) it was slower (forward 22.7 -> 26.5 ms and 16.9 -> 25 ms), hence 0.5. 0 turns it off.
+    nonisolated(unsafe) public static var forwardByChannelsRatio = 0.5
     /// Output channels per chunk of that forward.
     nonisolated(unsafe) public static var forwardByChannelsRows = 16
     /// Output channels per chunk of that dW (32 measured a little faster than 16).
