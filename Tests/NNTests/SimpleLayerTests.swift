@@ -9,6 +9,13 @@ final class SimpleLayerTests: XCTestCase {
         let x = Tensor(shape: [1, 1, 2, 3], values: [-2, -0.5, 0, 0.25, 3, -1e-3])
         XCTAssertEqual(relu.forward(x, training: true).array, [0, 0, 0, 0.25, 3, 0])
         XCTAssertEqual(relu.backward(Tensor(shape: [1, 1, 2, 3], values: [1, 2, 3, 4, 5, 6])).array, [0, 0, 0, 4, 5, 0])
+        // A NaN stays NaN (PyTorch's relu), and its gradient is masked (its `result > 0` is false),
+        // in the 16-lane loop (first 16) and the scalar tail alike.
+        var v = [Float](repeating: 1, count: 19); v[3] = .nan; v[17] = .nan; v[5] = -1
+        let y = relu.forward(Tensor(shape: [1, 1, 1, 19], values: v), training: true).array
+        XCTAssertTrue(y[3].isNaN && y[17].isNaN && y[5] == 0 && y[0] == 1, "\(y)")
+        let g = relu.backward(Tensor(shape: [1, 1, 1, 19], values: [Float](repeating: 2, count: 19))).array
+        XCTAssertEqual(g.enumerated().filter { $0.element == 0 }.map(\.offset), [3, 5, 17])
         let ctx = ModelContext(); ctx.finalize()
         let r = assertLayerGradients(relu, ctx: ctx, input: spacedTensor([3, 2, 4, 5], seed: 1), "relu")
         XCTAssertEqual(r.tensors.map { $0.name }, ["input"])

@@ -119,7 +119,7 @@ public func shiftedSumAndSquares(_ p: UnsafePointer<Float>, _ n: Int, shift: Dou
     return (a, b)
 }
 
-/// out[i] = y[i] > 0 ? g[i] : 0 — the ReLU backward mask, 16 lanes at a time.
+/// out[i] = y[i] > 0 ? g[i] : 0 — the ReLU backward mask (a NaN y masks too, as PyTorch's), 16 lanes at a time.
 @inline(__always)
 public func reluMask(_ y: UnsafePointer<Float>, _ g: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ n: Int) {
     var j = 0
@@ -127,7 +127,7 @@ public func reluMask(_ y: UnsafePointer<Float>, _ g: UnsafePointer<Float>, _ out
     while j + 16 <= n {
         let yv = UnsafeRawPointer(y + j).loadUnaligned(as: SIMD16<Float>.self)
         let gv = UnsafeRawPointer(g + j).loadUnaligned(as: SIMD16<Float>.self)
-        UnsafeMutableRawPointer(out + j).storeBytes(of: gv.replacing(with: zero, where: yv .<= zero), as: SIMD16<Float>.self)
+        UnsafeMutableRawPointer(out + j).storeBytes(of: gv.replacing(with: zero, where: .!(yv .> zero)), as: SIMD16<Float>.self)
         j += 16
     }
     while j < n { out[j] = y[j] > 0 ? g[j] : 0; j += 1 }

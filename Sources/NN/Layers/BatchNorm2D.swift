@@ -74,7 +74,7 @@ public final class BatchNorm2D: Layer {
                     let shift = beta[ch] - rm[ch] * scale
                     for i in 0..<n {
                         let p = x.data + (i * c + ch) * hw, q = y.data + (i * c + ch) * hw
-                        if self.fusedReLU { for j in 0..<hw { let v = p[j] * scale + shift; q[j] = v > 0 ? v : 0 } }
+                        if self.fusedReLU { for j in 0..<hw { let v = p[j] * scale + shift; q[j] = v <= 0 ? 0 : v } }
                         else { for j in 0..<hw { q[j] = p[j] * scale + shift } }
                     }
                 }
@@ -167,7 +167,7 @@ func fuseBatchNormReLUs(_ layers: [Layer]) {
     }
 }
 
-/// y[j] = (x[j] - mean) * invstd * gamma + beta, then max(y, 0) with `relu`, 16 lanes at a time
+/// y[j] = (x[j] - mean) * invstd * gamma + beta, then max(y, 0) with `relu` (NaN kept, as ReLU), 16 lanes at a time
 /// (the same operations per element as the scalar tail, so the same bits).
 @inline(__always)
 private func normalizeAffine(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int,
@@ -178,7 +178,7 @@ private func normalizeAffine(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointe
     if relu {
         while j + 16 <= n {
             let v = (UnsafeRawPointer(x + j).loadUnaligned(as: SIMD16<Float>.self) - mv) * iv * gv + bv
-            UnsafeMutableRawPointer(y + j).storeBytes(of: v.replacing(with: zero, where: .!(v .> zero)), as: SIMD16<Float>.self)
+            UnsafeMutableRawPointer(y + j).storeBytes(of: v.replacing(with: zero, where: v .<= zero), as: SIMD16<Float>.self)
             j += 16
         }
     } else {
@@ -190,7 +190,7 @@ private func normalizeAffine(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointe
     }
     while j < n {
         let v = (x[j] - mean) * invstd * gamma + beta
-        y[j] = relu ? (v > 0 ? v : 0) : v; j += 1
+        y[j] = relu ? (v <= 0 ? 0 : v) : v; j += 1
     }
 }
 

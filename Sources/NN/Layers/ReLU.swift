@@ -1,4 +1,4 @@
-// y = max(x, 0). Backward: dx = dy where y > 0, else 0.
+// y = max(x, 0), NaN kept (as PyTorch's relu). Backward: dx = dy where y > 0, else 0 (NaN too).
 // In place (`inPlace`): y overwrites x, for a ReLU whose input nothing else reads afterwards —
 // in a ResNet every ReLU follows a batch norm, whose backward needs x-hat and dy, not its output
 // (one tensor of the output's size less per conv-BN-ReLU group). Backward overwrites a donated dy.
@@ -18,7 +18,7 @@ public final class ReLU: Layer {
         if passThrough { out = x; return x }
         let y = inPlace ? x : Tensor.reuse(out, x.shape); out = y
         let (src, dst) = (x.data, y.data)
-        Parallel.forRanges(x.count, minChunk: 1 << 14) { r in for i in r { dst[i] = src[i] > 0 ? src[i] : 0 } }
+        Parallel.forRanges(x.count, minChunk: 1 << 14) { r in for i in r { dst[i] = src[i] <= 0 ? 0 : src[i] } }
         return y
     }
 

@@ -28,7 +28,7 @@ public final class ResidualBlock: Layer {
         let overwrite = main.last is BatchNorm2D && h !== x && h !== s
         let y = overwrite ? h : Tensor.reuse(out, h.shape); out = y
         let (hv, sv, yv) = (h.data, s.data, y.data)
-        Parallel.forRanges(y.count, minChunk: 1 << 14) { r in for i in r { let v = hv[i] + sv[i]; yv[i] = v > 0 ? v : 0 } }
+        Parallel.forRanges(y.count, minChunk: 1 << 14) { r in for i in r { let v = hv[i] + sv[i]; yv[i] = v <= 0 ? 0 : v } }
         return y
     }
 
