@@ -99,8 +99,7 @@ public final class Conv2D: Layer {
         switch strategy {
         case .winograd4x4, .winograd3x3:
             let f4: Bool = if case .winograd4x4 = strategy { true } else { false }
-            let columns = f4 ? winograd43Columns(n: p.n, h: p.h, w: p.w) : winograd33Columns(n: p.n, h: p.h, w: p.w)
-            if Double(columns * (ci + co)) <= Conv2D.forwardByChannelsRatio * Double(ci * co) {
+            if Double(winogradColumns(f4, p) * (ci + co)) <= Conv2D.forwardByChannelsRatio * Double(ci * co) {
                 if f4 {
                     winograd43ForwardByChannels(x: input.data, w: weight.value, bias: bias, y: output.data, cin: ci, cout: co,
                                                 h: p.h, w: p.w, n: p.n, forInputGradient: forInputGradient, workers: Parallel.workers,
@@ -138,6 +137,11 @@ public final class Conv2D: Layer {
                                 h: p.h, w: p.w, images: p.images(wk), worker: wk)
             }}
         }
+    }
+
+    /// Gemm columns of the whole batch in F(4x4) (`f4`) or F(3x3) form: what the by-channels rules weigh.
+    private func winogradColumns(_ f4: Bool, _ p: Plan) -> Int {
+        f4 ? winograd43Columns(n: p.n, h: p.h, w: p.w) : winograd33Columns(n: p.n, h: p.h, w: p.w)
     }
 
     /// Winograd-transformed weights F(2x2) for forward, U[16][Cout][Cin], or for dX, U'[16][Cin][Cout],
@@ -287,8 +291,7 @@ public final class Conv2D: Layer {
                     let (ci, co) = (self.inChannels, self.outChannels)
                     // Few tiles, many channels: the workers' partial sums (workers x planes x Cin x Cout)
                     // would outweigh the transformed tiles (planes x tiles x (Cin + Cout)).
-                    let tiles = f4 ? winograd43Columns(n: p.n, h: p.h, w: p.w) : winograd33Columns(n: p.n, h: p.h, w: p.w)
-                    if Double(tiles * (ci + co)) <= Conv2D.weightGradientByChannelsRatio * Double(Parallel.workers * ci * co) {
+                    if Double(self.winogradColumns(f4, p) * (ci + co)) <= Conv2D.weightGradientByChannelsRatio * Double(Parallel.workers * ci * co) {
                         if f4 {
                             winograd43WeightGradientByChannels(x: x.data, dy: dy.data, dw: self.weight.grad, cin: ci, cout: co,
                                                                h: p.h, w: p.w, n: p.n, workers: Parallel.workers, rows: Conv2D.weightGradientRows)
@@ -356,12 +359,7 @@ public final class Conv2D: Layer {
         if winograd && needsInputGradient {   // dX = conv(dY, W transposed and rotated 180°)
             ctx.timed("Conv2D backward winograd dX") { winogradPass(strategy, dy, d, bias: nil, forInputGradient: true, p) }
         }
-        let wg = weight.grad
-        if ws.count > 1 && !splitDW {
-            Parallel.forRanges(wcount, minChunk: 4096) { r in   // add workers 1...'s partial dW, in order
-                for (_, _, dw) in ws.dropFirst() { for i in r { wg[i] += dw[i] } }
-            }
-        }
+        if !splitDW { addPartialWeightGradients(ws.dropFirst().map { $0.dw }) }
         return d
     }
 
@@ -423,11 +421,15 @@ public final class Conv2D: Layer {
                 }
             }
         }}
+        addPartialWeightGradients(ws.dropFirst().map { $0.dw })
+    }
+
+    /// Adds workers 1...'s partial dW (worker 0 summed into the gradient itself) into the gradient, in order.
+    private func addPartialWeightGradients(_ partials: [UnsafeMutablePointer<Float>]) {
+        guard !partials.isEmpty else { return }
         let wg = weight.grad
-        if ws.count > 1 {
-            Parallel.forRanges(wcount, minChunk: 4096) { r in   // add workers 1...'s partial dW, in order
-                for (_, dw) in ws.dropFirst() { for i in r { wg[i] += dw[i] } }
-            }
+        Parallel.forRanges(weight.count, minChunk: 4096) { r in
+            for dw in partials { for i in r { wg[i] += dw[i] } }
         }
     }
 

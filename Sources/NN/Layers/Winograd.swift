@@ -55,6 +55,32 @@ func spreadRuns(_ src: UnsafePointer<Float>, planes: Int, count: Int, into dst: 
     }
 }
 
+/// The second half of a forward (or dX) by output channels (`winograd43ForwardByChannels`,
+/// `winograd33ForwardByChannels`): with V[planes][Cin][ld] of the whole batch (k columns), each of
+/// `parts` workers takes its share of the chunks of `rows` output channels, transforms just their
+/// weights into a U band in its scratch (`transformWeights(band, u, uPlane)`: U[planes][band][Cin],
+/// planes uPlane apart), multiplies it by V into M[planes][band][ld] and transforms the band's outputs
+/// (`transformOutput(m, mPlane, band)`, with row co of the band at m + co * ld).
+@inline(__always)
+func forwardByOutputChunks(v: UnsafePointer<Float>, vPlane: Int, ld: Int, k: Int, planes: Int, cin: Int, cout: Int,
+                           rows: Int, parts: Int,
+                           transformWeights: (Range<Int>, UnsafeMutablePointer<Float>, Int) -> Void,
+                           transformOutput: (UnsafePointer<Float>, Int, Range<Int>) -> Void) {
+    let r = max(1, min(rows, cout)), uPlane = r * cin, mPlane = r * ld + 16, chunks = (cout + r - 1) / r
+    Parallel.forRanges(parts) { ws in for wk in ws {
+        let u = WinogradScratch.shared.buffer(worker: wk, count: planes * (uPlane + mPlane) + 16), m = u + planes * uPlane
+        for chunk in chunks * wk / parts ..< chunks * (wk + 1) / parts {
+            let band = chunk * r ..< min(cout, (chunk + 1) * r)
+            transformWeights(band, u, uPlane)
+            for xi in 0..<planes {   // M[xi][band][.] = U[xi][band] · V[xi]
+                gemmInBands(m: band.count, n: k, k: cin, a: u + xi * uPlane, lda: cin, b: v + xi * vPlane, ldb: ld,
+                            c: m + xi * mPlane, ldc: ld)
+            }
+            transformOutput(m - band.lowerBound * ld, mPlane, band)
+        }
+    }}
+}
+
 /// Pre-transformed weights: U[16][Cout][Cin] from W [Cout, Cin, 3, 3]; recompute when weights change (every step).
 /// `rows` limits the work to output channels co in rows (to split the transform over threads).
 public func winogradTransformWeights(_ w: UnsafePointer<Float>, cout: Int, cin: Int, into u: UnsafeMutablePointer<Float>,

@@ -49,11 +49,11 @@ private typealias Three = (V8, V8, V8)
             sixth * (four * m.3 - m.2) - half * m.1 + m.4)
 }
 
-/// Tiles of one map and how a block of images is laid out in the gemm columns.
 /// Gemm columns of a whole batch in F(3x3) form: tiles per image times the images rounded up to 8
 /// (the transforms gather 8 images per SIMD lane group).
 public func winograd33Columns(n: Int, h: Int, w: Int) -> Int { Geometry33(h: h, w: w).tpi * ((n + 7) / 8 * 8) }
 
+/// Tiles of one map and how a block of images is laid out in the gemm columns.
 private struct Geometry33 {
     let h, w, tw, tpi: Int
     init(h: Int, w: Int) { self.h = h; self.w = w; tw = (w + 2) / 3; tpi = ((h + 2) / 3) * tw }
@@ -224,7 +224,6 @@ public func winograd33ForwardByChannels(x: UnsafePointer<Float>, w: UnsafePointe
     let geo = Geometry33(h: h, w: width)
     let nb8 = (n + 7) / 8 * 8, cols = winograd33Columns(n: n, h: h, w: width)
     let vPlane = cin * cols + 16
-    let r = max(1, min(rows, cout)), uPlane = r * cin, mPlane = r * cols + 16, chunks = (cout + r - 1) / r
     let v = winograd33ForwardShared.buffer(worker: 0, count: 25 * vPlane)
     let parts = max(1, min(workers, cout))
     let (layerOut, layerIn) = forInputGradient ? (cin, cout) : (cout, cin)   // the layer's weight is [Cout, Cin]
@@ -234,23 +233,15 @@ public func winograd33ForwardByChannels(x: UnsafePointer<Float>, w: UnsafePointe
                            channels: cin * wk / parts ..< cin * (wk + 1) / parts)
         }
     }}
-    Parallel.forRanges(parts) { ws in for wk in ws {
-        let u = WinogradScratch.shared.buffer(worker: wk, count: 25 * (uPlane + mPlane) + 16), m = u + 25 * uPlane
-        withUnsafeTemporaryAllocation(of: V8.self, capacity: 25) { tmp in
-            for chunk in chunks * wk / parts ..< chunks * (wk + 1) / parts {
-                let band = chunk * r ..< min(cout, (chunk + 1) * r)
-                winograd33TransformWeights(w, cout: layerOut, cin: layerIn, into: u, forInputGradient: forInputGradient,
-                                           rows: band, band: uPlane)
-                for xi in 0..<25 {   // M[xi][band][.] = U[xi][band] · V[xi]
-                    gemmInBands(m: band.count, n: cols, k: cin, a: u + xi * uPlane, lda: cin, b: v + xi * vPlane, ldb: cols,
-                                c: m + xi * mPlane, ldc: cols)
-                }
-                // transformOutput reads row co at m + co * cols: the band's first row is at m
-                transformOutput(m - band.lowerBound * cols, y, bias, plane: mPlane, geo, cout: cout, img0: 0, nb: n, nb8: nb8,
-                                tmp.baseAddress!, channels: band)
-            }
-        }
-    }}
+    forwardByOutputChunks(v: v, vPlane: vPlane, ld: cols, k: cols, planes: 25, cin: cin, cout: cout, rows: rows, parts: parts,
+                          transformWeights: { band, u, uPlane in
+                              winograd33TransformWeights(w, cout: layerOut, cin: layerIn, into: u, forInputGradient: forInputGradient,
+                                                         rows: band, band: uPlane) },
+                          transformOutput: { m, mPlane, band in
+                              withUnsafeTemporaryAllocation(of: V8.self, capacity: 25) { tmp in
+                                  transformOutput(m, y, bias, plane: mPlane, geo, cout: cout, img0: 0, nb: n, nb8: nb8,
+                                                  tmp.baseAddress!, channels: band)
+                              } })
 }
 
 /// V of `winograd33ForwardByChannels`, shared by the workers.

@@ -170,40 +170,27 @@ public func winograd43ForwardByChannels(x: UnsafePointer<Float>, w: UnsafePointe
     let lw = tw + 8, padded = (4 * th + 2) * 4 * lw
     let nt = winograd43Columns(n: n, h: h, w: width), ld = (nt + 15) / 8 * 8   // an 8-lane store past a row's end stays in the row
     let vPlane = cin * ld + 16
-    let r = max(1, min(rows, cout)), uPlane = r * cin, mPlane = r * ld + 16, chunks = (cout + r - 1) / r
     let v = winograd43ForwardShared.buffer(worker: 0, count: 36 * vPlane)
     let geo = Winograd43Geometry(h: h, w: width, tw: tw, tpi: tpi, lw: lw)
     let parts = max(1, min(workers, cout))
-    // the layer's weight is [Cout, Cin] forward and [Cin, Cout] seen from dX
-    let (layerOut, layerIn) = forInputGradient ? (cin, cout) : (cout, cin)
-    func scratch(_ wk: Int) -> UnsafeMutablePointer<Float> {
-        WinogradScratch.shared.buffer(worker: wk, count: padded + 36 * (uPlane + mPlane) + 16)
-    }
+    let (layerOut, layerIn) = forInputGradient ? (cin, cout) : (cout, cin)   // the layer's weight is [Cout, Cin]
     Parallel.forRanges(parts) { ws in for wk in ws {
-        let pbuf = scratch(wk)
+        let pbuf = winograd43ForwardPadded.buffer(worker: wk, count: padded)
         pbuf.update(repeating: 0, count: padded)
         winograd43InputTransform(x, v, pbuf, geo, plane: vPlane, cin: cin, first: 0, nt: nt,
                                  channels: cin * wk / parts ..< cin * (wk + 1) / parts, ld: ld)
     }}
-    Parallel.forRanges(parts) { ws in for wk in ws {
-        let u = scratch(wk) + padded, m = u + 36 * uPlane
-        for chunk in chunks * wk / parts ..< chunks * (wk + 1) / parts {
-            let band = chunk * r ..< min(cout, (chunk + 1) * r)
-            winograd43TransformWeights(w, cout: layerOut, cin: layerIn, into: u, forInputGradient: forInputGradient,
-                                       rows: band, band: uPlane)
-            for xi in 0..<36 {   // M[xi][band][.] = U[xi][band] · V[xi]
-                gemmInBands(m: band.count, n: nt, k: cin, a: u + xi * uPlane, lda: cin, b: v + xi * vPlane, ldb: ld,
-                            c: m + xi * mPlane, ldc: ld)
-            }
-            // outputTransform reads row co at m + co * ld: the band's first row is at m
-            outputTransform(m - band.lowerBound * ld, y, bias, plane: mPlane, cout: cout, h: h, w: width, tw: tw, tpi: tpi,
-                            first: 0, nt: nt, channels: band, ld: ld)
-        }
-    }}
+    forwardByOutputChunks(v: v, vPlane: vPlane, ld: ld, k: nt, planes: 36, cin: cin, cout: cout, rows: rows, parts: parts,
+                          transformWeights: { band, u, uPlane in
+                              winograd43TransformWeights(w, cout: layerOut, cin: layerIn, into: u, forInputGradient: forInputGradient,
+                                                         rows: band, band: uPlane) },
+                          transformOutput: { m, mPlane, band in
+                              outputTransform(m, y, bias, plane: mPlane, cout: cout, h: h, w: width, tw: tw, tpi: tpi,
+                                              first: 0, nt: nt, channels: band, ld: ld) })
 }
 
-/// V of `winograd43ForwardByChannels`, shared by the workers.
-private let winograd43ForwardShared = WinogradScratch()
+/// V of `winograd43ForwardByChannels`, shared by the workers, and each worker's zero-bordered plane.
+private let winograd43ForwardShared = WinogradScratch(), winograd43ForwardPadded = WinogradScratch()
 
 /// Gemm columns of a whole batch in F(4x4) form: its 4x4 output tiles.
 public func winograd43Columns(n: Int, h: Int, w: Int) -> Int { n * ((h + 3) / 4) * ((w + 3) / 4) }
