@@ -1,6 +1,17 @@
 // swift-tools-version:6.0
 // Data-parallel ResNet training over MPI with hand-written forward and backward passes.
 import PackageDescription
+import Foundation
+
+// The Kernels module (this program's hottest SIMD loops) is built once per instruction set and
+// NN picks the one the CPU runs (Sources/NN/Core/KernelSet.swift). The extra copies need
+// `-target-cpu`, an unsafe flag: RESNET_PORTABLE_BUILD=1 leaves them out (the baseline alone).
+#if arch(x86_64)
+let kernelBuilds: [(target: String, cpu: String)] =
+    ProcessInfo.processInfo.environment["RESNET_PORTABLE_BUILD"] == "1" ? [] : [("KernelsAVX2", "haswell"), ("KernelsAVX512", "skylake-avx512")]
+#else
+let kernelBuilds: [(target: String, cpu: String)] = []
+#endif
 
 let package = Package(
     name: "resnet",
@@ -27,7 +38,8 @@ let package = Package(
 
         // MARK: Modules (each depends only on the ones above it)
         .target(name: "Trace"),   // the step timeline (--trace): layers, buckets and run loop record into it
-        .target(name: "NN", dependencies: ["CBLAS", "Trace"]),
+        .target(name: "Kernels"),   // pure SIMD loops; Sources/KernelsAVX2 and KernelsAVX512 link to the same folder
+        .target(name: "NN", dependencies: ["CBLAS", "Trace", "Kernels"] + kernelBuilds.map { .target(name: $0.target) }),
         .target(name: "Data", dependencies: ["NN", "CZlib"]),
         .target(name: "Distributed", dependencies: ["CMPI", "Trace"]),
         // TensorBoard event files (messages generated once from proto/, committed; no protoc at build time).
@@ -56,6 +68,6 @@ let package = Package(
         .testTarget(name: "TorchParityTests", dependencies: ["NN", "Training", "TestSupport"], exclude: ["torch"]),
         // Tests that launch the release `resnet` binary (and the example), alone and under mpirun.
         .testTarget(name: "CommandLineTests", dependencies: ["Coordinator", "NN", "TestSupport"]),
-    ],
+    ] + kernelBuilds.map { .target(name: $0.target, swiftSettings: [.unsafeFlags(["-target-cpu", $0.cpu])]) },
     swiftLanguageModes: [.v5]
 )

@@ -263,7 +263,7 @@ public final class Trainer {
         try metrics?.write(["kind": .string("system"), "step": .int(state.globalStep), "cpu": .string(BLASKernel.cpuModel),
                             "cpu_level": .string(BLASKernel.levelName(BLASKernel.level(of: BLASKernel.cpuFeatures))),
                             "blas": .string("OpenBLAS \(BLASKernel.openBLASVersion)"), "blas_kernel": .string(BLASKernel.coreInUse),
-                            "blas_kernel_choice": .string(BLASKernel.choice), "ranks": .int(comm.size),
+                            "blas_kernel_choice": .string(BLASKernel.choice), "kernels": .string(KernelSet.active.rawValue), "kernels_choice": .string(KernelSet.choice), "ranks": .int(comm.size),
                             "threads_per_rank": .int(Parallel.workers)])
         if let note = restartNote {
             try metrics?.write(["kind": .string("restart"), "step": .int(state.globalStep), "ranks": .int(comm.size), "note": .string(note)])

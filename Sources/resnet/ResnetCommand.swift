@@ -20,6 +20,10 @@ struct ResnetCommand: ParsableCommand {
     static func main() {
         Preemption.hold()   // a SIGTERM before train's handler is in place waits (Preemption.swift)
         prepareOpenBLAS()
+        if case .failure(let error) = KernelSet.requested(getenv(KernelSet.variable).map { String(cString: $0) }, features: BLASKernel.cpuFeatures) {
+            StandardError.print("error: \(error)")
+            Glibc.exit(1)
+        }
         if CommandLine.arguments.dropFirst().first == "train" {
             TestSeam.startupPause?()
             Preemption.install()
@@ -265,16 +269,18 @@ struct ConfigShow: ParsableCommand {
 
 struct SysInfo: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "sysinfo",
-        abstract: "Print the CPU, its vector features and the OpenBLAS kernel in use, and check sgemm against a plain loop.")
+        abstract: "Print the CPU, its vector features, the OpenBLAS kernel and the Swift kernel set in use, and check sgemm against a plain loop.")
 
     func run() throws {
         let f = BLASKernel.cpuFeatures
         let names: [(BLASKernel.Features, String)] = [(.avx, "avx"), (.avx2, "avx2"), (.fma, "fma"), (.avx512f, "avx512f"),
-            (.avx512bw, "avx512bw"), (.avx512dq, "avx512dq"), (.avx512vl, "avx512vl"), (.avx512cd, "avx512cd"), (.avx512bf16, "avx512_bf16")]
+            (.avx512bw, "avx512bw"), (.avx512dq, "avx512dq"), (.avx512vl, "avx512vl"), (.avx512cd, "avx512cd"), (.avx512bf16, "avx512_bf16"),
+            (.haswellExtras, "bmi1 bmi2 f16c lzcnt movbe")]
         print(BLASKernel.summary)
         print("cpu level: \(BLASKernel.level(of: f)) (\(BLASKernel.levelName(BLASKernel.level(of: f))))")
         print("cpu features: \(names.filter { f.contains($0.0) }.map(\.1).joined(separator: " "))")
         print("kernel: \(BLASKernel.coreInUse), level \(BLASKernel.level(ofCore: BLASKernel.coreInUse).map(String.init) ?? "unknown")")
+        print("swift kernels: \(KernelSet.active.rawValue), \(KernelSet.active.description) (\(KernelSet.choice)); built: \(KernelSet.compiled.map(\.rawValue).joined(separator: " ")); this CPU runs: \(KernelSet.runnable(on: f).map(\.rawValue).joined(separator: " "))")
         let (err, gflops) = BLASKernel.sgemmCheck()
         print(String(format: "sgemm vs reference loop: max relative error %.2e; 1024^3 sgemm %.1f GFLOP/s on one core", err, gflops))
     }

@@ -1,7 +1,9 @@
 // The released binary runs a BLAS kernel that uses what the CPU has (issue 8): with no
 // OPENBLAS_CORETYPE set, on a CPU with AVX2+FMA (or AVX-512) the kernel in use is of that level
 // (chosen by the program when OpenBLAS's own table falls short), its sgemm agrees with a plain
-// loop, and a user-set OPENBLAS_CORETYPE always wins.
+// loop, and a user-set OPENBLAS_CORETYPE always wins. The same for the program's own SIMD loops
+// (Sources/NN/Core/KernelSet.swift): the release binary trains to the same bits with every Swift
+// kernel set this CPU runs, and RESNET_KERNELS is checked.
 import XCTest
 import TestSupport
 import Foundation
@@ -41,5 +43,41 @@ final class BLASKernelChoiceTests: XCTestCase {
         let info = try sysinfo("Prescott")
         XCTAssertTrue(info["kernel"]?.hasPrefix("Prescott") ?? false, "\(info)")
         XCTAssertTrue(info["summary"]?.contains("OPENBLAS_CORETYPE=Prescott set by the user") ?? false, "\(info)")
+    }
+
+    /// A few training steps (ResNet-18 width 8, 28x28 synthetic data: F(4x4) on 7x7, batch norm with
+    /// fused ReLUs, max pooling) with each set this CPU runs: model.safetensors byte for byte equal.
+    func testEverySwiftKernelSetTrainsToTheSameBits() throws {
+        let runs = try XCTUnwrap(sysinfo(nil)["swift kernels"]?.components(separatedBy: "this CPU runs: ").last)
+            .split(separator: " ").map(String.init)
+        XCTAssertEqual(runs.first, "baseline")
+        if runs.count < 2 { throw XCTSkip("this CPU runs only the baseline set: nothing to compare") }
+        let temp = RunDirectories(prefix: "kernel-sets")
+        defer { temp.removeAll() }
+        var files: [String: Data] = [:]
+        for set in runs {
+            let dir = try temp.make(set)
+            var env = singleProcessEnvironment()
+            env["RESNET_KERNELS"] = set
+            let r = runProcess(try resnetBinary(), trainArgs(dir: dir, ["--set", "data.dataset=synthetic", "--set", "data.synthetic_count=256",
+                                                                       "--set", "train.max_steps=4", "--set", "train.threads=2"]),
+                               environment: env, timeout: 300)
+            XCTAssertEqual(r.status, 0, r.stdout + r.stderr)
+            XCTAssertTrue(r.stdout.contains("Swift kernels \(set) (RESNET_KERNELS=\(set) set by the user)"), r.stdout)
+            files[set] = FileManager.default.contents(atPath: dir + "/model.safetensors")
+            XCTAssertNotNil(files[set], "\(set): no model.safetensors in \(listDir(dir))")
+        }
+        for set in runs.dropFirst() {
+            XCTAssertTrue(files[set] == files["baseline"], "RESNET_KERNELS=\(set): the trained weights differ from the baseline set's")
+        }
+    }
+
+    func testAnUnknownOrUnrunnableKernelSetIsRefused() throws {
+        var env = singleProcessEnvironment()
+        env["RESNET_KERNELS"] = "sse9"
+        let r = runProcess(try resnetBinary(), ["sysinfo"], environment: env, timeout: 60)
+        XCTAssertEqual(r.status, 1, r.stdout + r.stderr)
+        XCTAssertTrue(r.stderr.contains("error: RESNET_KERNELS=sse9: expected one of baseline, avx2, avx512"), r.stderr)
+        XCTAssertEqual(r.stdout, "")
     }
 }

@@ -21,6 +21,8 @@ public enum BLASKernel {
         public static let avx = Features(rawValue: 1), avx2 = Features(rawValue: 2), fma = Features(rawValue: 4)
         public static let avx512f = Features(rawValue: 8), avx512bw = Features(rawValue: 16), avx512dq = Features(rawValue: 32)
         public static let avx512vl = Features(rawValue: 64), avx512cd = Features(rawValue: 128), avx512bf16 = Features(rawValue: 256)
+        /// BMI1, BMI2, F16C, LZCNT and MOVBE: with AVX2 and FMA, what code built for Haswell may use.
+        public static let haswellExtras = Features(rawValue: 512)
         static let avx512: Features = [.avx512f, .avx512bw, .avx512dq, .avx512vl, .avx512cd]
     }
 
@@ -108,9 +110,11 @@ public enum BLASKernel {
         return "autodetected by OpenBLAS"
     }
 
-    /// One line for logs: "CPU AMD EPYC (AVX-512 with BF16), OpenBLAS 0.3.21 kernel Cooperlake (autodetected by OpenBLAS)".
+    /// One line for logs: "CPU AMD EPYC (AVX-512 with BF16), OpenBLAS 0.3.21 kernel Cooperlake (autodetected by
+    /// OpenBLAS); Swift kernels avx512 (chosen for this CPU)" (the second part from `KernelSet`).
     public static var summary: String {
-        "CPU \(cpuModel) (\(levelName(level(of: cpuFeatures)))), OpenBLAS \(openBLASVersion) kernel \(coreInUse) (\(choice))"
+        "CPU \(cpuModel) (\(levelName(level(of: cpuFeatures)))), OpenBLAS \(openBLASVersion) kernel \(coreInUse) (\(choice)); "
+            + "Swift kernels \(KernelSet.active.rawValue) (\(KernelSet.choice))"
     }
 }
 

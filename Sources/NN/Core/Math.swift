@@ -71,54 +71,6 @@ public func sumFloats(_ p: UnsafePointer<Float>, _ n: Int) -> Float {
     return a
 }
 
-/// (sum(a), sum(a * xhat)) with xhat = (x - mean) * invstd computed on the fly, rounded as a
-/// stored xhat would be (batch norm's backward without keeping xhat). With `relu` (gamma, beta) the
-/// terms whose batch-norm output xhat * gamma + beta is not positive are left out: a ReLU's backward
-/// mask, from the same bits as the forward's output.
-@inline(__always)
-public func sumAndDotNormalized(_ a: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ n: Int,
-                                mean: Float, invstd: Float, relu: (gamma: Float, beta: Float)? = nil) -> (Float, Float) {
-    var s = SIMD16<Float>(repeating: 0), d = SIMD16<Float>(repeating: 0)
-    let mv = SIMD16<Float>(repeating: mean), iv = SIMD16<Float>(repeating: invstd), zero = SIMD16<Float>(repeating: 0)
-    var j = 0
-    if let (gamma, beta) = relu {
-        let gv = SIMD16<Float>(repeating: gamma), bv = SIMD16<Float>(repeating: beta)
-        while j + 16 <= n {
-            let t = (UnsafeRawPointer(x + j).loadUnaligned(as: SIMD16<Float>.self) - mv) * iv
-            let g = UnsafeRawPointer(a + j).loadUnaligned(as: SIMD16<Float>.self).replacing(with: zero, where: .!(t * gv + bv .> zero))
-            s += g; d += g * t; j += 16
-        }
-    } else {
-        while j + 16 <= n {
-            let g = UnsafeRawPointer(a + j).loadUnaligned(as: SIMD16<Float>.self)
-            let t = (UnsafeRawPointer(x + j).loadUnaligned(as: SIMD16<Float>.self) - mv) * iv
-            s += g; d += g * t; j += 16
-        }
-    }
-    var ss = s.sum(), dd = d.sum()
-    while j < n {
-        let t = (x[j] - mean) * invstd
-        if let (gamma, beta) = relu, !(t * gamma + beta > 0) { j += 1; continue }
-        ss += a[j]; dd += a[j] * t; j += 1
-    }
-    return (ss, dd)
-}
-
-/// (sum(x - shift), sum((x - shift)^2)) in Double: no cancellation even far from the shift.
-@inline(__always)
-public func shiftedSumAndSquares(_ p: UnsafePointer<Float>, _ n: Int, shift: Double) -> (Double, Double) {
-    var s = SIMD4<Double>(repeating: 0), s2 = SIMD4<Double>(repeating: 0)
-    let k = SIMD4<Double>(repeating: shift)
-    var j = 0
-    while j + 4 <= n {
-        let v = SIMD4<Double>(UnsafeRawPointer(p + j).loadUnaligned(as: SIMD4<Float>.self)) - k
-        s += v; s2 += v * v; j += 4
-    }
-    var a = s.sum(), b = s2.sum()
-    while j < n { let v = Double(p[j]) - shift; a += v; b += v * v; j += 1 }
-    return (a, b)
-}
-
 /// out[i] = y[i] > 0 ? g[i] : 0 — the ReLU backward mask (a NaN y masks too, as PyTorch's), 16 lanes at a time.
 @inline(__always)
 public func reluMask(_ y: UnsafePointer<Float>, _ g: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, _ n: Int) {

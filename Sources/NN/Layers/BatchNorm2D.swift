@@ -87,11 +87,8 @@ public final class BatchNorm2D: Layer {
         // K = running_mean (the same on every rank) keeps E[x^2] - E[x]^2 from cancelling.
         Parallel.forRanges(c) { r in
             for ch in r {
-                var s = 0.0, s2 = 0.0   // in Double: no cancellation even far from K
-                for i in 0..<n {
-                    let (a, b) = shiftedSumAndSquares(x.data + (i * c + ch) * hw, hw, shift: Double(rm[ch]))
-                    s += a; s2 += b
-                }
+                // in Double: no cancellation even far from K
+                let (s, s2) = batchNormShiftedSums(x.data, n: n, c: c, hw: hw, channel: ch, shift: Double(rm[ch]))
                 sums[ch] = s; sums[c + ch] = s2
             }
         }
@@ -108,10 +105,8 @@ public final class BatchNorm2D: Layer {
                 invstd[ch] = istd
                 let g = gamma[ch], b = beta[ch], fm = Float(mean), fi = Float(istd)
                 norm[ch] = fm; norm[c + ch] = fi
-                for i in 0..<n {
-                    normalizeAffine(x.data + (i * c + ch) * hw, y.data + (i * c + ch) * hw, hw, mean: fm, invstd: fi, gamma: g, beta: b,
-                                    relu: self.fusedReLU)
-                }
+                batchNormNormalize(x.data, y.data, n: n, c: c, hw: hw, channel: ch, mean: fm, invstd: fi, gamma: g, beta: b,
+                                   relu: self.fusedReLU)
                 let unbiased = m > 1 ? varB * m / (m - 1) : varB
                 rm[ch] = Float((1 - self.momentum) * Double(rm[ch]) + self.momentum * mean)
                 rv[ch] = Float((1 - self.momentum) * Double(rv[ch]) + self.momentum * unbiased)
@@ -129,13 +124,8 @@ public final class BatchNorm2D: Layer {
         let gamma = weight.value, beta = bias.value, dgammaOut = weight.grad, dbetaOut = bias.grad
         Parallel.forRanges(c) { r in   // sum(dy), sum(dy * xhat)
             for ch in r {
-                var s = 0.0, s2 = 0.0
-                for i in 0..<n {
-                    let (a, b) = sumAndDotNormalized(dy.data + (i * c + ch) * hw, x.data + (i * c + ch) * hw, hw,
-                                                     mean: norm[ch], invstd: norm[c + ch],
-                                                     relu: self.fusedReLU ? (gamma[ch], beta[ch]) : nil)
-                    s += Double(a); s2 += Double(b)
-                }
+                let (s, s2) = batchNormGradientSums(dy.data, x.data, n: n, c: c, hw: hw, channel: ch, mean: norm[ch], invstd: norm[c + ch],
+                                                    relu: self.fusedReLU ? (gamma[ch], beta[ch]) : nil)
                 sums[ch] = s; sums[c + ch] = s2
                 dbetaOut[ch] += Float(s); dgammaOut[ch] += Float(s2)   // local sums; the allreduce adds the rest
             }
@@ -147,11 +137,8 @@ public final class BatchNorm2D: Layer {
                 let dbeta = sums[ch], dgamma = sums[c + ch]
                 let k = Float(Double(gamma[ch]) * invstd[ch] / m)
                 let fm = Float(m), fb = Float(dbeta), fg = Float(dgamma), mean = norm[ch], istd = norm[c + ch]
-                for i in 0..<n {
-                    let o = (i * c + ch) * hw
-                    inputGradient(dy.data + o, x.data + o, d.data + o, hw, k: k, m: fm, dbeta: fb, dgamma: fg, mean: mean, invstd: istd,
-                                  relu: self.fusedReLU ? (gamma[ch], beta[ch]) : nil)
-                }
+                batchNormInputGradient(dy.data, x.data, d.data, n: n, c: c, hw: hw, channel: ch, k: k, m: fm, dbeta: fb, dgamma: fg,
+                                       mean: mean, invstd: istd, relu: self.fusedReLU ? (gamma[ch], beta[ch]) : nil)
             }
         }
         return d
@@ -164,66 +151,5 @@ func fuseBatchNormReLUs(_ layers: [Layer]) {
     guard BatchNorm2D.fusesReLU else { return }
     for (a, b) in zip(layers, layers.dropFirst()) {
         if let bn = a as? BatchNorm2D, let relu = b as? ReLU, relu.inPlace { bn.fuse(relu) }
-    }
-}
-
-/// y[j] = (x[j] - mean) * invstd * gamma + beta, then max(y, 0) with `relu` (NaN kept, as ReLU), 16 lanes at a time
-/// (the same operations per element as the scalar tail, so the same bits).
-@inline(__always)
-private func normalizeAffine(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int,
-                             mean: Float, invstd: Float, gamma: Float, beta: Float, relu: Bool) {
-    let mv = SIMD16<Float>(repeating: mean), iv = SIMD16<Float>(repeating: invstd)
-    let gv = SIMD16<Float>(repeating: gamma), bv = SIMD16<Float>(repeating: beta), zero = SIMD16<Float>(repeating: 0)
-    var j = 0
-    if relu {
-        while j + 16 <= n {
-            let v = (UnsafeRawPointer(x + j).loadUnaligned(as: SIMD16<Float>.self) - mv) * iv * gv + bv
-            UnsafeMutableRawPointer(y + j).storeBytes(of: v.replacing(with: zero, where: v .<= zero), as: SIMD16<Float>.self)
-            j += 16
-        }
-    } else {
-        while j + 16 <= n {
-            let v = UnsafeRawPointer(x + j).loadUnaligned(as: SIMD16<Float>.self)
-            UnsafeMutableRawPointer(y + j).storeBytes(of: (v - mv) * iv * gv + bv, as: SIMD16<Float>.self)
-            j += 16
-        }
-    }
-    while j < n {
-        let v = (x[j] - mean) * invstd * gamma + beta
-        y[j] = relu ? (v <= 0 ? 0 : v) : v; j += 1
-    }
-}
-
-/// dx[j] = k * (m * g[j] - dbeta - xhat[j] * dgamma), xhat = (x - mean) * invstd, g = dy, or with
-/// `relu` (gamma, beta) dy masked to 0 where xhat * gamma + beta ≤ 0; dx may be dy itself.
-@inline(__always)
-private func inputGradient(_ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, _ n: Int,
-                           k: Float, m: Float, dbeta: Float, dgamma: Float, mean: Float, invstd: Float,
-                           relu: (gamma: Float, beta: Float)?) {
-    let kv = SIMD16<Float>(repeating: k), mv = SIMD16<Float>(repeating: m), bv = SIMD16<Float>(repeating: dbeta)
-    let gv = SIMD16<Float>(repeating: dgamma), meanv = SIMD16<Float>(repeating: mean), iv = SIMD16<Float>(repeating: invstd)
-    let zero = SIMD16<Float>(repeating: 0)
-    var j = 0
-    if let (gamma, beta) = relu {
-        let gav = SIMD16<Float>(repeating: gamma), bev = SIMD16<Float>(repeating: beta)
-        while j + 16 <= n {
-            let t = (UnsafeRawPointer(x + j).loadUnaligned(as: SIMD16<Float>.self) - meanv) * iv
-            let g = UnsafeRawPointer(dy + j).loadUnaligned(as: SIMD16<Float>.self).replacing(with: zero, where: .!(t * gav + bev .> zero))
-            UnsafeMutableRawPointer(dx + j).storeBytes(of: kv * (mv * g - bv - t * gv), as: SIMD16<Float>.self)
-            j += 16
-        }
-    } else {
-        while j + 16 <= n {
-            let g = UnsafeRawPointer(dy + j).loadUnaligned(as: SIMD16<Float>.self)
-            let t = (UnsafeRawPointer(x + j).loadUnaligned(as: SIMD16<Float>.self) - meanv) * iv
-            UnsafeMutableRawPointer(dx + j).storeBytes(of: kv * (mv * g - bv - t * gv), as: SIMD16<Float>.self)
-            j += 16
-        }
-    }
-    while j < n {
-        let t = (x[j] - mean) * invstd
-        var g = dy[j]
-        if let (gamma, beta) = relu, !(t * gamma + beta > 0) { g = 0 }
-        dx[j] = k * (m * g - dbeta - t * dgamma); j += 1
     }
 }

@@ -30,9 +30,9 @@ public final class MaxPool2D: Layer {
         return (best, bi)
     }
 
-    /// With stride 2 the windows are scanned 8 at a time in SIMD lanes (the even lanes of 16
-    /// contiguous floats) over a copy of the plane with -inf columns either side, in the same order
-    /// with the same rule as `window`, so the same index wins. Other strides use `window`.
+    /// With stride 2 the windows are scanned 8 at a time in SIMD lanes (`maxPoolScanStride2`,
+    /// Sources/Kernels), in the same order with the same rule as `window`, so the same index wins.
+    /// Other strides use `window`.
     private struct Rows {
         let h, w, ho, wo, bw: Int
         var bufferCount: Int { h * bw }
@@ -57,33 +57,7 @@ public final class MaxPool2D: Layer {
             }
             return
         }
-        for iy in 0..<h {   // buf[iy * bw + padding + ix] = x[iy, ix], -inf elsewhere
-            let b = buf + iy * bw
-            b.update(repeating: -.infinity, count: padding)
-            (b + padding).update(from: xp + iy * w, count: w)
-            (b + padding + w).update(repeating: -.infinity, count: bw - padding - w)
-        }
-        let lanes = SIMD8<Int32>(0, 2, 4, 6, 8, 10, 12, 14)
-        for oy in 0..<r.ho {
-            let y0 = max(oy * 2 - padding, 0), y1 = min(oy * 2 - padding + kernel, h)
-            var ox = 0
-            while ox < wo {
-                let x0 = 2 * ox - padding
-                var best = SIMD8<Float>(repeating: -.infinity)
-                // `window`'s first candidate: the window's first column inside the image
-                var bi = SIMD8<Int32>(repeating: Int32(y0 * w)) &+ pointwiseMax(SIMD8<Int32>(repeating: Int32(x0)) &+ lanes, .zero)
-                for iy in y0..<y1 { for kj in 0..<kernel {
-                    let v = UnsafeRawPointer(buf + iy * bw + 2 * ox + kj).loadUnaligned(as: SIMD16<Float>.self).evenHalf
-                    let better = (v .> best) .| (v .!= v)
-                    best.replace(with: v, where: better)
-                    bi.replace(with: SIMD8<Int32>(repeating: Int32(iy * w + x0 + kj)) &+ lanes, where: better)
-                }}
-                let n = min(8, wo - ox)
-                for l in 0..<n { vals?[oy * wo + ox + l] = best[l]; idx[ox + l] = bi[l] }
-                ox += 8
-            }
-            row(oy)
-        }
+        maxPoolScanStride2(xp, h: h, w: w, ho: r.ho, wo: wo, bw: bw, kernel: kernel, padding: padding, buf, vals, idx, row: row)
     }
 
     public func forward(_ x: Tensor, training: Bool) -> Tensor {

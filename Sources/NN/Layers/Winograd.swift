@@ -9,6 +9,7 @@
 // A worker processes its images' tiles in blocks of about `winogradTargetTiles` columns; a block
 // may start and end inside an image (tiny maps such as 3x3 have 4 tiles per image).
 import Foundation
+import Kernels
 
 /// Tiles (gemm columns) per block; each worker needs 16 * (Cin + Cout) * this many floats of scratch.
 /// 0 = automatic: 160, fewer from 256 + 256 channels on (min(160, 65536 / (Cin + Cout)), at least 32)
@@ -39,23 +40,6 @@ final class WinogradScratch: @unchecked Sendable {
     }
 }
 
-/// dst[xi * plane + j] = src[xi * 64 + j] for xi < planes, j < count (at most 64): a [planes][64]
-/// block of transformed kernels out into U's planes, copied inline 16 floats at a time (a memmove
-/// call per 64-float run cost about as much as the transform itself).
-@inline(__always)
-func spreadRuns(_ src: UnsafePointer<Float>, planes: Int, count: Int, into dst: UnsafeMutablePointer<Float>, plane: Int) {
-    for xi in 0..<planes {
-        let s = src + xi * 64, d = dst + xi * plane
-        var j = 0
-        while j + 16 <= count {
-            UnsafeMutableRawPointer(d + j).storeBytes(of: UnsafeRawPointer(s + j).loadUnaligned(as: SIMD16<Float>.self), as: SIMD16<Float>.self)
-            j += 16
-        }
-        while j < count { d[j] = s[j]; j += 1 }
-    }
-}
-
-/// The second half of a forward (or dX) by output channels (`winograd43ForwardByChannels`,
 /// `winograd33ForwardByChannels`): with V[planes][Cin][ld] of the whole batch (k columns), each of
 /// `parts` workers takes its share of the chunks of `rows` output channels, transforms just their
 /// weights into a U band in its scratch (`transformWeights(band, u, uPlane)`: U[planes][band][Cin],

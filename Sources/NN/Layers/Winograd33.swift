@@ -15,6 +15,7 @@
 // transforms run in SIMD8 lanes across 8 images (same channel, same tile): a block's columns are
 // ordered [tile][image], its image count rounded up to a multiple of 8 with zero columns.
 import Foundation
+import Kernels
 
 /// Tiles (gemm columns) per block of the forward; 0 = automatic, as F(2x2): min(160, 65536 / (Cin + Cout)), at least 32.
 nonisolated(unsafe) public var winograd33TargetTiles = 0

@@ -16,109 +16,6 @@
 /// Tiles (gemm columns) per block: each worker needs 36 * (Cin + Cout) * this many floats of scratch.
 nonisolated(unsafe) public var winograd43TargetTiles = 64
 
-/// g -> G g G^T applied along one axis: three values to six.
-@inline(__always)
-private func kernelTransform(_ a: SIMD8<Float>, _ b: SIMD8<Float>, _ c: SIMD8<Float>)
-    -> Six {
-    let sixth = SIMD8<Float>(repeating: 1 / 6), quarter = SIMD8<Float>(repeating: 0.25)
-    let ac = a * (1 / 24) + c * (1 / 6), b12 = b * (1 / 12)
-    return (a * quarter, -(a + b + c) * sixth, -(a - b + c) * sixth, ac + b12, ac - b12, c)
-}
-
-/// U for 8 kernels at once: element k (row-major 3x3) of kernel l is g(l, k); kernel l's
-/// 36 results go to u[xi * stride + l].
-@inline(__always)
-private func transformKernels8(_ u: UnsafeMutablePointer<Float>, _ stride: Int, _ g: (Int, Int) -> Float) {
-    @inline(__always) func lanes(_ k: Int) -> SIMD8<Float> {
-        SIMD8<Float>(g(0, k), g(1, k), g(2, k), g(3, k), g(4, k), g(5, k), g(6, k), g(7, k))
-    }
-    // t = G g: six rows of three, one column of g at a time
-    let c0 = kernelTransform(lanes(0), lanes(3), lanes(6))
-    let c1 = kernelTransform(lanes(1), lanes(4), lanes(7))
-    let c2 = kernelTransform(lanes(2), lanes(5), lanes(8))
-    let r = UnsafeMutableRawPointer(u), bs = stride * 4
-    // (t G^T) row i
-    @inline(__always) func row(_ i: Int, _ a: SIMD8<Float>, _ b: SIMD8<Float>, _ c: SIMD8<Float>) { storeRow(r, bs, i, kernelTransform(a, b, c)) }
-    row(0, c0.0, c1.0, c2.0); row(1, c0.1, c1.1, c2.1); row(2, c0.2, c1.2, c2.2)
-    row(3, c0.3, c1.3, c2.3); row(4, c0.4, c1.4, c2.4); row(5, c0.5, c1.5, c2.5)
-}
-
-/// U[36][Cout][Cin] from W [Cout, Cin, 3, 3] for output channels `rows`; or, `forInputGradient`,
-/// U'[36][Cin][Cout] of W'[ci][co] = W[co][ci] rotated 180° for input channels `rows` (dX = conv(dY, W')).
-/// With `band`, only the rows' part: U[36][rows.count][inner] with planes `band` floats apart.
-public func winograd43TransformWeights(_ w: UnsafePointer<Float>, cout: Int, cin: Int, into u: UnsafeMutablePointer<Float>,
-                                       forInputGradient: Bool, rows: Range<Int>, band: Int? = nil) {
-    let plane = band ?? cout * cin, firstRow = band == nil ? 0 : rows.lowerBound
-    let inner = forInputGradient ? cout : cin
-    // A [36][64] block per 64 kernels (8 at a time in SIMD8 lanes), then 36 runs of up to 64 into U's
-    // planes: 36 runs of 8 per 8 kernels would write 36 streams a plane apart at once.
-    let tmp = UnsafeMutablePointer<Float>.allocate(capacity: 36 * 64 + 8)
-    defer { tmp.deallocate() }
-    for o in rows {
-        var c0 = 0
-        while c0 < inner {
-            let nc = min(64, inner - c0)
-            var j = 0
-            while j < nc {
-                let n = min(8, nc - j), first = c0 + j
-                // kernel l of this group: W[o][first + l] forward, W[first + l][o] rotated for dX
-                transformKernels8(tmp + j, 64) { l, k in
-                    let i = first + min(l, n - 1)
-                    return forInputGradient ? w[(i * cin + o) * 9 + 8 - k] : w[(o * cin + i) * 9 + k]
-                }
-                j += 8
-            }
-            spreadRuns(tmp, planes: 36, count: nc, into: u + (o - firstRow) * inner + c0, plane: plane)
-            c0 += nc
-        }
-    }
-}
-
-/// row[(c & 3) * lw + c >> 2] = src[c - offset] for c in offset ..< offset + count: a row split into
-/// its four column phases (the layout of the F(4x4) planes); 16 columns at a time in SIMD lanes.
-@inline(__always)
-func splitPhases(_ src: UnsafePointer<Float>, count: Int, into row: UnsafeMutablePointer<Float>, lw: Int, offset: Int) {
-    var i = 0
-    while i < count && (i + offset) & 3 != 0 {   // up to a column that starts phase 0
-        let c = i + offset; row[(c & 3) * lw + c >> 2] = src[i]; i += 1
-    }
-    while i + 16 <= count {
-        let v = UnsafeRawPointer(src + i).loadUnaligned(as: SIMD16<Float>.self)
-        let l = (i + offset) >> 2
-        let even = v.evenHalf, odd = v.oddHalf
-        UnsafeMutableRawPointer(row + l).storeBytes(of: even.evenHalf, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(row + lw + l).storeBytes(of: odd.evenHalf, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(row + 2 * lw + l).storeBytes(of: even.oddHalf, as: SIMD4<Float>.self)
-        UnsafeMutableRawPointer(row + 3 * lw + l).storeBytes(of: odd.oddHalf, as: SIMD4<Float>.self)
-        i += 16
-    }
-    while i < count { let c = i + offset; row[(c & 3) * lw + c >> 2] = src[i]; i += 1 }
-}
-
-/// Six SIMD8 values: a row (or column) of a 6x6 transform, for 8 tiles or kernels.
-typealias Six = (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>)
-
-/// Row i of a transformed 6x6 tile into planes i*6 ..< i*6 + 6, `planeBytes` apart (8 lanes each).
-@inline(__always)
-func storeRow(_ dst: UnsafeMutableRawPointer, _ planeBytes: Int, _ i: Int, _ r: Six) {
-    dst.storeBytes(of: r.0, toByteOffset: (i * 6) * planeBytes, as: SIMD8<Float>.self)
-    dst.storeBytes(of: r.1, toByteOffset: (i * 6 + 1) * planeBytes, as: SIMD8<Float>.self)
-    dst.storeBytes(of: r.2, toByteOffset: (i * 6 + 2) * planeBytes, as: SIMD8<Float>.self)
-    dst.storeBytes(of: r.3, toByteOffset: (i * 6 + 3) * planeBytes, as: SIMD8<Float>.self)
-    dst.storeBytes(of: r.4, toByteOffset: (i * 6 + 4) * planeBytes, as: SIMD8<Float>.self)
-    dst.storeBytes(of: r.5, toByteOffset: (i * 6 + 5) * planeBytes, as: SIMD8<Float>.self)
-}
-
-/// Rows (or columns) of a 6x6 patch to B^T d.
-@inline(__always)
-private func inputTransform(_ d0: SIMD8<Float>, _ d1: SIMD8<Float>, _ d2: SIMD8<Float>,
-                            _ d3: SIMD8<Float>, _ d4: SIMD8<Float>, _ d5: SIMD8<Float>)
-    -> Six {
-    let four = SIMD8<Float>(repeating: 4), five = SIMD8<Float>(repeating: 5), two = SIMD8<Float>(repeating: 2)
-    let a = d4 - four * d2, b = d3 - four * d1      // rows 1, 2: a ± b
-    let c = d4 - d2, e = two * (d3 - d1)            // rows 3, 4: c ± e
-    return (four * d0 - five * d2 + d4, a + b, a - b, c + e, c - e, four * d1 - five * d3 + d5)
-}
 
 /// Forward for images `images` of x (N, Cin, H, W) -> y (N, Cout, H, W), adding bias if non-nil;
 /// `u` from winograd43TransformWeights. Safe to call concurrently for disjoint image ranges with
@@ -149,7 +46,7 @@ public func winograd43Forward(x: UnsafePointer<Float>, u: UnsafePointer<Float>, 
         for xi in 0..<36 {
             gemmInBands(m: cout, n: nt, k: cin, a: u + xi * cout * cin, lda: cin, b: v + xi * vPlane, ldb: nt, c: m + xi * mPlane, ldc: nt)
         }
-        outputTransform(m, y, bias, plane: mPlane, cout: cout, h: h, w: w, tw: tw, tpi: tpi, first: first, nt: nt)
+        winograd43OutputTransform(m, y, bias, plane: mPlane, cout: cout, h: h, w: w, tw: tw, tpi: tpi, first: first, nt: nt)
         t0 += nt
     }
 }
@@ -185,7 +82,7 @@ public func winograd43ForwardByChannels(x: UnsafePointer<Float>, w: UnsafePointe
                               winograd43TransformWeights(w, cout: layerOut, cin: layerIn, into: u, forInputGradient: forInputGradient,
                                                          rows: band, band: uPlane) },
                           transformOutput: { m, mPlane, band in
-                              outputTransform(m, y, bias, plane: mPlane, cout: cout, h: h, w: width, tw: tw, tpi: tpi,
+                              winograd43OutputTransform(m, y, bias, plane: mPlane, cout: cout, h: h, w: width, tw: tw, tpi: tpi,
                                               first: 0, nt: nt, channels: band, ld: ld) })
 }
 
@@ -199,117 +96,4 @@ public func winograd43Columns(n: Int, h: Int, w: Int) -> Int { n * ((h + 3) / 4)
 /// lw, the length of a phase row of the padded plane.
 struct Winograd43Geometry {
     let h, w, tw, tpi, lw: Int
-}
-
-/// V[xi][c][t] = (B^T d_t B)[xi] for the block's nt tiles starting at global tile `first`; `pbuf`
-/// is the zero-bordered phase-layout plane ((4 th + 2) * 4 * lw floats, zeroed by the caller once).
-func winograd43InputTransform(_ x: UnsafePointer<Float>, _ v: UnsafeMutablePointer<Float>, _ pbuf: UnsafeMutablePointer<Float>,
-                              _ geo: Winograd43Geometry, plane vPlane: Int, cin: Int, first: Int, nt: Int,
-                              channels: Range<Int>? = nil, ld: Int? = nil) {
-    let (h, w, tw, tpi, lw) = (geo.h, geo.w, geo.tw, geo.tpi, geo.lw)
-    let ld = ld ?? nt   // V[xi][c] rows this far apart
-    // V: per channel, per image segment of the block, 8 tiles at a time
-    for c in channels ?? 0..<cin {
-        var t = 0
-        while t < nt {
-            let g = first + t, img = g / tpi, ka = g % tpi, kb = min(tpi, ka + (nt - t))
-            let xc = x + (img * cin + c) * h * w
-            // input rows of the tile rows ka / tw ... (kb - 1) / tw (patch rows 4ty - 1 ..< 4ty + 5)
-            for iy in max(0, 4 * (ka / tw) - 1)..<min(h, 4 * ((kb - 1) / tw) + 5) {
-                let row = pbuf + (iy + 1) * 4 * lw, src = xc + iy * w
-                splitPhases(src, count: w, into: row, lw: lw, offset: 1)
-            }
-            var k = ka
-            while k < kb {
-                let ty = k / tw, tx = k - ty * tw
-                let n = min(8, kb - k, tw - tx)   // 8 tiles of one tile row
-                let base = pbuf + 4 * ty * 4 * lw + tx
-                @inline(__always) func load(_ r: Int, _ col: Int) -> SIMD8<Float> {
-                    UnsafeRawPointer(base + (r * 4 + (col & 3)) * lw + (col >> 2)).loadUnaligned(as: SIMD8<Float>.self)
-                }
-                // columns of B^T d (row pass), one patch column at a time
-                let q0 = inputTransform(load(0, 0), load(1, 0), load(2, 0), load(3, 0), load(4, 0), load(5, 0))
-                let q1 = inputTransform(load(0, 1), load(1, 1), load(2, 1), load(3, 1), load(4, 1), load(5, 1))
-                let q2 = inputTransform(load(0, 2), load(1, 2), load(2, 2), load(3, 2), load(4, 2), load(5, 2))
-                let q3 = inputTransform(load(0, 3), load(1, 3), load(2, 3), load(3, 3), load(4, 3), load(5, 3))
-                let q4 = inputTransform(load(0, 4), load(1, 4), load(2, 4), load(3, 4), load(4, 4), load(5, 4))
-                let q5 = inputTransform(load(0, 5), load(1, 5), load(2, 5), load(3, 5), load(4, 5), load(5, 5))
-                let dst = UnsafeMutableRawPointer(v + c * ld + t + (k - ka)), ps = vPlane * 4
-                @inline(__always) func store(_ i: Int, _ r: Six) { storeRow(dst, ps, i, r) }
-                // row i of (B^T d) B = the column pass over q*.i; a partial group's extra lanes land
-                // on tiles written later (next segment, next channel) or in the plane's padding
-                store(0, inputTransform(q0.0, q1.0, q2.0, q3.0, q4.0, q5.0))
-                store(1, inputTransform(q0.1, q1.1, q2.1, q3.1, q4.1, q5.1))
-                store(2, inputTransform(q0.2, q1.2, q2.2, q3.2, q4.2, q5.2))
-                store(3, inputTransform(q0.3, q1.3, q2.3, q3.3, q4.3, q5.3))
-                store(4, inputTransform(q0.4, q1.4, q2.4, q3.4, q4.4, q5.4))
-                store(5, inputTransform(q0.5, q1.5, q2.5, q3.5, q4.5, q5.5))
-                k += n
-            }
-            t += kb - ka
-        }
-    }
-}
-
-/// Six values to A^T m (four).
-@inline(__always)
-private func outputRows(_ m0: SIMD8<Float>, _ m1: SIMD8<Float>, _ m2: SIMD8<Float>,
-                        _ m3: SIMD8<Float>, _ m4: SIMD8<Float>, _ m5: SIMD8<Float>)
-    -> (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) {
-    let s12 = m1 + m2, d12 = m1 - m2, s34 = m3 + m4, d34 = m3 - m4
-    return (m0 + s12 + s34, d12 + 2 * d34, s12 + 4 * s34, d12 + 8 * d34 + m5)
-}
-
-/// y[img][co] 4x4 blocks = A^T M A (+ bias), 8 consecutive tiles at a time; outputs beyond H x W dropped.
-private func outputTransform(_ m: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ bias: UnsafePointer<Float>?,
-                             plane: Int, cout: Int, h: Int, w: Int, tw: Int, tpi: Int, first: Int, nt: Int,
-                             channels: Range<Int>? = nil, ld: Int? = nil) {
-    let hw = h * w, rowStride = ld ?? nt
-    let tmp = UnsafeMutablePointer<Float>.allocate(capacity: 16 * 8)
-    defer { tmp.deallocate() }
-    for co in channels ?? 0..<cout {
-        let b = bias?[co] ?? 0
-        var t = 0
-        while t < nt {
-            let n = min(8, nt - t)
-            let p = UnsafeRawPointer(m + co * rowStride + t), ps = plane * 4
-            @inline(__always) func ld(_ k: Int) -> SIMD8<Float> { p.loadUnaligned(fromByteOffset: k * ps, as: SIMD8<Float>.self) }
-            // A^T M: four rows of six (one column of M at a time), then each row times A
-            let c0 = outputRows(ld(0), ld(6), ld(12), ld(18), ld(24), ld(30))
-            let c1 = outputRows(ld(1), ld(7), ld(13), ld(19), ld(25), ld(31))
-            let c2 = outputRows(ld(2), ld(8), ld(14), ld(20), ld(26), ld(32))
-            let c3 = outputRows(ld(3), ld(9), ld(15), ld(21), ld(27), ld(33))
-            let c4 = outputRows(ld(4), ld(10), ld(16), ld(22), ld(28), ld(34))
-            let c5 = outputRows(ld(5), ld(11), ld(17), ld(23), ld(29), ld(35))
-            let bv = SIMD8<Float>(repeating: b)
-            // the 16 outputs of 8 tiles into tmp[16][8], then out tile by tile (row-major 4x4 each)
-            let o = UnsafeMutableRawPointer(tmp)
-            @inline(__always) func keep(_ i: Int, _ r: (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>)) {
-                o.storeBytes(of: r.0 + bv, toByteOffset: (i * 4) * 32, as: SIMD8<Float>.self)
-                o.storeBytes(of: r.1 + bv, toByteOffset: (i * 4 + 1) * 32, as: SIMD8<Float>.self)
-                o.storeBytes(of: r.2 + bv, toByteOffset: (i * 4 + 2) * 32, as: SIMD8<Float>.self)
-                o.storeBytes(of: r.3 + bv, toByteOffset: (i * 4 + 3) * 32, as: SIMD8<Float>.self)
-            }
-            keep(0, outputRows(c0.0, c1.0, c2.0, c3.0, c4.0, c5.0))
-            keep(1, outputRows(c0.1, c1.1, c2.1, c3.1, c4.1, c5.1))
-            keep(2, outputRows(c0.2, c1.2, c2.2, c3.2, c4.2, c5.2))
-            keep(3, outputRows(c0.3, c1.3, c2.3, c3.3, c4.3, c5.3))
-            var g = first + t, img = g / tpi, k = g % tpi
-            for l in 0..<n {
-                let oy = 4 * (k / tw), ox = 4 * (k % tw)
-                let yc = y + (img * cout + co) * hw + oy * w + ox, src = tmp + l
-                if oy + 4 <= h && ox + 4 <= w {
-                    for i in 0..<4 {
-                        let d = yc + i * w, s = src + i * 32
-                        d[0] = s[0]; d[1] = s[8]; d[2] = s[16]; d[3] = s[24]
-                    }
-                } else {
-                    for i in 0..<min(4, h - oy) { for j in 0..<min(4, w - ox) { yc[i * w + j] = src[(i * 4 + j) * 8] } }
-                }
-                g += 1; k += 1
-                if k == tpi { k = 0; img += 1 }
-            }
-            t += n
-        }
-    }
 }

@@ -1,0 +1,103 @@
+// Loops shared by the Winograd variants' weight transforms and weight gradients. Public and
+// @inlinable: NN's F(2x2) and F(3x3) code inlines them (built for the baseline instruction set);
+// the F(4x4) transforms beside them use this module's own copy.
+
+/// block of transformed kernels out into U's planes, copied inline 16 floats at a time (a memmove
+/// call per 64-float run cost about as much as the transform itself).
+@inlinable @inline(__always)
+public func spreadRuns(_ src: UnsafePointer<Float>, planes: Int, count: Int, into dst: UnsafeMutablePointer<Float>, plane: Int) {
+    for xi in 0..<planes {
+        let s = src + xi * 64, d = dst + xi * plane
+        var j = 0
+        while j + 16 <= count {
+            UnsafeMutableRawPointer(d + j).storeBytes(of: UnsafeRawPointer(s + j).loadUnaligned(as: SIMD16<Float>.self), as: SIMD16<Float>.self)
+            j += 16
+        }
+        while j < count { d[j] = s[j]; j += 1 }
+    }
+}
+
+/// The second half of a forward (or dX) by output channels (`winograd43ForwardByChannels`,
+
+/// Kernels per chunk of `sumKernelPartials` (a multiple of 8).
+public let kernelChunk = 64
+
+/// sums[xi * kernelChunk + j] = 0 + p_0[xi][first + j] + p_1[xi][first + j] + ... (the partials in
+/// order) for the `planes` planes (`plane` floats apart) and j < count ≤ kernelChunk: the Winograd-
+/// domain weight gradients of a chunk of kernels gathered into one block, each plane read as one run
+/// (8 floats at a time from every plane at once would be `planes` × partials streams a page or more
+/// apart, which the prefetchers cannot follow).
+@inlinable @inline(__always)
+public func sumKernelPartials(_ partials: [UnsafePointer<Float>], planes: Int, plane: Int, first: Int, count: Int,
+                       into sums: UnsafeMutablePointer<Float>) {
+    partials.withUnsafeBufferPointer { ps in
+        for xi in 0..<planes {
+            let dst = sums + xi * kernelChunk
+            dst.update(repeating: 0, count: count)
+            for m in ps {
+                let src = m + xi * plane + first
+                var j = 0
+                while j + 8 <= count {
+                    let a = UnsafeRawPointer(dst + j).loadUnaligned(as: SIMD8<Float>.self)
+                    UnsafeMutableRawPointer(dst + j).storeBytes(of: a + UnsafeRawPointer(src + j).loadUnaligned(as: SIMD8<Float>.self), as: SIMD8<Float>.self)
+                    j += 8
+                }
+                while j < count { dst[j] += src[j]; j += 1 }
+            }
+        }
+    }
+}
+
+/// The nine gradient values of 8 kernels, one SIMD8 lane per kernel.
+public typealias KernelLanes = (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>,
+                         SIMD8<Float>, SIMD8<Float>, SIMD8<Float>)
+
+/// dw[q*9 ..< q*9+9] += transform(M_q) for kernels q in `kernels`, M_q the sum of the partials'
+/// planes at q (in their order): the sums gathered a chunk at a time (`sumKernelPartials`), then
+/// `transform` on 8 kernels at a time, given the chunk's sums at its first kernel (plane xi at byte
+/// offset xi * kernelChunk * 4).
+@inlinable @inline(__always)
+public func addKernelGradients(_ partials: [UnsafePointer<Float>], planes: Int, plane: Int, dw: UnsafeMutablePointer<Float>,
+                        kernels: Range<Int>, _ transform: (UnsafeRawPointer) -> KernelLanes) {
+    let sums = UnsafeMutablePointer<Float>.allocate(capacity: planes * kernelChunk)
+    defer { sums.deallocate() }
+    sums.initialize(repeating: 0, count: planes * kernelChunk)   // lanes past a chunk's end are read, never stored
+    var q0 = kernels.lowerBound
+    while q0 < kernels.upperBound {
+        let cn = min(kernelChunk, kernels.upperBound - q0)
+        sumKernelPartials(partials, planes: planes, plane: plane, first: q0, count: cn, into: sums)
+        var j = 0
+        while j < cn {
+            addKernelLanes(transform(UnsafeRawPointer(sums + j)), to: dw + (q0 + j) * 9, count: min(8, cn - j))
+            j += 8
+        }
+        q0 += cn
+    }
+}
+
+/// dw[l * 9 + e] += r[e][l] for lanes l < count: the nine gradient values of 8 kernels in SIMD8
+/// lanes, added to the kernels' 72 contiguous floats (transposed through the stack, then 9 vector adds).
+@inlinable @inline(__always)
+public func addKernelLanes(_ r: KernelLanes, to dw: UnsafeMutablePointer<Float>, count: Int) {
+    guard count == 8 else {
+        for l in 0..<count {
+            let d = dw + l * 9
+            d[0] += r.0[l]; d[1] += r.1[l]; d[2] += r.2[l]
+            d[3] += r.3[l]; d[4] += r.4[l]; d[5] += r.5[l]
+            d[6] += r.6[l]; d[7] += r.7[l]; d[8] += r.8[l]
+        }
+        return
+    }
+    withUnsafeTemporaryAllocation(of: SIMD8<Float>.self, capacity: 18) { buffer in
+        let tmp = UnsafeMutableRawPointer(buffer.baseAddress!).assumingMemoryBound(to: Float.self)
+        let out = tmp + 72
+        let b = buffer.baseAddress!
+        b[0] = r.0; b[1] = r.1; b[2] = r.2; b[3] = r.3; b[4] = r.4; b[5] = r.5; b[6] = r.6; b[7] = r.7; b[8] = r.8
+        for l in 0..<8 { for k in 0..<9 { out[l * 9 + k] = tmp[k * 8 + l] } }
+        let d = UnsafeMutableRawPointer(dw), o = UnsafeRawPointer(out)
+        for j in 0..<9 {
+            let cur = d.loadUnaligned(fromByteOffset: j * 32, as: SIMD8<Float>.self)
+            d.storeBytes(of: cur + o.loadUnaligned(fromByteOffset: j * 32, as: SIMD8<Float>.self), toByteOffset: j * 32, as: SIMD8<Float>.self)
+        }
+    }
+}
