@@ -135,6 +135,26 @@ final class BatchNormTests: XCTestCase {
         }
     }
 
+    /// Without a reducer each channel's two passes run back to back (in cache); with one, all the
+    /// sums come first. A reducer that changes nothing must give the same bits, with and without ReLU.
+    func testChannelByChannelPassesMatchTheTwoPhasePassesBitForBit() {
+        for fused in [false, true] {
+            func run(reducer: ((UnsafeMutablePointer<Double>, Int) -> Void)?) -> [[Float]] {
+                let (ctx, bn) = makeBN(channels: 3, seed: 5, reducer: reducer)
+                if fused { bn.fuse(ReLU(name: "relu", inPlace: true)) }
+                let x = input([4, 3, 9, 7], seed: 31), dy = randomTensor([4, 3, 9, 7], seed: 32)
+                ctx.params.zeroGrad()
+                let y = bn.forward(x, training: true).array, dx = bn.backward(dy).array
+                return [y, dx, Array(ctx.params.gradBuffer), bn.runningMean.values, bn.runningVar.values]
+            }
+            let alone = run(reducer: nil), reduced = run(reducer: { _, _ in })
+            for (i, name) in ["y", "dx", "gradients", "running mean", "running var"].enumerated() {
+                XCTAssertEqual(alone[i].map(\.bitPattern), reduced[i].map(\.bitPattern), "fused ReLU \(fused): \(name)")
+            }
+            XCTAssertTrue(alone[1].contains { $0 != 0 })
+        }
+    }
+
     func testBackwardAccumulatesParameterGradients() {
         let (ctx, bn) = makeBN(channels: 3)
         let x = input(shape, seed: 11), dy = randomTensor(shape, seed: 12)

@@ -85,32 +85,37 @@ public final class BatchNorm2D: Layer {
         let norm = normalization
         // Per-channel sums of (x - K) and (x - K)^2, reduced across ranks when synced. The shift
         // K = running_mean (the same on every rank) keeps E[x^2] - E[x]^2 from cancelling.
-        Parallel.forRanges(c) { r in
-            for ch in r {
-                // in Double: no cancellation even far from K
-                let (s, s2) = batchNormShiftedSums(x.data, n: n, c: c, hw: hw, channel: ch, shift: Double(rm[ch]))
-                sums[ch] = s; sums[c + ch] = s2
-            }
+        func sumChannel(_ ch: Int) {   // in Double: no cancellation even far from K
+            let (s, s2) = batchNormShiftedSums(x.data, n: n, c: c, hw: hw, channel: ch, shift: Double(rm[ch]))
+            sums[ch] = s; sums[c + ch] = s2
         }
-        sums[2 * c] = Double(n * hw)
-        ctx.statReducer?(sums, 2 * c + 1)
-        count = sums[2 * c]
-        let m = count
-        Parallel.forRanges(c) { r in
-            for ch in r {
-                let shifted = sums[ch] / m
-                let mean = shifted + Double(rm[ch])
-                let varB = max(sums[c + ch] / m - shifted * shifted, 0)  // biased, used to normalize
-                let istd = 1 / (varB + eps).squareRoot()
-                invstd[ch] = istd
-                let g = gamma[ch], b = beta[ch], fm = Float(mean), fi = Float(istd)
-                norm[ch] = fm; norm[c + ch] = fi
-                batchNormNormalize(x.data, y.data, n: n, c: c, hw: hw, channel: ch, mean: fm, invstd: fi, gamma: g, beta: b,
-                                   relu: self.fusedReLU)
-                let unbiased = m > 1 ? varB * m / (m - 1) : varB
-                rm[ch] = Float((1 - self.momentum) * Double(rm[ch]) + self.momentum * mean)
-                rv[ch] = Float((1 - self.momentum) * Double(rv[ch]) + self.momentum * unbiased)
-            }
+        func normalizeChannel(_ ch: Int, _ m: Double) {
+            let shifted = sums[ch] / m
+            let mean = shifted + Double(rm[ch])
+            let varB = max(sums[c + ch] / m - shifted * shifted, 0)  // biased, used to normalize
+            let istd = 1 / (varB + eps).squareRoot()
+            invstd[ch] = istd
+            let g = gamma[ch], b = beta[ch], fm = Float(mean), fi = Float(istd)
+            norm[ch] = fm; norm[c + ch] = fi
+            batchNormNormalize(x.data, y.data, n: n, c: c, hw: hw, channel: ch, mean: fm, invstd: fi, gamma: g, beta: b,
+                               relu: self.fusedReLU)
+            let unbiased = m > 1 ? varB * m / (m - 1) : varB
+            rm[ch] = Float((1 - self.momentum) * Double(rm[ch]) + self.momentum * mean)
+            rv[ch] = Float((1 - self.momentum) * Double(rv[ch]) + self.momentum * unbiased)
+        }
+        if let reduce = ctx.statReducer {
+            Parallel.forRanges(c) { r in for ch in r { sumChannel(ch) } }
+            sums[2 * c] = Double(n * hw)
+            reduce(sums, 2 * c + 1)
+            count = sums[2 * c]
+            let m = count
+            Parallel.forRanges(c) { r in for ch in r { normalizeChannel(ch, m) } }
+        } else {
+            // The sums are final at once: each channel is normalized right after it is summed, its
+            // planes still in cache (one read from memory instead of two when they fit in L2).
+            count = Double(n * hw)
+            let m = count
+            Parallel.forRanges(c) { r in for ch in r { sumChannel(ch); normalizeChannel(ch, m) } }
         }
         numBatchesTracked.value[0] += 1
         return y
@@ -122,24 +127,26 @@ public final class BatchNorm2D: Layer {
         let d = GradientPool.take(dy.shape, replacing: dy)   // elementwise: may overwrite a donated dy
         let (sums, invstd, norm) = (self.sums, self.invstd, self.normalization)
         let gamma = weight.value, beta = bias.value, dgammaOut = weight.grad, dbetaOut = bias.grad
-        Parallel.forRanges(c) { r in   // sum(dy), sum(dy * xhat)
-            for ch in r {
-                let (s, s2) = batchNormGradientSums(dy.data, x.data, n: n, c: c, hw: hw, channel: ch, mean: norm[ch], invstd: norm[c + ch],
-                                                    relu: self.fusedReLU ? (gamma[ch], beta[ch]) : nil)
-                sums[ch] = s; sums[c + ch] = s2
-                dbetaOut[ch] += Float(s); dgammaOut[ch] += Float(s2)   // local sums; the allreduce adds the rest
-            }
+        func sumChannel(_ ch: Int) {   // sum(dy), sum(dy * xhat)
+            let (s, s2) = batchNormGradientSums(dy.data, x.data, n: n, c: c, hw: hw, channel: ch, mean: norm[ch], invstd: norm[c + ch],
+                                                relu: self.fusedReLU ? (gamma[ch], beta[ch]) : nil)
+            sums[ch] = s; sums[c + ch] = s2
+            dbetaOut[ch] += Float(s); dgammaOut[ch] += Float(s2)   // local sums; the allreduce adds the rest
         }
-        ctx.statReducer?(sums, 2 * c)
         let m = count
-        Parallel.forRanges(c) { r in
-            for ch in r {
-                let dbeta = sums[ch], dgamma = sums[c + ch]
-                let k = Float(Double(gamma[ch]) * invstd[ch] / m)
-                let fm = Float(m), fb = Float(dbeta), fg = Float(dgamma), mean = norm[ch], istd = norm[c + ch]
-                batchNormInputGradient(dy.data, x.data, d.data, n: n, c: c, hw: hw, channel: ch, k: k, m: fm, dbeta: fb, dgamma: fg,
-                                       mean: mean, invstd: istd, relu: self.fusedReLU ? (gamma[ch], beta[ch]) : nil)
-            }
+        func gradientChannel(_ ch: Int) {
+            let dbeta = sums[ch], dgamma = sums[c + ch]
+            let k = Float(Double(gamma[ch]) * invstd[ch] / m)
+            let fm = Float(m), fb = Float(dbeta), fg = Float(dgamma), mean = norm[ch], istd = norm[c + ch]
+            batchNormInputGradient(dy.data, x.data, d.data, n: n, c: c, hw: hw, channel: ch, k: k, m: fm, dbeta: fb, dgamma: fg,
+                                   mean: mean, invstd: istd, relu: self.fusedReLU ? (gamma[ch], beta[ch]) : nil)
+        }
+        if let reduce = ctx.statReducer {
+            Parallel.forRanges(c) { r in for ch in r { sumChannel(ch) } }
+            reduce(sums, 2 * c)
+            Parallel.forRanges(c) { r in for ch in r { gradientChannel(ch) } }
+        } else {   // as in forward: both passes over a channel while it is in cache
+            Parallel.forRanges(c) { r in for ch in r { sumChannel(ch); gradientChannel(ch) } }
         }
         return d
     }
