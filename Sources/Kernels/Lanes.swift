@@ -2,6 +2,7 @@
 // @inlinable: NN's F(2x2) and F(3x3) code inlines them (built for the baseline instruction set);
 // the F(4x4) transforms beside them use this module's own copy.
 
+/// dst[xi * plane + j] = src[xi * 64 + j] for xi < planes, j < count (at most 64): a [planes][64]
 /// block of transformed kernels out into U's planes, copied inline 16 floats at a time (a memmove
 /// call per 64-float run cost about as much as the transform itself).
 @inlinable @inline(__always)
@@ -16,8 +17,6 @@ public func spreadRuns(_ src: UnsafePointer<Float>, planes: Int, count: Int, int
         while j < count { d[j] = s[j]; j += 1 }
     }
 }
-
-/// The second half of a forward (or dX) by output channels (`winograd43ForwardByChannels`,
 
 /// Kernels per chunk of `sumKernelPartials` (a multiple of 8).
 public let kernelChunk = 64

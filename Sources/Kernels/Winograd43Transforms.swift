@@ -286,7 +286,8 @@ private func kernelRows(_ m0: SIMD8<Float>, _ m1: SIMD8<Float>, _ m2: SIMD8<Floa
     return (m0 * 0.25 - s12 + s34 * (1 / 24), (m2 - m1) * (1 / 6) + (m3 - m4) * (1 / 12), s34 * (1 / 6) - s12 + m5)
 }
 
-/// The same with the partials' planes `plane` floats apart.
+/// dw[q*9 ..< q*9+9] += G^T M_q G for kernels q (= co * Cin + ci) in `kernels`, M_q the sum of the
+/// partials' Mw[.][q] (in their order, planes `plane` floats apart); 8 kernels at a time in SIMD8 lanes.
 public func addKernelGradients43(_ partials: [UnsafePointer<Float>], plane: Int, dw: UnsafeMutablePointer<Float>, kernels: Range<Int>) {
     addKernelGradients(partials, planes: 36, plane: plane, dw: dw, kernels: kernels) { s in
         @inline(__always) func ld(_ k: Int) -> SIMD8<Float> { s.loadUnaligned(fromByteOffset: k * kernelChunk * 4, as: SIMD8<Float>.self) }

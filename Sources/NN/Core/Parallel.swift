@@ -3,6 +3,7 @@
 import CBLAS
 import Dispatch
 import Trace
+import Synchronization
 
 public enum Parallel {
     /// Worker threads per rank (`setWorkers`).
@@ -32,5 +33,20 @@ public enum Parallel {
         DispatchQueue.concurrentPerform(iterations: parts) { p in
             body((n * p / parts)..<(n * (p + 1) / parts))
         }
+    }
+
+    /// Calls body(worker, item) for every item of 0..<n on `parts` workers (worker < parts picks
+    /// per-worker scratch), handing the items out one at a time as the workers finish: a worker
+    /// slowed down (by another process on its core) takes fewer. Only for items that write
+    /// disjoint outputs, so that which worker took one cannot change a result.
+    public static func forItems(_ n: Int, parts: Int, _ body: (_ worker: Int, _ item: Int) -> Void) {
+        let next = Atomic<Int>(0)
+        forRanges(max(1, min(parts, n))) { ws in for wk in ws {
+            while true {
+                let item = next.wrappingAdd(1, ordering: .relaxed).oldValue
+                if item >= n { break }
+                body(wk, item)
+            }
+        }}
     }
 }

@@ -40,10 +40,11 @@ final class WinogradScratch: @unchecked Sendable {
     }
 }
 
-/// `winograd33ForwardByChannels`): with V[planes][Cin][ld] of the whole batch (k columns), each of
-/// `parts` workers takes its share of the chunks of `rows` output channels, transforms just their
-/// weights into a U band in its scratch (`transformWeights(band, u, uPlane)`: U[planes][band][Cin],
-/// planes uPlane apart), multiplies it by V into M[planes][band][ld] and transforms the band's outputs
+/// The second half of a forward (or dX) by output channels (`winograd43ForwardByChannels`,
+/// `winograd33ForwardByChannels`): with V[planes][Cin][ld] of the whole batch (k columns), `parts`
+/// workers take the chunks of `rows` output channels one at a time (`Parallel.forItems`), transform
+/// just a chunk's weights into a U band in their scratch (`transformWeights(band, u, uPlane)`:
+/// U[planes][band][Cin], planes uPlane apart), multiply it by V into M[planes][band][ld] and transform the band's outputs
 /// (`transformOutput(m, mPlane, band)`, with row co of the band at m + co * ld).
 @inline(__always)
 func forwardByOutputChunks(v: UnsafePointer<Float>, vPlane: Int, ld: Int, k: Int, planes: Int, cin: Int, cout: Int,
@@ -51,18 +52,16 @@ func forwardByOutputChunks(v: UnsafePointer<Float>, vPlane: Int, ld: Int, k: Int
                            transformWeights: (Range<Int>, UnsafeMutablePointer<Float>, Int) -> Void,
                            transformOutput: (UnsafePointer<Float>, Int, Range<Int>) -> Void) {
     let r = max(1, min(rows, cout)), uPlane = r * cin, mPlane = r * ld + 16, chunks = (cout + r - 1) / r
-    Parallel.forRanges(parts) { ws in for wk in ws {
+    Parallel.forItems(chunks, parts: parts) { wk, chunk in   // chunks write disjoint outputs: handed out as workers finish
         let u = WinogradScratch.shared.buffer(worker: wk, count: planes * (uPlane + mPlane) + 16), m = u + planes * uPlane
-        for chunk in chunks * wk / parts ..< chunks * (wk + 1) / parts {
-            let band = chunk * r ..< min(cout, (chunk + 1) * r)
-            transformWeights(band, u, uPlane)
-            for xi in 0..<planes {   // M[xi][band][.] = U[xi][band] · V[xi]
-                gemmInBands(m: band.count, n: k, k: cin, a: u + xi * uPlane, lda: cin, b: v + xi * vPlane, ldb: ld,
-                            c: m + xi * mPlane, ldc: ld)
-            }
-            transformOutput(m - band.lowerBound * ld, mPlane, band)
+        let band = chunk * r ..< min(cout, (chunk + 1) * r)
+        transformWeights(band, u, uPlane)
+        for xi in 0..<planes {   // M[xi][band][.] = U[xi][band] · V[xi]
+            gemmInBands(m: band.count, n: k, k: cin, a: u + xi * uPlane, lda: cin, b: v + xi * vPlane, ldb: ld,
+                        c: m + xi * mPlane, ldc: ld)
         }
-    }}
+        transformOutput(m - band.lowerBound * ld, mPlane, band)
+    }
 }
 
 /// Pre-transformed weights: U[16][Cout][Cin] from W [Cout, Cin, 3, 3]; recompute when weights change (every step).

@@ -98,27 +98,25 @@ private func winogradDWWeightTransform(_ m: UnsafePointer<Float>, plane: Int, dw
 }
 
 /// The second half of a weight gradient by output channels (`winograd43WeightGradientByChannels`):
-/// with DY[planes][Cout][ld] and V[planes][Cin][ld] of the whole batch (k tiles), each of `parts`
-/// workers takes its share of the chunks of `rows` output channels, multiplies their DY rows by V
-/// into Mw[planes][rows][Cin] (in `scratch(worker)`, planes * (rows * Cin + 16) floats) and adds
-/// them back transformed (`add(partials, plane, dw, kernels)`) into dw.
+/// with DY[planes][Cout][ld] and V[planes][Cin][ld] of the whole batch (k tiles), `parts` workers
+/// take the chunks of `rows` output channels one at a time (`Parallel.forItems`), multiply a chunk's
+/// DY rows by V into Mw[planes][rows][Cin] (in `scratch(worker)`, planes * (rows * Cin + 16) floats)
+/// and add them back transformed (`add(partials, plane, dw, kernels)`) into dw.
 @inline(__always)
 func weightGradientByOutputChunks(dt: UnsafePointer<Float>, dPlane: Int, v: UnsafePointer<Float>, vPlane: Int, ld: Int, k: Int,
                                   planes: Int, cin: Int, cout: Int, rows: Int, parts: Int, dw: UnsafeMutablePointer<Float>,
                                   scratch: (Int) -> UnsafeMutablePointer<Float>,
                                   add: ([UnsafePointer<Float>], Int, UnsafeMutablePointer<Float>, Range<Int>) -> Void) {
     let r = max(1, min(rows, cout)), cPlane = r * cin + 16, chunks = (cout + r - 1) / r
-    Parallel.forRanges(parts) { ws in for wk in ws {
+    Parallel.forItems(chunks, parts: parts) { wk, chunk in   // chunks write disjoint rows of dw: handed out as workers finish
         let mw = scratch(wk)
-        for chunk in chunks * wk / parts ..< chunks * (wk + 1) / parts {
-            let co0 = chunk * r, rc = min(r, cout - co0)
-            for xi in 0..<planes {   // Mw[xi][co0 ..< co0 + rc][.] = DY[xi][co0 ..< co0 + rc] · V[xi]^T
-                gemm(transB: true, m: rc, n: cin, k: k, a: dt + xi * dPlane + co0 * ld, lda: ld,
-                     b: v + xi * vPlane, ldb: ld, c: mw + xi * cPlane, ldc: cin)
-            }
-            add([UnsafePointer(mw)], cPlane, dw + co0 * cin * 9, 0..<(rc * cin))
+        let co0 = chunk * r, rc = min(r, cout - co0)
+        for xi in 0..<planes {   // Mw[xi][co0 ..< co0 + rc][.] = DY[xi][co0 ..< co0 + rc] · V[xi]^T
+            gemm(transB: true, m: rc, n: cin, k: k, a: dt + xi * dPlane + co0 * ld, lda: ld,
+                 b: v + xi * vPlane, ldb: ld, c: mw + xi * cPlane, ldc: cin)
         }
-    }}
+        add([UnsafePointer(mw)], cPlane, dw + co0 * cin * 9, 0..<(rc * cin))
+    }
 }
 
 /// DY[xi][co][t] = (A dY_t A^T)[xi] for the block's tiles, A = [1 0; 1 1; 1 -1; 0 -1]; dY_t is the
