@@ -27,6 +27,29 @@ final class ParallelTests: XCTestCase {
         }
     }
 
+    /// forItems hands every item out exactly once, to worker ids below `parts`, even when one
+    /// worker is much slower than the other (it then takes fewer items).
+    func testForItemsCoversEveryItemOnce() {
+        for (n, parts) in [(0, 2), (1, 2), (7, 1), (37, 2), (64, 3)] {
+            let seen = UnsafeMutablePointer<Int>.allocate(capacity: max(n, 1))
+            let by = UnsafeMutablePointer<Int>.allocate(capacity: max(n, 1))
+            defer { seen.deallocate(); by.deallocate() }
+            seen.initialize(repeating: 0, count: max(n, 1)); by.initialize(repeating: -1, count: max(n, 1))
+            withWorkers(parts) {
+                Parallel.forItems(n, parts: parts) { wk, item in
+                    if wk == 0 && parts > 1 { usleep(2000) }   // a slow worker
+                    seen[item] += 1; by[item] = wk
+                }
+            }
+            XCTAssertEqual(Array(UnsafeBufferPointer(start: seen, count: n)), [Int](repeating: 1, count: n), "n \(n) parts \(parts)")
+            XCTAssertTrue((0..<n).allSatisfy { by[$0] >= 0 && by[$0] < parts }, "n \(n) parts \(parts)")
+            if n == 37 && parts == 2 {
+                let slow = (0..<n).filter { by[$0] == 0 }.count
+                XCTAssertLessThan(slow, n / 2, "the slow worker took \(slow) of \(n) items")
+            }
+        }
+    }
+
     func testConvSameResultsForAnyWorkerCount() {
         let cases = [
             ConvCase(n: 5, cin: 1, cout: 2, h: 36, w: 36, k: 3, stride: 1, padding: 1, bias: true),  // groups of 3 / [2], [3]
