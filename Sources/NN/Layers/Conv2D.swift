@@ -121,15 +121,18 @@ public final class Conv2D: Layer {
                                                forInputGradient: forInputGradient, rows: rows)
                 }
             }
-            Parallel.forRanges(p.workers) { workers in for wk in workers {
-                if f4 {
+            if f4 {   // pieces of at least a block of tiles, handed out as workers finish (images write disjoint outputs)
+                let per = max(1, (winograd43TargetTiles + winograd43Columns(n: 1, h: p.h, w: p.w) - 1) / winograd43Columns(n: 1, h: p.h, w: p.w))
+                Parallel.forItems((p.n + per - 1) / per, parts: p.workers) { wk, item in
                     winograd43Forward(x: input.data, u: u, bias: bias, y: output.data, cin: ci, cout: co,
-                                      h: p.h, w: p.w, images: p.images(wk), worker: wk)
-                } else {
+                                      h: p.h, w: p.w, images: item * per ..< min(p.n, (item + 1) * per), worker: wk)
+                }
+            } else {   // F(3x3) runs 8 images in SIMD lanes: a share of the batch per worker
+                Parallel.forRanges(p.workers) { workers in for wk in workers {
                     winograd33Forward(x: input.data, u: u, bias: bias, y: output.data, cin: ci, cout: co,
                                       h: p.h, w: p.w, images: p.images(wk), worker: wk)
-                }
-            }}
+                }}
+            }
         default:
             let u = transformedWeights(forInputGradient: forInputGradient)
             Parallel.forRanges(p.workers) { workers in for wk in workers {
