@@ -1,17 +1,21 @@
 // Max pooling (PyTorch's nn.MaxPool2d: padding is -inf, floor mode).
-// Backward: dx[argmax] += dy (ties go to the first maximum, a NaN wins). The argmax of each window
-// is found again from the input (kept by the layer before) rather than stored per output.
+// Backward: dx[argmax] += dy (ties go to the first maximum, a NaN wins). A training forward keeps
+// each window's argmax (its index in the plane, Int32 per output: the size of y); backward adds dy
+// there, plane by plane, without reading x again.
 
 public final class MaxPool2D: Layer {
     public let name: String
     public let kernel, stride, padding: Int
     private var out: Tensor?
-    private var input: Tensor?           // (N, C, H, W), for backward
+    private var inputShape: [Int] = []   // (N, C, H, W), for backward
+    private var argmax: UnsafeMutablePointer<Int32>?   // [N, C, Ho, Wo]: index in the plane of each window's maximum
+    private var argmaxCount = 0
 
     public init(name: String, kernel: Int = 3, stride: Int = 2, padding: Int = 1) {
         precondition(padding * 2 <= kernel, "padding must be at most half the kernel (as in PyTorch)")
         self.name = name; self.kernel = kernel; self.stride = stride; self.padding = padding
     }
+    deinit { argmax?.deallocate() }
 
     public func outputShape(_ s: [Int]) -> [Int] {
         [s[0], s[1], (s[2] + 2 * padding - kernel) / stride + 1, (s[3] + 2 * padding - kernel) / stride + 1]
@@ -61,15 +65,27 @@ public final class MaxPool2D: Layer {
     }
 
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
-        input = x
         let os = outputShape(x.shape)
         let y = Tensor.reuse(out, os); out = y
         let r = rows(x.shape, os), planes = x.shape[0] * x.shape[1]
+        var keep: UnsafeMutablePointer<Int32>? = nil
+        if training {
+            if argmaxCount < y.count {
+                argmax?.deallocate(); argmax = .allocate(capacity: y.count); argmaxCount = y.count
+            }
+            keep = argmax; inputShape = x.shape
+        } else {
+            inputShape = []
+        }
         Parallel.forRanges(planes) { range in
             withUnsafeTemporaryAllocation(of: Float.self, capacity: r.bufferCount) { buf in
-                withUnsafeTemporaryAllocation(of: Int32.self, capacity: r.wo) { idx in
+                withUnsafeTemporaryAllocation(of: Int32.self, capacity: r.wo) { ib in
+                    let idx = ib.baseAddress!
                     for pl in range {
-                        self.scan(x.data + pl * r.h * r.w, r, buf.baseAddress!, y.data + pl * r.ho * r.wo, idx.baseAddress!) { _ in }
+                        let kp = keep.map { $0 + pl * r.ho * r.wo }
+                        self.scan(x.data + pl * r.h * r.w, r, buf.baseAddress!, y.data + pl * r.ho * r.wo, idx) { oy in
+                            kp.map { (UnsafeMutablePointer($0) + oy * r.wo).update(from: idx, count: r.wo) }
+                        }
                     }
                 }
             }
@@ -78,21 +94,14 @@ public final class MaxPool2D: Layer {
     }
 
     public func backward(_ dy: Tensor) -> Tensor {
-        guard let x = input else { preconditionFailure("\(name): backward before forward") }
-        let d = GradientPool.take(x.shape)   // each plane zeroed just before its winners are added (in cache)
-        let r = rows(x.shape, dy.shape), planes = x.shape[0] * x.shape[1]
+        guard !inputShape.isEmpty, let argmax else { preconditionFailure("\(name): backward needs a training forward") }
+        let d = GradientPool.take(inputShape)   // each plane zeroed just before its winners are added (in cache)
+        let hw = inputShape[2] * inputShape[3], howo = dy.shape[2] * dy.shape[3], planes = inputShape[0] * inputShape[1]
         Parallel.forRanges(planes) { range in
-            withUnsafeTemporaryAllocation(of: Float.self, capacity: r.bufferCount) { buf in
-                withUnsafeTemporaryAllocation(of: Int32.self, capacity: r.wo) { ib in
-                    let idx = ib.baseAddress!
-                    for pl in range {
-                        let dp = d.data + pl * r.h * r.w, gp = dy.data + pl * r.ho * r.wo
-                        dp.update(repeating: 0, count: r.h * r.w)
-                        self.scan(x.data + pl * r.h * r.w, r, buf.baseAddress!, nil, idx) { oy in
-                            for ox in 0..<r.wo { dp[Int(idx[ox])] += gp[oy * r.wo + ox] }
-                        }
-                    }
-                }
+            for pl in range {
+                let dp = d.data + pl * hw, gp = dy.data + pl * howo, ip = argmax + pl * howo
+                dp.update(repeating: 0, count: hw)
+                for o in 0..<howo { dp[Int(ip[o])] += gp[o] }
             }
         }
         return d
