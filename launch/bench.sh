@@ -28,7 +28,7 @@ mib() { awk -v k="$1" 'BEGIN {printf "%.0f", k / 1024}'; }
 timed() { local out=$1; shift; /usr/bin/time -f "%M" -o "$rss.one" "$@"; cat "$rss.one" >> "$out"; }
 rss=$(mktemp); trap 'rm -f "$rss" "$rss.one" "$rss.ours" "$rss.theirs"' EXIT
 
-"$bin" sysinfo | sed -n '1p;5p'
+"$bin" sysinfo | grep -E '^(CPU |sgemm )'
 printf '%-22s %10s %10s %6s %12s %12s %6s\n' "shape (batch CxHxW)" "resnet/s" "torch/s" "ratio" "resnet MiB" "torch MiB" "RSS"
 IFS=';' read -ra rows <<< "$matrix"
 for row in "${rows[@]}"; do
