@@ -81,7 +81,8 @@ for c in "$YAMS"/CYaml/src/*.c; do
   fi
 done
 module Trace "" Sources/Trace/*.swift
-module NN "Trace" $(find Sources/NN -name '*.swift' | sort)
+module Kernels "" Sources/Kernels/*.swift   # the baseline build only (NN's KernelSet then has no other)
+module NN "Trace Kernels" $(find Sources/NN -name '*.swift' | sort)
 module Data "NN" Sources/Data/*.swift
 module Yams "" "$YAMS"/Yams/*.swift
 module Distributed "Trace" Sources/Distributed/*.swift
@@ -99,7 +100,7 @@ target() {
       -I "$YAMS/CYaml/include" "$src" Fuzz/Support.swift "$@" -lz -lopenblas $MPI_LIBS -o "$BIN/fuzz-$name"
   fi
 }
-BASE=("$OBJ/Data.o" "$OBJ/NN.o" "$OBJ/Trace.o")
+BASE=("$OBJ/Data.o" "$OBJ/NN.o" "$OBJ/Kernels.o" "$OBJ/Trace.o")
 for t in "${TARGETS[@]}"; do
   case $t in
     idx) target idx Fuzz/FuzzIDX.swift "${BASE[@]}" ;;
