@@ -86,7 +86,7 @@ public final class ResNet {
 
     /// What a model of this spec holds, without allocating it: parameter and BN-buffer counts,
     /// and the activation floats one training step keeps per image at `input` (C, H, W): every
-    /// leaf's output but an in-place ReLU's (max pooling's twice: its argmax), and a residual block's sum unless it overwrites its
+    /// leaf's output but an in-place ReLU's (max pooling's 1.5 times: its UInt16 argmax), and a residual block's sum unless it overwrites its
     /// main path's last batch norm output; and the input gradients, which come from one
     /// `GradientPool` and are alive at most three at a time per shape (a residual block's g, its
     /// main path's current and next gradient; the elementwise layers overwrite donated ones), so
@@ -114,9 +114,9 @@ public final class ResNet {
             }
             let out = layer.outputShape(shape)
             guard out.allSatisfy({ $0 > 0 }) else { return nil }
-            // an in-place ReLU reuses its input; max pooling keeps its argmax too (Int32, the size of y)
-            let copies = (layer as? ReLU)?.inPlace == true ? 0 : layer is MaxPool2D ? 2 : 1
-            kept += copies * out.reduce(1, *)
+            // an in-place ReLU reuses its input; max pooling keeps its argmax too (UInt16, half of y)
+            let halves = (layer as? ReLU)?.inPlace == true ? 0 : layer is MaxPool2D ? 3 : 2   // in halves of the output's size
+            kept += halves * out.reduce(1, *) / 2
             gradientShapes.insert(shape)
             return out
         }

@@ -75,6 +75,23 @@ final class SimpleLayerTests: XCTestCase {
         }}
     }
 
+    /// Rows so wide that a 3x3 window spans more than 65535 floats: the argmax is kept as plane
+    /// indices (Int32) rather than offsets in the window (UInt16); the same winners either way.
+    func testMaxPoolArgmaxOfVeryWideRows() {
+        for w in [32766, 32800] {   // offsets up to 2 * (w + 1): UInt16 below 32767, Int32 above
+            let shape = [1, 1, 3, w]
+            let values = randomTensor(shape, seed: 9, lo: -1, hi: 1).array
+            let pool = MaxPool2D(name: "mp", kernel: 3, stride: 2, padding: 1)
+            _ = pool.forward(Tensor(shape: shape, values: values), training: true)
+            let winners = referenceMaxPool2DArgmax(values, shape: shape, kernel: 3, stride: 2, padding: 1)
+            let dy = randomTensor(pool.outputShape(shape), seed: 4)
+            let dx = pool.backward(dy).array
+            var refDx = [Float](repeating: 0, count: values.count)
+            for (o, i) in winners.enumerated() { refDx[i] += dy.array[o] }   // stride 2, k 3: at most 4 windows per element
+            XCTAssertEqual(dx.map(\.bitPattern), refDx.map(\.bitPattern), "width \(w)")
+        }
+    }
+
     /// Overlapping windows (k3 s1): an element that is the max of several windows gets the sum.
     func testMaxPoolBackwardSumsOverlappingWindows() {
         let pool = MaxPool2D(name: "mp", kernel: 3, stride: 1, padding: 1)

@@ -1,21 +1,27 @@
 // Max pooling (PyTorch's nn.MaxPool2d: padding is -inf, floor mode).
 // Backward: dx[argmax] += dy (ties go to the first maximum, a NaN wins). A training forward keeps
-// each window's argmax (its index in the plane, Int32 per output: the size of y); backward adds dy
-// there, plane by plane, without reading x again.
+// each window's argmax as its offset from the window's first element (row-major in the plane,
+// UInt16 per output: half the size of y; the plane index, Int32, where a window spans more than
+// 65535 floats); backward adds dy there, plane by plane, without reading x again.
 
 public final class MaxPool2D: Layer {
     public let name: String
     public let kernel, stride, padding: Int
     private var out: Tensor?
     private var inputShape: [Int] = []   // (N, C, H, W), for backward
-    private var argmax: UnsafeMutablePointer<Int32>?   // [N, C, Ho, Wo]: index in the plane of each window's maximum
-    private var argmaxCount = 0
+    private var argmax: UnsafeMutableRawPointer?   // [N, C, Ho, Wo]: UInt16 offsets (or Int32 indices, `wideArgmax`)
+    private var argmaxBytes = 0
+    private var wideArgmax = false
 
     public init(name: String, kernel: Int = 3, stride: Int = 2, padding: Int = 1) {
         precondition(padding * 2 <= kernel, "padding must be at most half the kernel (as in PyTorch)")
         self.name = name; self.kernel = kernel; self.stride = stride; self.padding = padding
     }
     deinit { argmax?.deallocate() }
+
+    /// Index in the plane of window (oy, ox)'s first element (negative or past the row in the padding).
+    @inline(__always)
+    private func windowStart(_ oy: Int, _ ox: Int, w: Int) -> Int { (oy * stride - padding) * w + ox * stride - padding }
 
     public func outputShape(_ s: [Int]) -> [Int] {
         [s[0], s[1], (s[2] + 2 * padding - kernel) / stride + 1, (s[3] + 2 * padding - kernel) / stride + 1]
@@ -68,23 +74,30 @@ public final class MaxPool2D: Layer {
         let os = outputShape(x.shape)
         let y = Tensor.reuse(out, os); out = y
         let r = rows(x.shape, os), planes = x.shape[0] * x.shape[1]
-        var keep: UnsafeMutablePointer<Int32>? = nil
+        var keep: UnsafeMutableRawPointer? = nil
         if training {
-            if argmaxCount < y.count {
-                argmax?.deallocate(); argmax = .allocate(capacity: y.count); argmaxCount = y.count
+            wideArgmax = (kernel - 1) * (r.w + 1) > Int(UInt16.max)
+            let bytes = y.count * (wideArgmax ? 4 : 2)
+            if argmaxBytes < bytes {
+                argmax?.deallocate()
+                argmax = .allocate(byteCount: bytes, alignment: 64); argmaxBytes = bytes
             }
             keep = argmax; inputShape = x.shape
         } else {
             inputShape = []
         }
+        let wide = wideArgmax
         Parallel.forRanges(planes) { range in
             withUnsafeTemporaryAllocation(of: Float.self, capacity: r.bufferCount) { buf in
                 withUnsafeTemporaryAllocation(of: Int32.self, capacity: r.wo) { ib in
                     let idx = ib.baseAddress!
                     for pl in range {
-                        let kp = keep.map { $0 + pl * r.ho * r.wo }
                         self.scan(x.data + pl * r.h * r.w, r, buf.baseAddress!, y.data + pl * r.ho * r.wo, idx) { oy in
-                            kp.map { (UnsafeMutablePointer($0) + oy * r.wo).update(from: idx, count: r.wo) }
+                            guard let keep else { return }
+                            let at = pl * r.ho * r.wo + oy * r.wo
+                            if wide { (keep.assumingMemoryBound(to: Int32.self) + at).update(from: idx, count: r.wo); return }
+                            let o = keep.assumingMemoryBound(to: UInt16.self) + at, first = self.windowStart(oy, 0, w: r.w)
+                            for ox in 0..<r.wo { o[ox] = UInt16(truncatingIfNeeded: Int(idx[ox]) - first - ox * self.stride) }
                         }
                     }
                 }
@@ -97,11 +110,21 @@ public final class MaxPool2D: Layer {
         guard !inputShape.isEmpty, let argmax else { preconditionFailure("\(name): backward needs a training forward") }
         let d = GradientPool.take(inputShape)   // each plane zeroed just before its winners are added (in cache)
         let hw = inputShape[2] * inputShape[3], howo = dy.shape[2] * dy.shape[3], planes = inputShape[0] * inputShape[1]
+        let (wo, w, wide) = (dy.shape[3], inputShape[3], wideArgmax)
         Parallel.forRanges(planes) { range in
             for pl in range {
-                let dp = d.data + pl * hw, gp = dy.data + pl * howo, ip = argmax + pl * howo
+                let dp = d.data + pl * hw, gp = dy.data + pl * howo
                 dp.update(repeating: 0, count: hw)
-                for o in 0..<howo { dp[Int(ip[o])] += gp[o] }
+                if wide {
+                    let ip = argmax.assumingMemoryBound(to: Int32.self) + pl * howo
+                    for o in 0..<howo { dp[Int(ip[o])] += gp[o] }
+                } else {
+                    let op = argmax.assumingMemoryBound(to: UInt16.self) + pl * howo
+                    for oy in 0..<howo / wo {
+                        let first = self.windowStart(oy, 0, w: w), o = oy * wo
+                        for ox in 0..<wo { dp[first + ox * self.stride + Int(op[o + ox])] += gp[o + ox] }
+                    }
+                }
             }
         }
         return d
