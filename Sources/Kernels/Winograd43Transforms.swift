@@ -111,53 +111,66 @@ private func inputTransform(_ d0: SIMD8<Float>, _ d1: SIMD8<Float>, _ d2: SIMD8<
     let c = d4 - d2, e = two * (d3 - d1)            // rows 3, 4: c ± e
     return (four * d0 - five * d2 + d4, a + b, a - b, c + e, c - e, four * d1 - five * d3 + d5)
 }
-/// V[xi][c][t] = (B^T d_t B)[xi] for the block's nt tiles starting at global tile `first`; `pbuf`
-/// is the zero-bordered phase-layout plane ((4 th + 2) * 4 * lw floats, zeroed by the caller once).
-public func winograd43InputTransform(_ x: UnsafePointer<Float>, _ v: UnsafeMutablePointer<Float>, _ pbuf: UnsafeMutablePointer<Float>,
-                              h: Int, w: Int, tw: Int, tpi: Int, lw: Int, plane vPlane: Int, cin: Int, first: Int, nt: Int,
-                              channels: Range<Int>? = nil, ld: Int? = nil) {
-    let ld = ld ?? nt   // V[xi][c] rows this far apart
-    // V: per channel, per image segment of the block, 8 tiles at a time
-    for c in channels ?? 0..<cin {
+
+/// The walk shared by the two tile transforms below: for each channel of `channels`, each image
+/// segment of the block's nt tiles (from global tile `first`) is first staged (`segment(c, img, ka,
+/// kb)`: tiles ka ..< kb of image img), then handed out 8 tiles of one tile row at a time
+/// (`group(c, ty, tx, t)`: tile (ty, tx) is the group's first, t its column in the block).
+@inline(__always)
+private func forEachTileGroup(channels: Range<Int>, first: Int, nt: Int, tw: Int, tpi: Int,
+                              segment: (_ c: Int, _ img: Int, _ ka: Int, _ kb: Int) -> Void,
+                              group: (_ c: Int, _ ty: Int, _ tx: Int, _ t: Int) -> Void) {
+    for c in channels {
         var t = 0
         while t < nt {
             let g = first + t, img = g / tpi, ka = g % tpi, kb = min(tpi, ka + (nt - t))
-            let xc = x + (img * cin + c) * h * w
-            // input rows of the tile rows ka / tw ... (kb - 1) / tw (patch rows 4ty - 1 ..< 4ty + 5)
-            for iy in max(0, 4 * (ka / tw) - 1)..<min(h, 4 * ((kb - 1) / tw) + 5) {
-                let row = pbuf + (iy + 1) * 4 * lw, src = xc + iy * w
-                splitPhases(src, count: w, into: row, lw: lw, offset: 1)
-            }
+            segment(c, img, ka, kb)
             var k = ka
             while k < kb {
                 let ty = k / tw, tx = k - ty * tw
-                let n = min(8, kb - k, tw - tx)   // 8 tiles of one tile row
-                let base = pbuf + 4 * ty * 4 * lw + tx
-                @inline(__always) func load(_ r: Int, _ col: Int) -> SIMD8<Float> {
-                    UnsafeRawPointer(base + (r * 4 + (col & 3)) * lw + (col >> 2)).loadUnaligned(as: SIMD8<Float>.self)
-                }
-                // columns of B^T d (row pass), one patch column at a time
-                let q0 = inputTransform(load(0, 0), load(1, 0), load(2, 0), load(3, 0), load(4, 0), load(5, 0))
-                let q1 = inputTransform(load(0, 1), load(1, 1), load(2, 1), load(3, 1), load(4, 1), load(5, 1))
-                let q2 = inputTransform(load(0, 2), load(1, 2), load(2, 2), load(3, 2), load(4, 2), load(5, 2))
-                let q3 = inputTransform(load(0, 3), load(1, 3), load(2, 3), load(3, 3), load(4, 3), load(5, 3))
-                let q4 = inputTransform(load(0, 4), load(1, 4), load(2, 4), load(3, 4), load(4, 4), load(5, 4))
-                let q5 = inputTransform(load(0, 5), load(1, 5), load(2, 5), load(3, 5), load(4, 5), load(5, 5))
-                let dst = UnsafeMutableRawPointer(v + c * ld + t + (k - ka)), ps = vPlane * 4
-                @inline(__always) func store(_ i: Int, _ r: Six) { storeRow(dst, ps, i, r) }
-                // row i of (B^T d) B = the column pass over q*.i; a partial group's extra lanes land
-                // on tiles written later (next segment, next channel) or in the plane's padding
-                store(0, inputTransform(q0.0, q1.0, q2.0, q3.0, q4.0, q5.0))
-                store(1, inputTransform(q0.1, q1.1, q2.1, q3.1, q4.1, q5.1))
-                store(2, inputTransform(q0.2, q1.2, q2.2, q3.2, q4.2, q5.2))
-                store(3, inputTransform(q0.3, q1.3, q2.3, q3.3, q4.3, q5.3))
-                store(4, inputTransform(q0.4, q1.4, q2.4, q3.4, q4.4, q5.4))
-                store(5, inputTransform(q0.5, q1.5, q2.5, q3.5, q4.5, q5.5))
-                k += n
+                group(c, ty, tx, t + (k - ka))
+                k += min(8, kb - k, tw - tx)   // 8 tiles of one tile row
             }
             t += kb - ka
         }
     }
+}
+
+/// V[xi][c][t] = (B^T d_t B)[xi] for the block's nt tiles starting at global tile `first`; `pbuf`
+/// is the zero-bordered phase-layout plane ((4 th + 2) * 4 * lw floats, zeroed by the caller once).
+public func winograd43InputTransform(_ x: UnsafePointer<Float>, _ v: UnsafeMutablePointer<Float>, _ pbuf: UnsafeMutablePointer<Float>,
+                                     h: Int, w: Int, tw: Int, tpi: Int, lw: Int, plane vPlane: Int, cin: Int, first: Int, nt: Int,
+                                     channels: Range<Int>? = nil, ld: Int? = nil) {
+    let ld = ld ?? nt   // V[xi][c] rows this far apart
+    forEachTileGroup(channels: channels ?? 0..<cin, first: first, nt: nt, tw: tw, tpi: tpi, segment: { c, img, ka, kb in
+        // input rows of the tile rows ka / tw ... (kb - 1) / tw (patch rows 4ty - 1 ..< 4ty + 5)
+        let xc = x + (img * cin + c) * h * w
+        for iy in max(0, 4 * (ka / tw) - 1)..<min(h, 4 * ((kb - 1) / tw) + 5) {
+            splitPhases(xc + iy * w, count: w, into: pbuf + (iy + 1) * 4 * lw, lw: lw, offset: 1)
+        }
+    }, group: { c, ty, tx, t in
+        let base = pbuf + 4 * ty * 4 * lw + tx
+        @inline(__always) func load(_ r: Int, _ col: Int) -> SIMD8<Float> {
+            UnsafeRawPointer(base + (r * 4 + (col & 3)) * lw + (col >> 2)).loadUnaligned(as: SIMD8<Float>.self)
+        }
+        // columns of B^T d (row pass), one patch column at a time
+        let q0 = inputTransform(load(0, 0), load(1, 0), load(2, 0), load(3, 0), load(4, 0), load(5, 0))
+        let q1 = inputTransform(load(0, 1), load(1, 1), load(2, 1), load(3, 1), load(4, 1), load(5, 1))
+        let q2 = inputTransform(load(0, 2), load(1, 2), load(2, 2), load(3, 2), load(4, 2), load(5, 2))
+        let q3 = inputTransform(load(0, 3), load(1, 3), load(2, 3), load(3, 3), load(4, 3), load(5, 3))
+        let q4 = inputTransform(load(0, 4), load(1, 4), load(2, 4), load(3, 4), load(4, 4), load(5, 4))
+        let q5 = inputTransform(load(0, 5), load(1, 5), load(2, 5), load(3, 5), load(4, 5), load(5, 5))
+        let dst = UnsafeMutableRawPointer(v + c * ld + t), ps = vPlane * 4
+        @inline(__always) func store(_ i: Int, _ r: Six) { storeRow(dst, ps, i, r) }
+        // row i of (B^T d) B = the column pass over q*.i; a partial group's extra lanes land
+        // on tiles written later (next segment, next channel) or in the plane's padding
+        store(0, inputTransform(q0.0, q1.0, q2.0, q3.0, q4.0, q5.0))
+        store(1, inputTransform(q0.1, q1.1, q2.1, q3.1, q4.1, q5.1))
+        store(2, inputTransform(q0.2, q1.2, q2.2, q3.2, q4.2, q5.2))
+        store(3, inputTransform(q0.3, q1.3, q2.3, q3.3, q4.3, q5.3))
+        store(4, inputTransform(q0.4, q1.4, q2.4, q3.4, q4.4, q5.4))
+        store(5, inputTransform(q0.5, q1.5, q2.5, q3.5, q4.5, q5.5))
+    })
 }
 
 /// Six values to A^T m (four).
@@ -171,8 +184,8 @@ private func outputRows(_ m0: SIMD8<Float>, _ m1: SIMD8<Float>, _ m2: SIMD8<Floa
 
 /// y[img][co] 4x4 blocks = A^T M A (+ bias), 8 consecutive tiles at a time; outputs beyond H x W dropped.
 public func winograd43OutputTransform(_ m: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ bias: UnsafePointer<Float>?,
-                             plane: Int, cout: Int, h: Int, w: Int, tw: Int, tpi: Int, first: Int, nt: Int,
-                             channels: Range<Int>? = nil, ld: Int? = nil) {
+                                      plane: Int, cout: Int, h: Int, w: Int, tw: Int, tpi: Int, first: Int, nt: Int,
+                                      channels: Range<Int>? = nil, ld: Int? = nil) {
     let hw = h * w, rowStride = ld ?? nt
     let tmp = UnsafeMutablePointer<Float>.allocate(capacity: 16 * 8)
     defer { tmp.deallocate() }
@@ -236,45 +249,34 @@ private func gradientRows(_ y0: SIMD8<Float>, _ y1: SIMD8<Float>, _ y2: SIMD8<Fl
 /// rows go into `qbuf` in phase layout (column 4l + j of row r at (r * 4 + j) * lw + l); what lies
 /// beyond H x W stays zero.
 public func winograd43OutputGradientTransform(_ dy: UnsafePointer<Float>, _ d: UnsafeMutablePointer<Float>,
-                                     _ qbuf: UnsafeMutablePointer<Float>, h: Int, w: Int, tw: Int, tpi: Int, lw: Int,
-                                     plane: Int, cout: Int, first: Int, nt: Int, channels: Range<Int>? = nil, ld: Int? = nil) {
+                                              _ qbuf: UnsafeMutablePointer<Float>, h: Int, w: Int, tw: Int, tpi: Int, lw: Int,
+                                              plane: Int, cout: Int, first: Int, nt: Int, channels: Range<Int>? = nil, ld: Int? = nil) {
     let rowStride = ld ?? nt   // DY[xi][c] rows this far apart
-    for c in channels ?? 0..<cout {
-        var t = 0
-        while t < nt {
-            let g = first + t, img = g / tpi, ka = g % tpi, kb = min(tpi, ka + (nt - t))
-            let yc = dy + (img * cout + c) * h * w
-            for iy in 4 * (ka / tw)..<min(h, 4 * ((kb - 1) / tw) + 4) {
-                let row = qbuf + iy * 4 * lw, src = yc + iy * w
-                splitPhases(src, count: w, into: row, lw: lw, offset: 0)
-            }
-            var k = ka
-            while k < kb {
-                let ty = k / tw, tx = k - ty * tw
-                let n = min(8, kb - k, tw - tx)
-                let base = qbuf + 4 * ty * 4 * lw + tx
-                @inline(__always) func load(_ r: Int, _ col: Int) -> SIMD8<Float> {
-                    UnsafeRawPointer(base + (r * 4 + col) * lw).loadUnaligned(as: SIMD8<Float>.self)
-                }
-                // A dY: six rows of four (one column of dY at a time), then each row times A^T
-                let c0 = gradientRows(load(0, 0), load(1, 0), load(2, 0), load(3, 0))
-                let c1 = gradientRows(load(0, 1), load(1, 1), load(2, 1), load(3, 1))
-                let c2 = gradientRows(load(0, 2), load(1, 2), load(2, 2), load(3, 2))
-                let c3 = gradientRows(load(0, 3), load(1, 3), load(2, 3), load(3, 3))
-                let dst = UnsafeMutableRawPointer(d + c * rowStride + t + (k - ka)), ps = plane * 4
-                @inline(__always) func store(_ i: Int, _ r: Six) { storeRow(dst, ps, i, r) }
-                // extra lanes of a partial group land on tiles written later or in the plane's padding
-                store(0, gradientRows(c0.0, c1.0, c2.0, c3.0))
-                store(1, gradientRows(c0.1, c1.1, c2.1, c3.1))
-                store(2, gradientRows(c0.2, c1.2, c2.2, c3.2))
-                store(3, gradientRows(c0.3, c1.3, c2.3, c3.3))
-                store(4, gradientRows(c0.4, c1.4, c2.4, c3.4))
-                store(5, gradientRows(c0.5, c1.5, c2.5, c3.5))
-                k += n
-            }
-            t += kb - ka
+    forEachTileGroup(channels: channels ?? 0..<cout, first: first, nt: nt, tw: tw, tpi: tpi, segment: { c, img, ka, kb in
+        let yc = dy + (img * cout + c) * h * w
+        for iy in 4 * (ka / tw)..<min(h, 4 * ((kb - 1) / tw) + 4) {
+            splitPhases(yc + iy * w, count: w, into: qbuf + iy * 4 * lw, lw: lw, offset: 0)
         }
-    }
+    }, group: { c, ty, tx, t in
+        let base = qbuf + 4 * ty * 4 * lw + tx
+        @inline(__always) func load(_ r: Int, _ col: Int) -> SIMD8<Float> {
+            UnsafeRawPointer(base + (r * 4 + col) * lw).loadUnaligned(as: SIMD8<Float>.self)
+        }
+        // A dY: six rows of four (one column of dY at a time), then each row times A^T
+        let c0 = gradientRows(load(0, 0), load(1, 0), load(2, 0), load(3, 0))
+        let c1 = gradientRows(load(0, 1), load(1, 1), load(2, 1), load(3, 1))
+        let c2 = gradientRows(load(0, 2), load(1, 2), load(2, 2), load(3, 2))
+        let c3 = gradientRows(load(0, 3), load(1, 3), load(2, 3), load(3, 3))
+        let dst = UnsafeMutableRawPointer(d + c * rowStride + t), ps = plane * 4
+        @inline(__always) func store(_ i: Int, _ r: Six) { storeRow(dst, ps, i, r) }
+        // extra lanes of a partial group land on tiles written later or in the plane's padding
+        store(0, gradientRows(c0.0, c1.0, c2.0, c3.0))
+        store(1, gradientRows(c0.1, c1.1, c2.1, c3.1))
+        store(2, gradientRows(c0.2, c1.2, c2.2, c3.2))
+        store(3, gradientRows(c0.3, c1.3, c2.3, c3.3))
+        store(4, gradientRows(c0.4, c1.4, c2.4, c3.4))
+        store(5, gradientRows(c0.5, c1.5, c2.5, c3.5))
+    })
 }
 
 /// Six values to G^T m (three).
