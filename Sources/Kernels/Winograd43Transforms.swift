@@ -173,6 +173,16 @@ public func winograd43InputTransform(_ x: UnsafePointer<Float>, _ v: UnsafeMutab
     })
 }
 
+/// `f` on each of the six columns of a 6x6 block stored row-major as planes (element (i, j) =
+/// `ld(i * 6 + j)`): the first pass of the transforms back from the Winograd domain (A^T M, G^T M).
+@inline(__always)
+private func columnPass<R>(_ ld: (Int) -> SIMD8<Float>,
+                           _ f: (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>) -> R) -> (R, R, R, R, R, R) {
+    (f(ld(0), ld(6), ld(12), ld(18), ld(24), ld(30)), f(ld(1), ld(7), ld(13), ld(19), ld(25), ld(31)),
+     f(ld(2), ld(8), ld(14), ld(20), ld(26), ld(32)), f(ld(3), ld(9), ld(15), ld(21), ld(27), ld(33)),
+     f(ld(4), ld(10), ld(16), ld(22), ld(28), ld(34)), f(ld(5), ld(11), ld(17), ld(23), ld(29), ld(35)))
+}
+
 /// Six values to A^T m (four).
 @inline(__always)
 private func outputRows(_ m0: SIMD8<Float>, _ m1: SIMD8<Float>, _ m2: SIMD8<Float>,
@@ -197,12 +207,7 @@ public func winograd43OutputTransform(_ m: UnsafePointer<Float>, _ y: UnsafeMuta
             let p = UnsafeRawPointer(m + co * rowStride + t), ps = plane * 4
             @inline(__always) func ld(_ k: Int) -> SIMD8<Float> { p.loadUnaligned(fromByteOffset: k * ps, as: SIMD8<Float>.self) }
             // A^T M: four rows of six (one column of M at a time), then each row times A
-            let c0 = outputRows(ld(0), ld(6), ld(12), ld(18), ld(24), ld(30))
-            let c1 = outputRows(ld(1), ld(7), ld(13), ld(19), ld(25), ld(31))
-            let c2 = outputRows(ld(2), ld(8), ld(14), ld(20), ld(26), ld(32))
-            let c3 = outputRows(ld(3), ld(9), ld(15), ld(21), ld(27), ld(33))
-            let c4 = outputRows(ld(4), ld(10), ld(16), ld(22), ld(28), ld(34))
-            let c5 = outputRows(ld(5), ld(11), ld(17), ld(23), ld(29), ld(35))
+            let (c0, c1, c2, c3, c4, c5) = columnPass(ld, outputRows)
             let bv = SIMD8<Float>(repeating: b)
             // the 16 outputs of 8 tiles into tmp[16][8], then out tile by tile (row-major 4x4 each)
             let o = UnsafeMutableRawPointer(tmp)
@@ -294,12 +299,7 @@ public func addKernelGradients43(_ partials: [UnsafePointer<Float>], plane: Int,
     addKernelGradients(partials, planes: 36, plane: plane, dw: dw, kernels: kernels) { s in
         @inline(__always) func ld(_ k: Int) -> SIMD8<Float> { s.loadUnaligned(fromByteOffset: k * kernelChunk * 4, as: SIMD8<Float>.self) }
         // G^T M: three rows of six (one column of M at a time), then each row times G
-        let c0 = kernelRows(ld(0), ld(6), ld(12), ld(18), ld(24), ld(30))
-        let c1 = kernelRows(ld(1), ld(7), ld(13), ld(19), ld(25), ld(31))
-        let c2 = kernelRows(ld(2), ld(8), ld(14), ld(20), ld(26), ld(32))
-        let c3 = kernelRows(ld(3), ld(9), ld(15), ld(21), ld(27), ld(33))
-        let c4 = kernelRows(ld(4), ld(10), ld(16), ld(22), ld(28), ld(34))
-        let c5 = kernelRows(ld(5), ld(11), ld(17), ld(23), ld(29), ld(35))
+        let (c0, c1, c2, c3, c4, c5) = columnPass(ld, kernelRows)
         let r0 = kernelRows(c0.0, c1.0, c2.0, c3.0, c4.0, c5.0)
         let r1 = kernelRows(c0.1, c1.1, c2.1, c3.1, c4.1, c5.1)
         let r2 = kernelRows(c0.2, c1.2, c2.2, c3.2, c4.2, c5.2)

@@ -16,10 +16,7 @@ final class KernelSetTests: XCTestCase {
         for (i, s) in [(n: 2, c: 16, side: 9), (n: 3, c: 12, side: 7)].enumerated() {
             for ratio in [0.0, 1e9] {
                 Conv2D.forwardByChannelsRatio = ratio; Conv2D.weightGradientByChannelsRatio = ratio
-                let ctx = ModelContext()
-                let conv = Conv2D(ctx, name: "conv", inChannels: s.c, outChannels: s.c + 5, kernel: 3, stride: 1, padding: 1)
-                ctx.finalize()
-                randomizeParameters(ctx, seed: UInt64(2100 + i))
+                let (_, conv) = makeConv(ConvCase(n: s.n, cin: s.c, cout: s.c + 5, h: s.side, w: s.side, bias: false), seed: UInt64(2100 + i))
                 let x = randomTensor([s.n, s.c, s.side, s.side], seed: UInt64(2200 + i))
                 let dy = randomTensor(conv.outputShape(x.shape), seed: UInt64(2300 + i))
                 withWorkers(2) {
