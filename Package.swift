@@ -5,7 +5,8 @@ import Foundation
 
 // The Kernels module (this program's hottest SIMD loops) is built once per instruction set and
 // NN picks the one the CPU runs (Sources/NN/Core/KernelSet.swift). The extra copies need
-// `-target-cpu`, an unsafe flag: RESNET_PORTABLE_BUILD=1 leaves them out (the baseline alone).
+// `-target-cpu`, an unsafe flag: RESNET_PORTABLE_BUILD=1 leaves them out (the baseline alone), as it
+// must be for a versioned dependency or a cross build (`#if arch` sees the host, not the target).
 #if arch(x86_64)
 let kernelBuilds: [(target: String, cpu: String)] =
     ProcessInfo.processInfo.environment["RESNET_PORTABLE_BUILD"] == "1" ? [] : [("KernelsAVX2", "haswell"), ("KernelsAVX512", "skylake-avx512")]
@@ -39,7 +40,8 @@ let package = Package(
         // MARK: Modules (each depends only on the ones above it)
         .target(name: "Trace"),   // the step timeline (--trace): layers, buckets and run loop record into it
         .target(name: "Kernels"),   // pure SIMD loops; Sources/KernelsAVX2 and KernelsAVX512 link to the same folder
-        .target(name: "NN", dependencies: ["CBLAS", "Trace", "Kernels"] + kernelBuilds.map { .target(name: $0.target) }),
+        .target(name: "NN", dependencies: ["CBLAS", "Trace", "Kernels"] + kernelBuilds.map { .target(name: $0.target) },
+                swiftSettings: kernelBuilds.isEmpty ? [] : [.define("RESNET_KERNEL_SETS")]),
         .target(name: "Data", dependencies: ["NN", "CZlib"]),
         .target(name: "Distributed", dependencies: ["CMPI", "Trace"]),
         // TensorBoard event files (messages generated once from proto/, committed; no protoc at build time).

@@ -72,7 +72,8 @@ final class BLASKernelChoiceTests: XCTestCase {
         }
     }
 
-    func testAnUnknownOrUnrunnableKernelSetIsRefused() throws {
+    /// (Sets left out of the build or beyond the CPU: NNTests/KernelSetTests.testRequestedSetsAreChecked.)
+    func testAnUnknownKernelSetIsRefused() throws {
         var env = singleProcessEnvironment()
         env["RESNET_KERNELS"] = "sse9"
         let r = runProcess(try resnetBinary(), ["sysinfo"], environment: env, timeout: 60)

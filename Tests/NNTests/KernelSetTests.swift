@@ -2,7 +2,7 @@
 // bits as the baseline build in every layer that dispatches to Sources/Kernels; the set in use is
 // the widest the CPU runs; and RESNET_KERNELS's values are checked.
 import XCTest
-import NN
+@testable import NN
 import TestSupport
 
 final class KernelSetTests: XCTestCase {
@@ -13,11 +13,12 @@ final class KernelSetTests: XCTestCase {
         var out: [String: [Float]] = [:]
         let savedF = Conv2D.forwardByChannelsRatio, savedW = Conv2D.weightGradientByChannelsRatio
         defer { Conv2D.forwardByChannelsRatio = savedF; Conv2D.weightGradientByChannelsRatio = savedW }
-        for (i, s) in [(n: 2, c: 16, side: 9), (n: 3, c: 12, side: 7)].enumerated() {
+        for (i, s) in [(n: 2, c: 16, side: 11), (n: 3, c: 12, side: 7)].enumerated() {   // F(4x4), partial tiles on 11x11
             for ratio in [0.0, 1e9] {
                 Conv2D.forwardByChannelsRatio = ratio; Conv2D.weightGradientByChannelsRatio = ratio
                 let (_, conv) = makeConv(ConvCase(n: s.n, cin: s.c, cout: s.c + 5, h: s.side, w: s.side, bias: false), seed: UInt64(2100 + i))
                 let x = randomTensor([s.n, s.c, s.side, s.side], seed: UInt64(2200 + i))
+                XCTAssertTrue("\(conv.strategy(x.shape))".hasPrefix("winograd4x4"), "\(s): \(conv.strategy(x.shape))")
                 let dy = randomTensor(conv.outputShape(x.shape), seed: UInt64(2300 + i))
                 withWorkers(2) {
                     conv.weight.grad.update(repeating: 0, count: conv.weight.count)
@@ -37,7 +38,7 @@ final class KernelSetTests: XCTestCase {
             fillUniform(bn.bias, seed: 8, lo: -0.5, hi: 0.5)
             if fused { bn.fuse(relu) }
             let x = randomTensor([3, 5, 7, 5], seed: 2400, lo: -2, hi: 3)
-            x[17] = .nan
+            x[17] = .nan   // channel 0 all NaN; the others must stay finite (checked below)
             let dy = randomTensor(x.shape, seed: 2401)
             withWorkers(2) {
                 bn.weight.grad.update(repeating: 0, count: 5); bn.bias.grad.update(repeating: 0, count: 5)
@@ -47,6 +48,7 @@ final class KernelSetTests: XCTestCase {
                 out["bn \(fused) dbeta"] = bn.bias.grads
                 out["bn \(fused) running"] = bn.runningMean.values + bn.runningVar.values
             }
+            XCTAssertEqual(out["bn \(fused) dgamma"]!.filter(\.isNaN).count, 1, "only channel 0 holds the NaN")
         }
         let pool = MaxPool2D(name: "pool", kernel: 3, stride: 2, padding: 1)
         let x = randomTensor([2, 3, 19, 37], seed: 2500)
@@ -77,6 +79,26 @@ final class KernelSetTests: XCTestCase {
                 let differing = zip(have, want).filter { $0.bitPattern != $1.bitPattern }.count
                 XCTAssertEqual(differing, 0, "\(set): \(key) differs from the baseline build in \(differing) of \(want.count) values")
             }
+        }
+    }
+
+    /// The feature bits against the kernel's own account (/proc/cpuinfo's flags): a CPU whose flags
+    /// list the Haswell (or Skylake-AVX512) set runs that build, so a broken detection cannot
+    /// quietly leave every set comparison skipped.
+    func testTheCPUsFlagsAndTheRunnableSetsAgree() throws {
+        guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+              let line = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else {
+            throw XCTSkip("no /proc/cpuinfo flags here")
+        }
+        let flags = Set(line.split(separator: " ").map(String.init))
+        let runnable = KernelSet.runnable(on: BLASKernel.cpuFeatures)
+        let haswell = ["avx", "avx2", "fma", "bmi1", "bmi2", "f16c", "abm", "movbe"]
+        let skylake = haswell + ["avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"]
+        if KernelSet.compiled.contains(.avx2) {
+            XCTAssertEqual(runnable.contains(.avx2), haswell.allSatisfy(flags.contains), "flags \(haswell.filter { !flags.contains($0) }) missing")
+        }
+        if KernelSet.compiled.contains(.avx512) {
+            XCTAssertEqual(runnable.contains(.avx512), skylake.allSatisfy(flags.contains), "flags \(skylake.filter { !flags.contains($0) }) missing")
         }
     }
 
@@ -112,8 +134,12 @@ final class KernelSetTests: XCTestCase {
             XCTAssertEqual(try KernelSet.requested("AVX512", features: all).get(), .avx512)
             let refusal = message(KernelSet.requested("avx512", features: KernelSet.avx2.required)) ?? ""
             XCTAssertTrue(refusal.hasPrefix("RESNET_KERNELS=avx512: this CPU (AVX2+FMA) cannot run it; it runs baseline, avx2"), refusal)
+            // AVX2 without the rest of the Haswell set (BMI, LZCNT, ...) is not enough for the Haswell build
+            let short = message(KernelSet.requested("avx2", features: [.avx, .avx2, .fma])) ?? ""
+            XCTAssertTrue(short.hasPrefix("RESNET_KERNELS=avx2: this CPU"), short)
+        } else {
+            let refusal = message(KernelSet.requested("avx2", features: all)) ?? ""
+            XCTAssertTrue(refusal.hasPrefix("RESNET_KERNELS=avx2: this binary was built without it"), refusal)
         }
-        // AVX2 without the rest of the Haswell set (BMI, LZCNT, ...) is not enough for the Haswell build
-        XCTAssertNotNil(message(KernelSet.requested("avx2", features: [.avx, .avx2, .fma])))
     }
 }

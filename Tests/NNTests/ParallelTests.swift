@@ -37,13 +37,13 @@ final class ParallelTests: XCTestCase {
             seen.initialize(repeating: 0, count: max(n, 1)); by.initialize(repeating: -1, count: max(n, 1))
             withWorkers(parts) {
                 Parallel.forItems(n, parts: parts) { wk, item in
-                    if wk == 0 && parts > 1 { usleep(2000) }   // a slow worker
+                    if wk == 0 && parts > 1 { usleep(5000) }   // a slow worker
                     seen[item] += 1; by[item] = wk
                 }
             }
             XCTAssertEqual(Array(UnsafeBufferPointer(start: seen, count: n)), [Int](repeating: 1, count: n), "n \(n) parts \(parts)")
             XCTAssertTrue((0..<n).allSatisfy { by[$0] >= 0 && by[$0] < parts }, "n \(n) parts \(parts)")
-            if n == 37 && parts == 2 {
+            if n == 37 && parts == 2 && ProcessInfo.processInfo.activeProcessorCount >= 2 {   // both threads at once
                 let slow = (0..<n).filter { by[$0] == 0 }.count
                 XCTAssertLessThan(slow, n / 2, "the slow worker took \(slow) of \(n) items")
             }

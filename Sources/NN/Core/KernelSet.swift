@@ -4,7 +4,8 @@
 // Swift compiles SIMD8<Float> for the target's baseline: on x86-64, SSE2, so one 8-lane operation is
 // two 4-lane instructions and a 6x6 Winograd tile of 8 lanes does not fit the 16 registers. Swift has
 // no per-function target attribute, so the hottest of these loops live in their own module,
-// Sources/Kernels (Winograd F(4x4, 3x3)'s transforms and the weight-gradient lanes), which
+// Sources/Kernels (Winograd F(4x4, 3x3)'s transforms and kernel-gradient lanes, batch norm's passes,
+// max pooling's stride-2 scan), which
 // Package.swift builds three times: for the baseline (`Kernels`), for Haswell (AVX2 + FMA,
 // `KernelsAVX2`) and for Skylake-AVX512 (`KernelsAVX512`); the two extra folders are links to the
 // first, so the code has one home. The wrappers below call the copy this CPU can run.
@@ -16,10 +17,8 @@
 // command line refuses a set this binary or this CPU does not have. `RESNET_PORTABLE_BUILD=1 swift
 // build` builds the baseline alone (no unsafe compiler flags, for use as a versioned dependency).
 import Kernels
-#if canImport(KernelsAVX2)
+#if RESNET_KERNEL_SETS   // Package.swift defines it when it builds the two (not canImport: a stale module may linger in .build)
 import KernelsAVX2
-#endif
-#if canImport(KernelsAVX512)
 import KernelsAVX512
 #endif
 #if canImport(Glibc)
@@ -34,14 +33,11 @@ public enum KernelSet: String, CaseIterable, Sendable {
 
     /// The sets built into this binary, lowest first.
     public static var compiled: [KernelSet] {
-        var sets: [KernelSet] = [.baseline]
-        #if canImport(KernelsAVX2)
-        sets.append(.avx2)
+        #if RESNET_KERNEL_SETS
+        return [.baseline, .avx2, .avx512]
+        #else
+        return [.baseline]
         #endif
-        #if canImport(KernelsAVX512)
-        sets.append(.avx512)
-        #endif
-        return sets
     }
 
     /// What a CPU must have to run this set (the features LLVM's haswell and skylake-avx512 targets
@@ -54,10 +50,10 @@ public enum KernelSet: String, CaseIterable, Sendable {
         }
     }
 
-    /// "AVX-512 (Skylake-AVX512 build)".
+    /// What the set was built for, e.g. "AVX-512 (Skylake-AVX512) build".
     public var description: String {
         switch self {
-        case .baseline: return "baseline x86-64 (SSE2) build"
+        case .baseline: return "baseline build (SSE2 on x86-64)"
         case .avx2: return "AVX2+FMA (Haswell) build"
         case .avx512: return "AVX-512 (Skylake-AVX512) build"
         }
@@ -113,10 +109,10 @@ public struct KernelSetError: Error, CustomStringConvertible {
 public func winograd43TransformWeights(_ w: UnsafePointer<Float>, cout: Int, cin: Int, into u: UnsafeMutablePointer<Float>,
                                        forInputGradient: Bool, rows: Range<Int>, band: Int? = nil) {
     switch KernelSet.active {
-    #if canImport(KernelsAVX512)
+    #if RESNET_KERNEL_SETS
     case .avx512: KernelsAVX512.winograd43TransformWeights(w, cout: cout, cin: cin, into: u, forInputGradient: forInputGradient, rows: rows, band: band)
     #endif
-    #if canImport(KernelsAVX2)
+    #if RESNET_KERNEL_SETS
     case .avx2: KernelsAVX2.winograd43TransformWeights(w, cout: cout, cin: cin, into: u, forInputGradient: forInputGradient, rows: rows, band: band)
     #endif
     default: Kernels.winograd43TransformWeights(w, cout: cout, cin: cin, into: u, forInputGradient: forInputGradient, rows: rows, band: band)
@@ -128,11 +124,11 @@ func winograd43InputTransform(_ x: UnsafePointer<Float>, _ v: UnsafeMutablePoint
                               _ g: Winograd43Geometry, plane: Int, cin: Int, first: Int, nt: Int,
                               channels: Range<Int>? = nil, ld: Int? = nil) {
     switch KernelSet.active {
-    #if canImport(KernelsAVX512)
+    #if RESNET_KERNEL_SETS
     case .avx512: KernelsAVX512.winograd43InputTransform(x, v, pbuf, h: g.h, w: g.w, tw: g.tw, tpi: g.tpi, lw: g.lw, plane: plane, cin: cin,
                                                          first: first, nt: nt, channels: channels, ld: ld)
     #endif
-    #if canImport(KernelsAVX2)
+    #if RESNET_KERNEL_SETS
     case .avx2: KernelsAVX2.winograd43InputTransform(x, v, pbuf, h: g.h, w: g.w, tw: g.tw, tpi: g.tpi, lw: g.lw, plane: plane, cin: cin,
                                                      first: first, nt: nt, channels: channels, ld: ld)
     #endif
@@ -146,11 +142,11 @@ func winograd43OutputTransform(_ m: UnsafePointer<Float>, _ y: UnsafeMutablePoin
                                plane: Int, cout: Int, h: Int, w: Int, tw: Int, tpi: Int, first: Int, nt: Int,
                                channels: Range<Int>? = nil, ld: Int? = nil) {
     switch KernelSet.active {
-    #if canImport(KernelsAVX512)
+    #if RESNET_KERNEL_SETS
     case .avx512: KernelsAVX512.winograd43OutputTransform(m, y, bias, plane: plane, cout: cout, h: h, w: w, tw: tw, tpi: tpi,
                                                           first: first, nt: nt, channels: channels, ld: ld)
     #endif
-    #if canImport(KernelsAVX2)
+    #if RESNET_KERNEL_SETS
     case .avx2: KernelsAVX2.winograd43OutputTransform(m, y, bias, plane: plane, cout: cout, h: h, w: w, tw: tw, tpi: tpi,
                                                       first: first, nt: nt, channels: channels, ld: ld)
     #endif
@@ -164,11 +160,11 @@ func winograd43OutputGradientTransform(_ dy: UnsafePointer<Float>, _ d: UnsafeMu
                                        _ g: Winograd43Geometry, plane: Int, cout: Int, first: Int, nt: Int,
                                        channels: Range<Int>? = nil, ld: Int? = nil) {
     switch KernelSet.active {
-    #if canImport(KernelsAVX512)
+    #if RESNET_KERNEL_SETS
     case .avx512: KernelsAVX512.winograd43OutputGradientTransform(dy, d, qbuf, h: g.h, w: g.w, tw: g.tw, tpi: g.tpi, lw: g.lw, plane: plane,
                                                                   cout: cout, first: first, nt: nt, channels: channels, ld: ld)
     #endif
-    #if canImport(KernelsAVX2)
+    #if RESNET_KERNEL_SETS
     case .avx2: KernelsAVX2.winograd43OutputGradientTransform(dy, d, qbuf, h: g.h, w: g.w, tw: g.tw, tpi: g.tpi, lw: g.lw, plane: plane,
                                                               cout: cout, first: first, nt: nt, channels: channels, ld: ld)
     #endif
@@ -180,10 +176,10 @@ func winograd43OutputGradientTransform(_ dy: UnsafePointer<Float>, _ d: UnsafeMu
 /// `Kernels.addKernelGradients43` in the active set.
 func addKernelGradients43(_ partials: [UnsafePointer<Float>], plane: Int, dw: UnsafeMutablePointer<Float>, kernels: Range<Int>) {
     switch KernelSet.active {
-    #if canImport(KernelsAVX512)
+    #if RESNET_KERNEL_SETS
     case .avx512: KernelsAVX512.addKernelGradients43(partials, plane: plane, dw: dw, kernels: kernels)
     #endif
-    #if canImport(KernelsAVX2)
+    #if RESNET_KERNEL_SETS
     case .avx2: KernelsAVX2.addKernelGradients43(partials, plane: plane, dw: dw, kernels: kernels)
     #endif
     default: Kernels.addKernelGradients43(partials, plane: plane, dw: dw, kernels: kernels)
@@ -195,10 +191,10 @@ func maxPoolScanStride2(_ xp: UnsafePointer<Float>, h: Int, w: Int, ho: Int, wo:
                         _ buf: UnsafeMutablePointer<Float>, _ vals: UnsafeMutablePointer<Float>?,
                         _ idx: UnsafeMutablePointer<Int32>, row: (Int) -> Void) {
     switch KernelSet.active {
-    #if canImport(KernelsAVX512)
+    #if RESNET_KERNEL_SETS
     case .avx512: KernelsAVX512.maxPoolScanStride2(xp, h: h, w: w, ho: ho, wo: wo, bw: bw, kernel: kernel, padding: padding, buf, vals, idx, row: row)
     #endif
-    #if canImport(KernelsAVX2)
+    #if RESNET_KERNEL_SETS
     case .avx2: KernelsAVX2.maxPoolScanStride2(xp, h: h, w: w, ho: ho, wo: wo, bw: bw, kernel: kernel, padding: padding, buf, vals, idx, row: row)
     #endif
     default: Kernels.maxPoolScanStride2(xp, h: h, w: w, ho: ho, wo: wo, bw: bw, kernel: kernel, padding: padding, buf, vals, idx, row: row)
@@ -208,10 +204,10 @@ func maxPoolScanStride2(_ xp: UnsafePointer<Float>, h: Int, w: Int, ho: Int, wo:
 /// `Kernels.batchNormShiftedSums` in the active set.
 func batchNormShiftedSums(_ x: UnsafePointer<Float>, n: Int, c: Int, hw: Int, channel: Int, shift: Double) -> (Double, Double) {
     switch KernelSet.active {
-    #if canImport(KernelsAVX512)
+    #if RESNET_KERNEL_SETS
     case .avx512: return KernelsAVX512.batchNormShiftedSums(x, n: n, c: c, hw: hw, channel: channel, shift: shift)
     #endif
-    #if canImport(KernelsAVX2)
+    #if RESNET_KERNEL_SETS
     case .avx2: return KernelsAVX2.batchNormShiftedSums(x, n: n, c: c, hw: hw, channel: channel, shift: shift)
     #endif
     default: return Kernels.batchNormShiftedSums(x, n: n, c: c, hw: hw, channel: channel, shift: shift)
@@ -222,10 +218,10 @@ func batchNormShiftedSums(_ x: UnsafePointer<Float>, n: Int, c: Int, hw: Int, ch
 func batchNormNormalize(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, n: Int, c: Int, hw: Int, channel: Int,
                         mean: Float, invstd: Float, gamma: Float, beta: Float, relu: Bool) {
     switch KernelSet.active {
-    #if canImport(KernelsAVX512)
+    #if RESNET_KERNEL_SETS
     case .avx512: KernelsAVX512.batchNormNormalize(x, y, n: n, c: c, hw: hw, channel: channel, mean: mean, invstd: invstd, gamma: gamma, beta: beta, relu: relu)
     #endif
-    #if canImport(KernelsAVX2)
+    #if RESNET_KERNEL_SETS
     case .avx2: KernelsAVX2.batchNormNormalize(x, y, n: n, c: c, hw: hw, channel: channel, mean: mean, invstd: invstd, gamma: gamma, beta: beta, relu: relu)
     #endif
     default: Kernels.batchNormNormalize(x, y, n: n, c: c, hw: hw, channel: channel, mean: mean, invstd: invstd, gamma: gamma, beta: beta, relu: relu)
@@ -236,10 +232,10 @@ func batchNormNormalize(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Flo
 func batchNormGradientSums(_ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, n: Int, c: Int, hw: Int, channel: Int,
                            mean: Float, invstd: Float, relu: (gamma: Float, beta: Float)?) -> (Double, Double) {
     switch KernelSet.active {
-    #if canImport(KernelsAVX512)
+    #if RESNET_KERNEL_SETS
     case .avx512: return KernelsAVX512.batchNormGradientSums(dy, x, n: n, c: c, hw: hw, channel: channel, mean: mean, invstd: invstd, relu: relu)
     #endif
-    #if canImport(KernelsAVX2)
+    #if RESNET_KERNEL_SETS
     case .avx2: return KernelsAVX2.batchNormGradientSums(dy, x, n: n, c: c, hw: hw, channel: channel, mean: mean, invstd: invstd, relu: relu)
     #endif
     default: return Kernels.batchNormGradientSums(dy, x, n: n, c: c, hw: hw, channel: channel, mean: mean, invstd: invstd, relu: relu)
@@ -251,10 +247,10 @@ func batchNormInputGradient(_ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float
                             n: Int, c: Int, hw: Int, channel: Int, k: Float, m: Float, dbeta: Float, dgamma: Float,
                             mean: Float, invstd: Float, relu: (gamma: Float, beta: Float)?) {
     switch KernelSet.active {
-    #if canImport(KernelsAVX512)
+    #if RESNET_KERNEL_SETS
     case .avx512: KernelsAVX512.batchNormInputGradient(dy, x, dx, n: n, c: c, hw: hw, channel: channel, k: k, m: m, dbeta: dbeta, dgamma: dgamma, mean: mean, invstd: invstd, relu: relu)
     #endif
-    #if canImport(KernelsAVX2)
+    #if RESNET_KERNEL_SETS
     case .avx2: KernelsAVX2.batchNormInputGradient(dy, x, dx, n: n, c: c, hw: hw, channel: channel, k: k, m: m, dbeta: dbeta, dgamma: dgamma, mean: mean, invstd: invstd, relu: relu)
     #endif
     default: Kernels.batchNormInputGradient(dy, x, dx, n: n, c: c, hw: hw, channel: channel, k: k, m: m, dbeta: dbeta, dgamma: dgamma, mean: mean, invstd: invstd, relu: relu)

@@ -4,7 +4,6 @@ import CBLAS
 import Glibc
 #endif
 
-
 /// C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C, row-major.
 @inline(__always)
 public func gemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,

@@ -121,8 +121,10 @@ public final class Conv2D: Layer {
                                                forInputGradient: forInputGradient, rows: rows)
                 }
             }
-            if f4 {   // pieces of at least a block of tiles, handed out as workers finish (images write disjoint outputs)
-                let per = max(1, (winograd43TargetTiles + winograd43Columns(n: 1, h: p.h, w: p.w) - 1) / winograd43Columns(n: 1, h: p.h, w: p.w))
+            if f4 {   // pieces of about a block of tiles (and at least 4 of a batch of 4 or more), handed out as workers
+                      // finish (images write disjoint outputs); they depend on the batch, not on the worker count
+                let tpi = winograd43Columns(n: 1, h: p.h, w: p.w)
+                let per = max(1, min((winograd43TargetTiles + tpi - 1) / tpi, (p.n + 3) / 4))
                 Parallel.forItems((p.n + per - 1) / per, parts: p.workers) { wk, item in
                     winograd43Forward(x: input.data, u: u, bias: bias, y: output.data, cin: ci, cout: co,
                                       h: p.h, w: p.w, images: item * per ..< min(p.n, (item + 1) * per), worker: wk)

@@ -40,9 +40,8 @@ public final class MaxPool2D: Layer {
         return (best, bi)
     }
 
-    /// With stride 2 the windows are scanned 8 at a time in SIMD lanes (`maxPoolScanStride2`,
-    /// Sources/Kernels), in the same order with the same rule as `window`, so the same index wins.
-    /// Other strides use `window`.
+    /// A plane's geometry for `scan`: input h x w, output ho x wo, bw the row length of scan's
+    /// -inf-bordered copy of the plane.
     private struct Rows {
         let h, w, ho, wo, bw: Int
         var bufferCount: Int { h * bw }
@@ -54,6 +53,9 @@ public final class MaxPool2D: Layer {
 
     /// Maximum (into vals, if non-nil) and its index in the plane (into idx) of every window of plane
     /// xp; `buf` is scratch of `r.bufferCount` floats. `row(oy)` is called after each output row.
+    /// With stride 2 the windows are scanned 8 at a time in SIMD lanes (`maxPoolScanStride2`,
+    /// Sources/Kernels), in the same order with the same rule as `window`, so the same index wins.
+    /// Other strides use `window`.
     private func scan(_ xp: UnsafePointer<Float>, _ r: Rows, _ buf: UnsafeMutablePointer<Float>,
                       _ vals: UnsafeMutablePointer<Float>?, _ idx: UnsafeMutablePointer<Int32>, row: (Int) -> Void) {
         let (h, w, wo, bw) = (r.h, r.w, r.wo, r.bw)
@@ -82,6 +84,8 @@ public final class MaxPool2D: Layer {
                 argmax?.deallocate()
                 argmax = .allocate(byteCount: bytes, alignment: 64); argmaxBytes = bytes
             }
+            if wideArgmax { argmax!.bindMemory(to: Int32.self, capacity: y.count) }
+            else { argmax!.bindMemory(to: UInt16.self, capacity: y.count) }
             keep = argmax; inputShape = x.shape
         } else {
             inputShape = []
@@ -108,6 +112,7 @@ public final class MaxPool2D: Layer {
 
     public func backward(_ dy: Tensor) -> Tensor {
         guard !inputShape.isEmpty, let argmax else { preconditionFailure("\(name): backward needs a training forward") }
+        precondition(dy.shape == outputShape(inputShape), "\(name): dy \(dy.shape), expected \(outputShape(inputShape))")
         let d = GradientPool.take(inputShape)   // each plane zeroed just before its winners are added (in cache)
         let hw = inputShape[2] * inputShape[3], howo = dy.shape[2] * dy.shape[3], planes = inputShape[0] * inputShape[1]
         let (wo, w, wide) = (dy.shape[3], inputShape[3], wideArgmax)

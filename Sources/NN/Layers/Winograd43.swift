@@ -5,17 +5,14 @@
 //   input:   V = B^T d B        (6x6 per (cin, tile)),   stored V[36][Cin][T]
 //   product: M[xi] = U[xi] * V[xi]  (36 row-major gemms [Cout x Cin] x [Cin x T])
 //   output:  Y(4x4) = A^T M A
-// with the interpolation points 0, ±1, ±2, ∞:
-//   B^T = [4 0 -5 0 1 0; 0 -4 -4 1 1 0; 0 4 -4 -1 1 0; 0 -2 -1 2 1 0; 0 2 -1 -2 1 0; 0 4 0 -5 0 1]
-//   G   = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1]
-//   A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]
+// with the interpolation points 0, ±1, ±2, ∞ (B, G and A: Sources/Kernels/Winograd43Transforms.swift).
 // Tile (ty, tx) reads the 6x6 input patch at (4ty - 1, 4tx - 1) (zero outside the image) and writes
 // the outputs of its 4x4 block that lie inside H x W. Transforms run on 8 tiles (or 8 kernels) at
-// once in SIMD8 lanes; the 36 gemms dominate.
+// once in SIMD8 lanes (Sources/Kernels/Winograd43Transforms.swift, built per instruction set); the
+// 36 gemms dominate. This file holds the passes around them: blocks, scratch, workers, gemms.
 
 /// Tiles (gemm columns) per block: each worker needs 36 * (Cin + Cout) * this many floats of scratch.
 nonisolated(unsafe) public var winograd43TargetTiles = 64
-
 
 /// Forward for images `images` of x (N, Cin, H, W) -> y (N, Cout, H, W), adding bias if non-nil;
 /// `u` from winograd43TransformWeights. Safe to call concurrently for disjoint image ranges with
