@@ -50,8 +50,8 @@ public func batchNormInputGradient(_ dy: UnsafePointer<Float>, _ x: UnsafePointe
 /// terms whose batch-norm output xhat * gamma + beta is not positive are left out: a ReLU's backward
 /// mask, from the same bits as the forward's output.
 @inline(__always)
-func sumAndDotNormalized(_ a: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ n: Int,
-                                mean: Float, invstd: Float, relu: (gamma: Float, beta: Float)? = nil) -> (Float, Float) {
+private func sumAndDotNormalized(_ a: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ n: Int,
+                                 mean: Float, invstd: Float, relu: (gamma: Float, beta: Float)? = nil) -> (Float, Float) {
     var s = SIMD16<Float>(repeating: 0), d = SIMD16<Float>(repeating: 0)
     let mv = SIMD16<Float>(repeating: mean), iv = SIMD16<Float>(repeating: invstd), zero = SIMD16<Float>(repeating: 0)
     var j = 0
@@ -80,7 +80,7 @@ func sumAndDotNormalized(_ a: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _
 
 /// (sum(x - shift), sum((x - shift)^2)) in Double: no cancellation even far from the shift.
 @inline(__always)
-func shiftedSumAndSquares(_ p: UnsafePointer<Float>, _ n: Int, shift: Double) -> (Double, Double) {
+private func shiftedSumAndSquares(_ p: UnsafePointer<Float>, _ n: Int, shift: Double) -> (Double, Double) {
     var s = SIMD4<Double>(repeating: 0), s2 = SIMD4<Double>(repeating: 0)
     let k = SIMD4<Double>(repeating: shift)
     var j = 0
@@ -96,7 +96,7 @@ func shiftedSumAndSquares(_ p: UnsafePointer<Float>, _ n: Int, shift: Double) ->
 /// y[j] = (x[j] - mean) * invstd * gamma + beta, then max(y, 0) with `relu` (NaN kept, as ReLU), 16 lanes at a time
 /// (the same operations per element as the scalar tail, so the same bits).
 @inline(__always)
-func normalizeAffine(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int,
+private func normalizeAffine(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int,
                              mean: Float, invstd: Float, gamma: Float, beta: Float, relu: Bool) {
     let mv = SIMD16<Float>(repeating: mean), iv = SIMD16<Float>(repeating: invstd)
     let gv = SIMD16<Float>(repeating: gamma), bv = SIMD16<Float>(repeating: beta), zero = SIMD16<Float>(repeating: 0)
@@ -123,7 +123,7 @@ func normalizeAffine(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>
 /// dx[j] = k * (m * g[j] - dbeta - xhat[j] * dgamma), xhat = (x - mean) * invstd, g = dy, or with
 /// `relu` (gamma, beta) dy masked to 0 where xhat * gamma + beta ≤ 0; dx may be dy itself.
 @inline(__always)
-func inputGradient(_ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, _ n: Int,
+private func inputGradient(_ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, _ n: Int,
                            k: Float, m: Float, dbeta: Float, dgamma: Float, mean: Float, invstd: Float,
                            relu: (gamma: Float, beta: Float)?) {
     let kv = SIMD16<Float>(repeating: k), mv = SIMD16<Float>(repeating: m), bv = SIMD16<Float>(repeating: dbeta)

@@ -3,12 +3,12 @@
 // Same order and rule as the layer's scalar `window` (the first maximum wins, a NaN wins), so the
 // same index wins.
 
-/// Maximum (into vals, if non-nil) and its index in the plane (into idx, one output row at a time) of
+/// Maximum (into vals) and its index in the plane (into idx, one output row at a time) of
 /// every window of plane xp (h x w) for a kernel x kernel window at stride 2 with `padding`; `buf`
 /// is scratch of h * bw floats (bw ≥ max(w + 2 padding, 2 wo + kernel) + 16). `row(oy)` is called
 /// after each output row, with idx holding that row's indices.
 public func maxPoolScanStride2(_ xp: UnsafePointer<Float>, h: Int, w: Int, ho: Int, wo: Int, bw: Int, kernel: Int, padding: Int,
-                               _ buf: UnsafeMutablePointer<Float>, _ vals: UnsafeMutablePointer<Float>?,
+                               _ buf: UnsafeMutablePointer<Float>, _ vals: UnsafeMutablePointer<Float>,
                                _ idx: UnsafeMutablePointer<Int32>, row: (Int) -> Void) {
     for iy in 0..<h {   // buf[iy * bw + padding + ix] = x[iy, ix], -inf elsewhere
         let b = buf + iy * bw
@@ -32,7 +32,7 @@ public func maxPoolScanStride2(_ xp: UnsafePointer<Float>, h: Int, w: Int, ho: I
                 bi.replace(with: SIMD8<Int32>(repeating: Int32(iy * w + x0 + kj)) &+ lanes, where: better)
             }}
             let n = min(8, wo - ox)
-            for l in 0..<n { vals?[oy * wo + ox + l] = best[l]; idx[ox + l] = bi[l] }
+            for l in 0..<n { vals[oy * wo + ox + l] = best[l]; idx[ox + l] = bi[l] }
             ox += 8
         }
         row(oy)

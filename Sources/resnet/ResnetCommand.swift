@@ -20,7 +20,7 @@ struct ResnetCommand: ParsableCommand {
     static func main() {
         Preemption.hold()   // a SIGTERM before train's handler is in place waits (Preemption.swift)
         prepareOpenBLAS()
-        if case .failure(let error) = KernelSet.requested(getenv(KernelSet.variable).map { String(cString: $0) }, features: BLASKernel.cpuFeatures) {
+        if case .failure(let error) = KernelSet.environmentRequest {
             StandardError.print("error: \(error)")
             Glibc.exit(1)
         }

@@ -79,23 +79,22 @@ public enum KernelSet: String, CaseIterable, Sendable {
         return .success(set)
     }
 
-    /// The environment's choice, or nil (unset or refused: the command line reports a refusal at start).
-    static var fromEnvironment: KernelSet? {
-        let value = getenv(variable).map { String(cString: $0) }
-        if case .success(let set?) = requested(value, features: BLASKernel.cpuFeatures) { return set }
-        return nil
-    }
+    /// RESNET_KERNELS as this process found it, checked: the command line stops on a refusal at start;
+    /// the library then runs the best set instead.
+    public static let environmentRequest = requested(getenv(variable).map { String(cString: $0) }, features: BLASKernel.cpuFeatures)
 
     /// The set in use: RESNET_KERNELS if it can run, else the best this binary has for the CPU.
     /// Tests switch it to compare the sets.
-    nonisolated(unsafe) public static var active: KernelSet = fromEnvironment ?? runnable(on: BLASKernel.cpuFeatures).last ?? .baseline
+    nonisolated(unsafe) public static var active: KernelSet = {
+        if case .success(let set?) = environmentRequest { return set }
+        return runnable(on: BLASKernel.cpuFeatures).last ?? .baseline
+    }()
 
     /// How the set in use was chosen, for logs.
     public static var choice: String {
-        if let set = fromEnvironment, set == active { return "\(variable)=\(set.rawValue) set by the user" }
+        if case .success(let set?) = environmentRequest, set == active { return "\(variable)=\(set.rawValue) set by the user" }
         return "chosen for this CPU"
     }
-
 }
 
 public struct KernelSetError: Error, CustomStringConvertible {
@@ -111,8 +110,6 @@ public func winograd43TransformWeights(_ w: UnsafePointer<Float>, cout: Int, cin
     switch KernelSet.active {
     #if RESNET_KERNEL_SETS
     case .avx512: KernelsAVX512.winograd43TransformWeights(w, cout: cout, cin: cin, into: u, forInputGradient: forInputGradient, rows: rows, band: band)
-    #endif
-    #if RESNET_KERNEL_SETS
     case .avx2: KernelsAVX2.winograd43TransformWeights(w, cout: cout, cin: cin, into: u, forInputGradient: forInputGradient, rows: rows, band: band)
     #endif
     default: Kernels.winograd43TransformWeights(w, cout: cout, cin: cin, into: u, forInputGradient: forInputGradient, rows: rows, band: band)
@@ -127,8 +124,6 @@ func winograd43InputTransform(_ x: UnsafePointer<Float>, _ v: UnsafeMutablePoint
     #if RESNET_KERNEL_SETS
     case .avx512: KernelsAVX512.winograd43InputTransform(x, v, pbuf, h: g.h, w: g.w, tw: g.tw, tpi: g.tpi, lw: g.lw, plane: plane, cin: cin,
                                                          first: first, nt: nt, channels: channels, ld: ld)
-    #endif
-    #if RESNET_KERNEL_SETS
     case .avx2: KernelsAVX2.winograd43InputTransform(x, v, pbuf, h: g.h, w: g.w, tw: g.tw, tpi: g.tpi, lw: g.lw, plane: plane, cin: cin,
                                                      first: first, nt: nt, channels: channels, ld: ld)
     #endif
@@ -145,8 +140,6 @@ func winograd43OutputTransform(_ m: UnsafePointer<Float>, _ y: UnsafeMutablePoin
     #if RESNET_KERNEL_SETS
     case .avx512: KernelsAVX512.winograd43OutputTransform(m, y, bias, plane: plane, cout: cout, h: h, w: w, tw: tw, tpi: tpi,
                                                           first: first, nt: nt, channels: channels, ld: ld)
-    #endif
-    #if RESNET_KERNEL_SETS
     case .avx2: KernelsAVX2.winograd43OutputTransform(m, y, bias, plane: plane, cout: cout, h: h, w: w, tw: tw, tpi: tpi,
                                                       first: first, nt: nt, channels: channels, ld: ld)
     #endif
@@ -163,8 +156,6 @@ func winograd43OutputGradientTransform(_ dy: UnsafePointer<Float>, _ d: UnsafeMu
     #if RESNET_KERNEL_SETS
     case .avx512: KernelsAVX512.winograd43OutputGradientTransform(dy, d, qbuf, h: g.h, w: g.w, tw: g.tw, tpi: g.tpi, lw: g.lw, plane: plane,
                                                                   cout: cout, first: first, nt: nt, channels: channels, ld: ld)
-    #endif
-    #if RESNET_KERNEL_SETS
     case .avx2: KernelsAVX2.winograd43OutputGradientTransform(dy, d, qbuf, h: g.h, w: g.w, tw: g.tw, tpi: g.tpi, lw: g.lw, plane: plane,
                                                               cout: cout, first: first, nt: nt, channels: channels, ld: ld)
     #endif
@@ -178,8 +169,6 @@ func addKernelGradients43(_ partials: [UnsafePointer<Float>], plane: Int, dw: Un
     switch KernelSet.active {
     #if RESNET_KERNEL_SETS
     case .avx512: KernelsAVX512.addKernelGradients43(partials, plane: plane, dw: dw, kernels: kernels)
-    #endif
-    #if RESNET_KERNEL_SETS
     case .avx2: KernelsAVX2.addKernelGradients43(partials, plane: plane, dw: dw, kernels: kernels)
     #endif
     default: Kernels.addKernelGradients43(partials, plane: plane, dw: dw, kernels: kernels)
@@ -188,13 +177,11 @@ func addKernelGradients43(_ partials: [UnsafePointer<Float>], plane: Int, dw: Un
 
 /// `Kernels.maxPoolScanStride2` in the active set.
 func maxPoolScanStride2(_ xp: UnsafePointer<Float>, h: Int, w: Int, ho: Int, wo: Int, bw: Int, kernel: Int, padding: Int,
-                        _ buf: UnsafeMutablePointer<Float>, _ vals: UnsafeMutablePointer<Float>?,
+                        _ buf: UnsafeMutablePointer<Float>, _ vals: UnsafeMutablePointer<Float>,
                         _ idx: UnsafeMutablePointer<Int32>, row: (Int) -> Void) {
     switch KernelSet.active {
     #if RESNET_KERNEL_SETS
     case .avx512: KernelsAVX512.maxPoolScanStride2(xp, h: h, w: w, ho: ho, wo: wo, bw: bw, kernel: kernel, padding: padding, buf, vals, idx, row: row)
-    #endif
-    #if RESNET_KERNEL_SETS
     case .avx2: KernelsAVX2.maxPoolScanStride2(xp, h: h, w: w, ho: ho, wo: wo, bw: bw, kernel: kernel, padding: padding, buf, vals, idx, row: row)
     #endif
     default: Kernels.maxPoolScanStride2(xp, h: h, w: w, ho: ho, wo: wo, bw: bw, kernel: kernel, padding: padding, buf, vals, idx, row: row)
@@ -206,8 +193,6 @@ func batchNormShiftedSums(_ x: UnsafePointer<Float>, n: Int, c: Int, hw: Int, ch
     switch KernelSet.active {
     #if RESNET_KERNEL_SETS
     case .avx512: return KernelsAVX512.batchNormShiftedSums(x, n: n, c: c, hw: hw, channel: channel, shift: shift)
-    #endif
-    #if RESNET_KERNEL_SETS
     case .avx2: return KernelsAVX2.batchNormShiftedSums(x, n: n, c: c, hw: hw, channel: channel, shift: shift)
     #endif
     default: return Kernels.batchNormShiftedSums(x, n: n, c: c, hw: hw, channel: channel, shift: shift)
@@ -220,8 +205,6 @@ func batchNormNormalize(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Flo
     switch KernelSet.active {
     #if RESNET_KERNEL_SETS
     case .avx512: KernelsAVX512.batchNormNormalize(x, y, n: n, c: c, hw: hw, channel: channel, mean: mean, invstd: invstd, gamma: gamma, beta: beta, relu: relu)
-    #endif
-    #if RESNET_KERNEL_SETS
     case .avx2: KernelsAVX2.batchNormNormalize(x, y, n: n, c: c, hw: hw, channel: channel, mean: mean, invstd: invstd, gamma: gamma, beta: beta, relu: relu)
     #endif
     default: Kernels.batchNormNormalize(x, y, n: n, c: c, hw: hw, channel: channel, mean: mean, invstd: invstd, gamma: gamma, beta: beta, relu: relu)
@@ -234,8 +217,6 @@ func batchNormGradientSums(_ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>
     switch KernelSet.active {
     #if RESNET_KERNEL_SETS
     case .avx512: return KernelsAVX512.batchNormGradientSums(dy, x, n: n, c: c, hw: hw, channel: channel, mean: mean, invstd: invstd, relu: relu)
-    #endif
-    #if RESNET_KERNEL_SETS
     case .avx2: return KernelsAVX2.batchNormGradientSums(dy, x, n: n, c: c, hw: hw, channel: channel, mean: mean, invstd: invstd, relu: relu)
     #endif
     default: return Kernels.batchNormGradientSums(dy, x, n: n, c: c, hw: hw, channel: channel, mean: mean, invstd: invstd, relu: relu)
@@ -249,8 +230,6 @@ func batchNormInputGradient(_ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float
     switch KernelSet.active {
     #if RESNET_KERNEL_SETS
     case .avx512: KernelsAVX512.batchNormInputGradient(dy, x, dx, n: n, c: c, hw: hw, channel: channel, k: k, m: m, dbeta: dbeta, dgamma: dgamma, mean: mean, invstd: invstd, relu: relu)
-    #endif
-    #if RESNET_KERNEL_SETS
     case .avx2: KernelsAVX2.batchNormInputGradient(dy, x, dx, n: n, c: c, hw: hw, channel: channel, k: k, m: m, dbeta: dbeta, dgamma: dgamma, mean: mean, invstd: invstd, relu: relu)
     #endif
     default: Kernels.batchNormInputGradient(dy, x, dx, n: n, c: c, hw: hw, channel: channel, k: k, m: m, dbeta: dbeta, dgamma: dgamma, mean: mean, invstd: invstd, relu: relu)

@@ -19,9 +19,10 @@ public final class MaxPool2D: Layer {
     }
     deinit { argmax?.deallocate() }
 
-    /// Index in the plane of window (oy, ox)'s first element (negative or past the row in the padding).
+    /// Index in the plane of the first element of output row oy's first window (negative in the
+    /// padding); window ox starts `ox * stride` further on.
     @inline(__always)
-    private func windowStart(_ oy: Int, _ ox: Int, w: Int) -> Int { (oy * stride - padding) * w + ox * stride - padding }
+    private func rowStart(_ oy: Int, w: Int) -> Int { (oy * stride - padding) * w - padding }
 
     public func outputShape(_ s: [Int]) -> [Int] {
         [s[0], s[1], (s[2] + 2 * padding - kernel) / stride + 1, (s[3] + 2 * padding - kernel) / stride + 1]
@@ -51,19 +52,19 @@ public final class MaxPool2D: Layer {
         Rows(h: x[2], w: x[3], ho: o[2], wo: o[3], bw: max(x[3] + 2 * padding, 2 * o[3] + kernel) + 16)
     }
 
-    /// Maximum (into vals, if non-nil) and its index in the plane (into idx) of every window of plane
+    /// Maximum (into vals) and its index in the plane (into idx) of every window of plane
     /// xp; `buf` is scratch of `r.bufferCount` floats. `row(oy)` is called after each output row.
     /// With stride 2 the windows are scanned 8 at a time in SIMD lanes (`maxPoolScanStride2`,
     /// Sources/Kernels), in the same order with the same rule as `window`, so the same index wins.
     /// Other strides use `window`.
     private func scan(_ xp: UnsafePointer<Float>, _ r: Rows, _ buf: UnsafeMutablePointer<Float>,
-                      _ vals: UnsafeMutablePointer<Float>?, _ idx: UnsafeMutablePointer<Int32>, row: (Int) -> Void) {
+                      _ vals: UnsafeMutablePointer<Float>, _ idx: UnsafeMutablePointer<Int32>, row: (Int) -> Void) {
         let (h, w, wo, bw) = (r.h, r.w, r.wo, r.bw)
         guard stride == 2 else {
             for oy in 0..<r.ho {
                 for ox in 0..<wo {
                     let (v, i) = window(xp, h: h, w: w, oy: oy, ox: ox)
-                    vals?[oy * wo + ox] = v; idx[ox] = Int32(i)
+                    vals[oy * wo + ox] = v; idx[ox] = Int32(i)
                 }
                 row(oy)
             }
@@ -100,7 +101,7 @@ public final class MaxPool2D: Layer {
                             guard let keep else { return }
                             let at = pl * r.ho * r.wo + oy * r.wo
                             if wide { (keep.assumingMemoryBound(to: Int32.self) + at).update(from: idx, count: r.wo); return }
-                            let o = keep.assumingMemoryBound(to: UInt16.self) + at, first = self.windowStart(oy, 0, w: r.w)
+                            let o = keep.assumingMemoryBound(to: UInt16.self) + at, first = self.rowStart(oy, w: r.w)
                             for ox in 0..<r.wo { o[ox] = UInt16(truncatingIfNeeded: Int(idx[ox]) - first - ox * self.stride) }
                         }
                     }
@@ -126,7 +127,7 @@ public final class MaxPool2D: Layer {
                 } else {
                     let op = argmax.assumingMemoryBound(to: UInt16.self) + pl * howo
                     for oy in 0..<howo / wo {
-                        let first = self.windowStart(oy, 0, w: w), o = oy * wo
+                        let first = self.rowStart(oy, w: w), o = oy * wo
                         for ox in 0..<wo { dp[first + ox * self.stride + Int(op[o + ox])] += gp[o + ox] }
                     }
                 }
