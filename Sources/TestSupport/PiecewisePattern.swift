@@ -4,13 +4,16 @@
 // straddled a kink, and its value says nothing about the derivative at the point.
 //
 // Leaf outputs are captured through `ModelContext.inspector`; a residual block's sum
-// main(x) + shortcut(x) (not a leaf output) is rebuilt from its children's outputs.
+// main(x) + shortcut(x) (not a leaf output) is rebuilt from its children's outputs, and so is
+// the output of a batch norm that pools as it normalizes (`BatchNorm2D.fuse(pool:)`, the stem):
+// from its input and its batch statistics, with the forward's operations.
 import NN
 
 public final class PiecewisePattern {
     private var outputs: [String: [Float]] = [:]
     private let ctx: ModelContext
     private let previous: ((String, String, UnsafeBufferPointer<Float>) -> Void)?
+    private var insidePooledBatchNorm = false   // walking the layers a pooling batch norm took over
 
     /// Starts recording leaf outputs of `ctx` (replacing its inspector until `uninstall`).
     public init(_ ctx: ModelContext) {
@@ -49,6 +52,23 @@ public final class PiecewisePattern {
         precondition(l.isLeaf, "\(l.name): unknown container \(l.typeName)")
         guard let y = outputs[l.name] else { preconditionFailure("\(l.name): no output recorded") }
         let ys = l.outputShape(shape)
+        // The ReLU and the max pooling fused into a pooling batch norm pass its pooled output on:
+        // their decisions were recorded there.
+        if insidePooledBatchNorm, l is ReLU { return (x, ys) }
+        if insidePooledBatchNorm, l is MaxPool2D { insidePooledBatchNorm = false; return (x, ys) }
+        if let bn = l as? BatchNorm2D, let pool = bn.fusedPool {
+            insidePooledBatchNorm = true
+            let (mean, invstd) = bn.batchStatistics
+            let (c, hw) = (shape[1], shape[2] * shape[3])
+            var full = [Float](repeating: 0, count: x.count)
+            for i in 0..<x.count {
+                let ch = (i / hw) % c
+                full[i] = (x[i] - mean[ch]) * invstd[ch] * bn.weight.value[ch] + bn.bias.value[ch]
+            }
+            if bn.fusedReLU { for i in full.indices { p.append(full[i] > 0 ? 1 : 0); full[i] = full[i] <= 0 ? 0 : full[i] } }
+            p += maxPoolArgmax(full, shape: shape, kernel: pool.kernel, stride: pool.stride, padding: pool.padding)
+            return (y, ys)
+        }
         if l is ReLU { for v in y { p.append(v > 0 ? 1 : 0) } }
         if let mp = l as? MaxPool2D { p += maxPoolArgmax(x, shape: shape, kernel: mp.kernel, stride: mp.stride, padding: mp.padding) }
         return (y, ys)

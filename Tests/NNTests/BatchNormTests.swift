@@ -135,6 +135,52 @@ final class BatchNormTests: XCTestCase {
         }
     }
 
+    /// A batch norm that pools as it normalizes (the stem's BN, ReLU, MaxPool; `fuse(pool:)`) gives the
+    /// bits of the three layers apart: pooled output in training and eval, input gradient, parameter
+    /// gradients and running statistics; with and without the ReLU, with an identity stat reducer
+    /// (the synced path), for 3x3/2 padding 1 and 2x2/2 pooling; odd maps, a NaN and ties included.
+    func testFusedPoolingMatchesTheLayersApartBitForBit() {
+        let saved = (BatchNorm2D.fusesReLU, BatchNorm2D.fusesPool)
+        defer { (BatchNorm2D.fusesReLU, BatchNorm2D.fusesPool) = saved }
+        BatchNorm2D.fusesReLU = true
+        for (shape, k, st, pd) in [([3, 4, 9, 11], 3, 2, 1), ([2, 3, 8, 6], 2, 2, 0), ([5, 2, 1, 1], 3, 2, 1)] {
+            for withReLU in [true, false] { for synced in [false, true] {
+                func run(fused: Bool) -> [[Float]] {
+                    BatchNorm2D.fusesPool = fused
+                    let ctx = ModelContext()
+                    if synced { ctx.statReducer = { _, _ in } }
+                    let bn = BatchNorm2D(ctx, name: "bn", channels: shape[1])
+                    let pool = MaxPool2D(name: "pool", kernel: k, stride: st, padding: pd)
+                    let seq = Sequential(ctx, name: "s", withReLU ? [bn, ReLU(name: "relu", inPlace: true), pool] : [bn, pool])
+                    ctx.finalize()
+                    bn.resetParameters()
+                    fillUniform(bn.weight, seed: 3, lo: -1.5, hi: 1.5)
+                    fillUniform(bn.bias, seed: 4, lo: -0.5, hi: 0.5)
+                    XCTAssertEqual(bn.fusedPool != nil, fused)
+                    XCTAssertEqual(pool.passThrough, fused)
+                    let x = input(shape, seed: 41)
+                    if shape[2] > 1 { x[5] = .nan; x[shape[2] * shape[3] + 2] = x[shape[2] * shape[3] + 3] }   // a NaN, a tie
+                    ctx.params.zeroGrad()
+                    let y = seq.forward(x, training: true)
+                    let dy = randomTensor(y.shape, seed: 42)
+                    let dx = seq.backward(dy).array
+                    let grads = Array(ctx.params.gradBuffer)
+                    let stats = bn.runningMean.values + bn.runningVar.values
+                    return [y.array, dx, grads, stats, seq.forward(x, training: false).array]
+                }
+                let apart = run(fused: false), fused = run(fused: true)
+                let what = "\(shape) pool \(k)/\(st)/\(pd) relu \(withReLU) synced \(synced)"
+                XCTAssertTrue(apart[1].contains { $0 != 0 && !$0.isNaN }, "\(what): some input gradient")
+                for (i, name) in ["y", "dx", "gradients", "running statistics", "eval y"].enumerated() {
+                    let a = apart[i], b = fused[i]
+                    let differ = a.indices.filter { $0 < b.count && a[$0].bitPattern != b[$0].bitPattern }
+                    XCTAssertTrue(a.count == b.count && differ.isEmpty,
+                                  "\(what) \(name): \(differ.count) of \(a.count) differ, first at \(differ.first.map { "[\($0)] \(a[$0]) vs \(b[$0])" } ?? "-")")
+                }
+            }}
+        }
+    }
+
     /// Without a reducer each channel's two passes run back to back (in cache); with one, all the
     /// sums come first. A reducer that changes nothing must give the same bits, with and without ReLU.
     func testChannelByChannelPassesMatchTheTwoPhasePassesBitForBit() {

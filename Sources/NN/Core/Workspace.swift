@@ -2,14 +2,14 @@
 // per (worker thread, slot). Conv2D uses it for im2col columns, gemm outputs and the
 // per-worker weight-gradient partial sums (slots 0-2 of each worker), and for the dense matrix of an
 // unrolled convolution and its gradient (slots 3-4 of worker 0) and Winograd-transformed weights
-// (slot 5 of worker 0).
+// (slot 5 of worker 0); a batch norm that pools as it normalizes uses slot 6 of each worker.
 
 public final class Workspace {
     public static let shared = Workspace()
     private var buffers: [[UnsafeMutablePointer<Float>]] = []
     private var capacities: [[Int]] = []
-    public static let slots = 6
-    public static let unrolledMatrix = 3, unrolledGradient = 4, winogradWeights = 5
+    public static let slots = 7
+    public static let unrolledMatrix = 3, unrolledGradient = 4, winogradWeights = 5, pooledPlanes = 6
 
     /// Buffer `slot` of `worker`, with room for at least `count` floats (contents undefined).
     /// Call from the main thread before fanning out to workers.

@@ -9,6 +9,10 @@
 // `fuse(_ relu:)` takes over the ReLU that follows: forward writes max(y, 0) (one pass over the
 // tensor less), backward masks dy where y ≤ 0 itself (y recomputed, the same bits), and the ReLU
 // passes its input and gradient through. Results are those of the two layers apart, bit for bit.
+// `fuse(pool:)` takes over a max pooling after that (the stem's BN, ReLU, MaxPool): each plane is
+// normalized into a per-worker buffer and pooled from there, so the normalized tensor (the largest
+// of the network) is neither written nor kept; backward rebuilds each channel's output gradient
+// from the pooled one (`MaxPool2D.unpool`) in the buffer. Bit for bit the layers apart, again.
 
 public final class BatchNorm2D: Layer {
     public let name: String
@@ -29,6 +33,10 @@ public final class BatchNorm2D: Layer {
     public private(set) var fusedReLU = false
     /// Whether Sequential and ResidualBlock fuse a batch norm with the in-place ReLU after it.
     nonisolated(unsafe) public static var fusesReLU = true
+    /// The max pooling after this layer (and its ReLU), when `fuse(pool:)` gave its work to this layer.
+    public private(set) var fusedPool: MaxPool2D?
+    /// Whether Sequential fuses a batch norm (and its ReLU) with the max pooling after it.
+    nonisolated(unsafe) public static var fusesPool = true
 
     public init(_ ctx: ModelContext, name: String, channels: Int) {
         self.ctx = ctx; self.name = name; self.channels = channels
@@ -50,6 +58,19 @@ public final class BatchNorm2D: Layer {
         relu.passThrough = true
     }
 
+    /// The last training forward's per-channel mean and 1/sqrt(var + eps), as xhat uses them.
+    public var batchStatistics: (mean: [Float], invstd: [Float]) {
+        (Array(UnsafeBufferPointer(start: normalization, count: channels)),
+         Array(UnsafeBufferPointer(start: normalization + channels, count: channels)))
+    }
+
+    /// Pools as `pool` would, plane by plane as each is normalized (`pool` must come right after
+    /// this layer, or after its fused ReLU).
+    public func fuse(pool: MaxPool2D) {
+        fusedPool = pool
+        pool.passThrough = true
+    }
+
     public var parameters: [ParamHandle] { [weight, bias] }
     public func outputShape(_ s: [Int]) -> [Int] { s }
 
@@ -63,66 +84,83 @@ public final class BatchNorm2D: Layer {
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
         precondition(x.rank == 4 && x.shape[1] == channels, "\(name): input \(x.shape), expected (N,\(channels),H,W)")
         let (n, c, hw) = (x.shape[0], channels, x.shape[2] * x.shape[3])
-        let y = Tensor.reuse(out, x.shape); out = y
         trainingForward = training
-        let gamma = weight.value, beta = bias.value, rm = runningMean.value, rv = runningVar.value
-        let (sums, invstd, eps) = (self.sums, self.invstd, self.eps)
+        if let pool = fusedPool { return forwardPooling(x, pool, training: training) }
+        let y = Tensor.reuse(out, x.shape); out = y
+        let gamma = weight.value, beta = bias.value
         if !training {
             Parallel.forRanges(c) { r in
-                for ch in r {
-                    let scale = gamma[ch] / Float((Double(rv[ch]) + eps).squareRoot())
-                    let shift = beta[ch] - rm[ch] * scale
-                    for i in 0..<n {
-                        let p = x.data + (i * c + ch) * hw, q = y.data + (i * c + ch) * hw
-                        if self.fusedReLU { for j in 0..<hw { let v = p[j] * scale + shift; q[j] = v <= 0 ? 0 : v } }
-                        else { for j in 0..<hw { q[j] = p[j] * scale + shift } }
-                    }
-                }
+                for ch in r { for i in 0..<n { self.evalPlane(x.data + (i * c + ch) * hw, y.data + (i * c + ch) * hw, hw, channel: ch) } }
             }
             return y
         }
         input = x
-        let norm = normalization
-        // Per-channel sums of (x - K) and (x - K)^2, reduced across ranks when synced. The shift
-        // K = running_mean (the same on every rank) keeps E[x^2] - E[x]^2 from cancelling.
-        func sumChannel(_ ch: Int) {   // in Double: no cancellation even far from K
-            let (s, s2) = batchNormShiftedSums(x.data, n: n, c: c, hw: hw, channel: ch, shift: Double(rm[ch]))
-            sums[ch] = s; sums[c + ch] = s2
-        }
-        func normalizeChannel(_ ch: Int, _ m: Double) {
-            let shifted = sums[ch] / m
-            let mean = shifted + Double(rm[ch])
-            let varB = max(sums[c + ch] / m - shifted * shifted, 0)  // biased, used to normalize
-            let istd = 1 / (varB + eps).squareRoot()
-            invstd[ch] = istd
-            let g = gamma[ch], b = beta[ch], fm = Float(mean), fi = Float(istd)
-            norm[ch] = fm; norm[c + ch] = fi
-            batchNormNormalize(x.data, y.data, n: n, c: c, hw: hw, channel: ch, mean: fm, invstd: fi, gamma: g, beta: b,
-                               relu: self.fusedReLU)
-            let unbiased = m > 1 ? varB * m / (m - 1) : varB
-            rm[ch] = Float((1 - self.momentum) * Double(rm[ch]) + self.momentum * mean)
-            rv[ch] = Float((1 - self.momentum) * Double(rv[ch]) + self.momentum * unbiased)
-        }
-        if let reduce = ctx.statReducer {
-            Parallel.forRanges(c) { r in for ch in r { sumChannel(ch) } }
-            sums[2 * c] = Double(n * hw)
-            reduce(sums, 2 * c + 1)
-            count = sums[2 * c]
-            let m = count
-            Parallel.forRanges(c) { r in for ch in r { normalizeChannel(ch, m) } }
-        } else {
-            // The sums are final at once: each channel is normalized right after it is summed, its
-            // planes still in cache (one read from memory instead of two when they fit in L2).
-            count = Double(n * hw)
-            let m = count
-            Parallel.forRanges(c) { r in for ch in r { sumChannel(ch); normalizeChannel(ch, m) } }
+        let norm = normalization, relu = fusedReLU
+        let m = statistics(x, sumFirst: ctx.statReducer != nil)
+        // Without a reducer the sums are final at once: each channel is normalized right after it is
+        // summed, its planes still in cache (one read from memory instead of two when they fit in L2).
+        Parallel.forRanges(c) { r in
+            for ch in r {
+                if self.ctx.statReducer == nil { self.sumChannel(x, ch) }
+                self.finishStatistics(ch, m)
+                batchNormNormalize(x.data, y.data, n: n, c: c, hw: hw, channel: ch, mean: norm[ch], invstd: norm[c + ch],
+                                   gamma: gamma[ch], beta: beta[ch], relu: relu)
+            }
         }
         numBatchesTracked.value[0] += 1
         return y
     }
 
+    /// q = the eval-mode output of one plane of channel ch (running statistics), then the fused ReLU.
+    private func evalPlane(_ p: UnsafePointer<Float>, _ q: UnsafeMutablePointer<Float>, _ hw: Int, channel ch: Int) {
+        let scale = weight.value[ch] / Float((Double(runningVar.value[ch]) + eps).squareRoot())
+        let shift = bias.value[ch] - runningMean.value[ch] * scale
+        if fusedReLU { for j in 0..<hw { let v = p[j] * scale + shift; q[j] = v <= 0 ? 0 : v } }
+        else { for j in 0..<hw { q[j] = p[j] * scale + shift } }
+    }
+
+    /// Per-channel sums of (x - K) and (x - K)^2 into `sums`, in Double (no cancellation even far
+    /// from K). The shift K = running_mean (the same on every rank) keeps E[x^2] - E[x]^2 from cancelling.
+    private func sumChannel(_ x: Tensor, _ ch: Int) {
+        let (n, c, hw) = (x.shape[0], channels, x.shape[2] * x.shape[3])
+        let (s, s2) = batchNormShiftedSums(x.data, n: n, c: c, hw: hw, channel: ch, shift: Double(runningMean.value[ch]))
+        sums[ch] = s; sums[c + ch] = s2
+    }
+
+    /// M, the elements per channel (over all ranks when synced). With `sumFirst` (a stat reducer)
+    /// every channel is summed here and the sums reduced across ranks; else each channel is summed
+    /// just before `finishStatistics`.
+    private func statistics(_ x: Tensor, sumFirst: Bool) -> Double {
+        let c = channels
+        if sumFirst, let reduce = ctx.statReducer {
+            Parallel.forRanges(c) { r in for ch in r { self.sumChannel(x, ch) } }
+            sums[2 * c] = Double(x.shape[0] * x.shape[2] * x.shape[3])
+            reduce(sums, 2 * c + 1)
+            count = sums[2 * c]
+        } else {
+            count = Double(x.shape[0] * x.shape[2] * x.shape[3])
+        }
+        return count
+    }
+
+    /// Channel ch's mean and invstd from its sums over m elements (Float copies for xhat in
+    /// `normalization`), and the running statistics updated.
+    private func finishStatistics(_ ch: Int, _ m: Double) {
+        let c = channels, rm = runningMean.value, rv = runningVar.value
+        let shifted = sums[ch] / m
+        let mean = shifted + Double(rm[ch])
+        let varB = max(sums[c + ch] / m - shifted * shifted, 0)  // biased, used to normalize
+        let istd = 1 / (varB + eps).squareRoot()
+        invstd[ch] = istd
+        normalization[ch] = Float(mean); normalization[c + ch] = Float(istd)
+        let unbiased = m > 1 ? varB * m / (m - 1) : varB
+        rm[ch] = Float((1 - momentum) * Double(rm[ch]) + momentum * mean)
+        rv[ch] = Float((1 - momentum) * Double(rv[ch]) + momentum * unbiased)
+    }
+
     public func backward(_ dy: Tensor) -> Tensor {
         guard let x = input, trainingForward else { preconditionFailure("\(name): backward needs a training forward") }
+        if let pool = fusedPool { return backwardPooling(x, dy, pool) }
         let (n, c, hw) = (dy.shape[0], channels, dy.shape[2] * dy.shape[3])
         let d = GradientPool.take(dy.shape, replacing: dy)   // elementwise: may overwrite a donated dy
         let (sums, invstd, norm) = (self.sums, self.invstd, self.normalization)
@@ -150,13 +188,95 @@ public final class BatchNorm2D: Layer {
         }
         return d
     }
+
+    // MARK: Pooling as it normalizes (`fuse(pool:)`)
+
+    /// (pooled output): each image's plane of a channel is normalized into the worker's buffer and
+    /// pooled from there; the statistics as in `forward`.
+    private func forwardPooling(_ x: Tensor, _ pool: MaxPool2D, training: Bool) -> Tensor {
+        let (n, c, hw) = (x.shape[0], channels, x.shape[2] * x.shape[3])
+        let y = pool.begin(x.shape, training: training)
+        let scratch = pool.planeScratch(x.shape), parts = max(1, min(Parallel.workers, c))
+        let buffers = (0..<parts).map { Workspace.shared.buffer(worker: $0, slot: Workspace.pooledPlanes, count: hw + scratch) }
+        let gamma = weight.value, beta = bias.value
+        let relu = fusedReLU
+        // normalized plane i of channel ch into the worker's buffer, with `normalize(src, dst)`, then pooled
+        func poolChannel(_ wk: Int, _ ch: Int, _ normalize: (UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void) {
+            let b = buffers[wk]
+            for i in 0..<n {
+                let pl = i * c + ch
+                normalize(x.data + pl * hw, b)
+                pool.pool(b, plane: pl, into: y, scratch: b + hw)
+            }
+        }
+        if !training {
+            Parallel.forItems(c, parts: parts) { wk, ch in poolChannel(wk, ch) { p, q in self.evalPlane(p, q, hw, channel: ch) } }
+            return y
+        }
+        input = x
+        let norm = normalization
+        let m = statistics(x, sumFirst: ctx.statReducer != nil)
+        Parallel.forItems(c, parts: parts) { wk, ch in
+            if self.ctx.statReducer == nil { self.sumChannel(x, ch) }
+            self.finishStatistics(ch, m)
+            let g = gamma[ch], b = beta[ch], fm = norm[ch], fi = norm[c + ch]
+            poolChannel(wk, ch) { p, q in
+                batchNormNormalize(p, q, n: 1, c: 1, hw: hw, channel: 0, mean: fm, invstd: fi, gamma: g, beta: b, relu: relu)
+            }
+        }
+        numBatchesTracked.value[0] += 1
+        return y
+    }
+
+    /// dx from the pooled output's gradient dy: per channel its planes' output gradients are
+    /// rebuilt (`MaxPool2D.unpool`) in the worker's buffer, then both backward passes read them there.
+    private func backwardPooling(_ x: Tensor, _ dy: Tensor, _ pool: MaxPool2D) -> Tensor {
+        let (n, c, hw) = (x.shape[0], channels, x.shape[2] * x.shape[3])
+        let d = GradientPool.take(x.shape)
+        let parts = max(1, min(Parallel.workers, c))
+        let buffers = (0..<parts).map { Workspace.shared.buffer(worker: $0, slot: Workspace.pooledPlanes, count: n * hw) }
+        let (sums, invstd, norm) = (self.sums, self.invstd, self.normalization)
+        let gamma = weight.value, beta = bias.value, dgammaOut = weight.grad, dbetaOut = bias.grad
+        let relu = fusedReLU
+        func unpoolChannel(_ b: UnsafeMutablePointer<Float>, _ ch: Int) {
+            for i in 0..<n { pool.unpool(dy, plane: i * c + ch, into: b + i * hw) }
+        }
+        func sumChannel(_ b: UnsafeMutablePointer<Float>, _ ch: Int) {
+            let (s, s2) = batchNormGradientSums(b, x.data, n: n, c: c, hw: hw, channel: ch, mean: norm[ch], invstd: norm[c + ch],
+                                                relu: relu ? (gamma[ch], beta[ch]) : nil, dyPlanes: hw)
+            sums[ch] = s; sums[c + ch] = s2
+            dbetaOut[ch] += Float(s); dgammaOut[ch] += Float(s2)
+        }
+        let m = count
+        func gradientChannel(_ b: UnsafeMutablePointer<Float>, _ ch: Int) {
+            let k = Float(Double(gamma[ch]) * invstd[ch] / m)
+            batchNormInputGradient(b, x.data, d.data, n: n, c: c, hw: hw, channel: ch, k: k, m: Float(m), dbeta: Float(sums[ch]),
+                                   dgamma: Float(sums[c + ch]), mean: norm[ch], invstd: norm[c + ch],
+                                   relu: relu ? (gamma[ch], beta[ch]) : nil, dyPlanes: hw)
+        }
+        if let reduce = ctx.statReducer {
+            Parallel.forItems(c, parts: parts) { wk, ch in unpoolChannel(buffers[wk], ch); sumChannel(buffers[wk], ch) }
+            reduce(sums, 2 * c)
+            Parallel.forItems(c, parts: parts) { wk, ch in unpoolChannel(buffers[wk], ch); gradientChannel(buffers[wk], ch) }
+        } else {
+            Parallel.forItems(c, parts: parts) { wk, ch in
+                unpoolChannel(buffers[wk], ch); sumChannel(buffers[wk], ch); gradientChannel(buffers[wk], ch)
+            }
+        }
+        return d
+    }
 }
 
 /// Fuses every batch norm of `layers` that an in-place ReLU follows (`BatchNorm2D.fuse`), when
-/// `BatchNorm2D.fusesReLU` (on by default; off only to compare against the two layers apart).
+/// `BatchNorm2D.fusesReLU` (on by default; off only to compare against the two layers apart), and
+/// then a max pooling that follows either (`fuse(pool:)`, when `BatchNorm2D.fusesPool`).
 func fuseBatchNormReLUs(_ layers: [Layer]) {
-    guard BatchNorm2D.fusesReLU else { return }
-    for (a, b) in zip(layers, layers.dropFirst()) {
-        if let bn = a as? BatchNorm2D, let relu = b as? ReLU, relu.inPlace { bn.fuse(relu) }
+    for (i, layer) in layers.enumerated() {
+        guard let bn = layer as? BatchNorm2D else { continue }
+        var next = i + 1
+        if BatchNorm2D.fusesReLU, next < layers.count, let relu = layers[next] as? ReLU, relu.inPlace {
+            bn.fuse(relu); next += 1
+        }
+        if BatchNorm2D.fusesPool, next < layers.count, let pool = layers[next] as? MaxPool2D { bn.fuse(pool: pool) }
     }
 }

@@ -12,6 +12,8 @@ public final class MaxPool2D: Layer {
     private var argmax: UnsafeMutableRawPointer?   // [N, C, Ho, Wo]: UInt16 offsets (or Int32 indices, `wideArgmax`)
     private var argmaxBytes = 0
     private var wideArgmax = false
+    private var keepArgmax = false           // the last `begin` was a training one
+    private var planeRows = Rows(h: 0, w: 0, ho: 0, wo: 0, bw: 0)   // the geometry `begin` set up for `pool`
 
     public init(name: String, kernel: Int = 3, stride: Int = 2, padding: Int = 1) {
         precondition(padding * 2 <= kernel, "padding must be at most half the kernel (as in PyTorch)")
@@ -74,12 +76,43 @@ public final class MaxPool2D: Layer {
     }
 
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
-        let os = outputShape(x.shape)
+        if passThrough { return x }
+        let y = begin(x.shape, training: training), planes = x.shape[0] * x.shape[1], hw = x.shape[2] * x.shape[3]
+        let scratch = planeScratch(x.shape)
+        Parallel.forRanges(planes) { range in
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: scratch) { buf in
+                for pl in range { self.pool(x.data + pl * hw, plane: pl, into: y, scratch: buf.baseAddress!) }
+            }
+        }
+        return y
+    }
+
+    public func backward(_ dy: Tensor) -> Tensor {
+        if passThrough { return dy }
+        precondition(dy.shape == outputShape(inputShape), "\(name): dy \(dy.shape), expected \(outputShape(inputShape))")
+        let d = GradientPool.take(inputShape)   // each plane zeroed just before its winners are added (in cache)
+        let hw = inputShape[2] * inputShape[3], planes = inputShape[0] * inputShape[1]
+        Parallel.forRanges(planes) { range in
+            for pl in range { self.unpool(dy, plane: pl, into: d.data + pl * hw) }
+        }
+        return d
+    }
+
+    // MARK: Plane by plane (the layer's own passes above, and a batch norm's that pools as it
+    // normalizes: BatchNorm2D.fuse(pool:))
+
+    /// Set by `BatchNorm2D.fuse(pool:)`: the batch norm before this layer (and the ReLU between)
+    /// pools each plane as it normalizes it, and this layer passes values and gradients through.
+    public internal(set) var passThrough = false
+
+    /// The output for input shape x (the layer's own tensor, reused); a training pass also keeps
+    /// room for the argmax of every output, for `unpool`.
+    func begin(_ x: [Int], training: Bool) -> Tensor {
+        let os = outputShape(x)
         let y = Tensor.reuse(out, os); out = y
-        let r = rows(x.shape, os), planes = x.shape[0] * x.shape[1]
-        var keep: UnsafeMutableRawPointer? = nil
+        planeRows = rows(x, os)
         if training {
-            wideArgmax = (kernel - 1) * (r.w + 1) > Int(UInt16.max)
+            wideArgmax = (kernel - 1) * (x[3] + 1) > Int(UInt16.max)
             let bytes = y.count * (wideArgmax ? 4 : 2)
             if argmaxBytes < bytes {
                 argmax?.deallocate()
@@ -87,52 +120,48 @@ public final class MaxPool2D: Layer {
             }
             if wideArgmax { argmax!.bindMemory(to: Int32.self, capacity: y.count) }
             else { argmax!.bindMemory(to: UInt16.self, capacity: y.count) }
-            keep = argmax; inputShape = x.shape
+            inputShape = x; keepArgmax = true
         } else {
-            inputShape = []
-        }
-        let wide = wideArgmax
-        Parallel.forRanges(planes) { range in
-            withUnsafeTemporaryAllocation(of: Float.self, capacity: r.bufferCount) { buf in
-                withUnsafeTemporaryAllocation(of: Int32.self, capacity: r.wo) { ib in
-                    let idx = ib.baseAddress!
-                    for pl in range {
-                        self.scan(x.data + pl * r.h * r.w, r, buf.baseAddress!, y.data + pl * r.ho * r.wo, idx) { oy in
-                            guard let keep else { return }
-                            let at = pl * r.ho * r.wo + oy * r.wo
-                            if wide { (keep.assumingMemoryBound(to: Int32.self) + at).update(from: idx, count: r.wo); return }
-                            let o = keep.assumingMemoryBound(to: UInt16.self) + at, first = self.rowStart(oy, w: r.w)
-                            for ox in 0..<r.wo { o[ox] = UInt16(truncatingIfNeeded: Int(idx[ox]) - first - ox * self.stride) }
-                        }
-                    }
-                }
-            }
+            inputShape = []; keepArgmax = false
         }
         return y
     }
 
-    public func backward(_ dy: Tensor) -> Tensor {
+    /// Floats of scratch `pool` needs for input shape x.
+    func planeScratch(_ x: [Int]) -> Int { let r = rows(x, outputShape(x)); return r.bufferCount + r.wo }
+
+    /// Pools input plane `pl` (h x w at src) into plane pl of y (from `begin`), keeping its argmax
+    /// after a training `begin`. Planes may be pooled concurrently with distinct scratch.
+    func pool(_ src: UnsafePointer<Float>, plane pl: Int, into y: Tensor, scratch: UnsafeMutablePointer<Float>) {
+        let g = planeRows
+        let idx = UnsafeMutableRawPointer(scratch + g.bufferCount).bindMemory(to: Int32.self, capacity: g.wo)
+        let keep = keepArgmax ? argmax : nil, wide = wideArgmax
+        scan(src, g, scratch, y.data + pl * g.ho * g.wo, idx) { oy in
+            guard let keep else { return }
+            let at = pl * g.ho * g.wo + oy * g.wo
+            if wide { (keep.assumingMemoryBound(to: Int32.self) + at).update(from: idx, count: g.wo); return }
+            let o = keep.assumingMemoryBound(to: UInt16.self) + at, first = self.rowStart(oy, w: g.w)
+            for ox in 0..<g.wo { o[ox] = UInt16(truncatingIfNeeded: Int(idx[ox]) - first - ox * self.stride) }
+        }
+    }
+
+    /// dst (h x w) = the input gradient of plane `pl`: zeros, with dy's values added at the argmax
+    /// kept by the last training pass.
+    func unpool(_ dy: Tensor, plane pl: Int, into dst: UnsafeMutablePointer<Float>) {
         guard !inputShape.isEmpty, let argmax else { preconditionFailure("\(name): backward needs a training forward") }
-        precondition(dy.shape == outputShape(inputShape), "\(name): dy \(dy.shape), expected \(outputShape(inputShape))")
-        let d = GradientPool.take(inputShape)   // each plane zeroed just before its winners are added (in cache)
-        let hw = inputShape[2] * inputShape[3], howo = dy.shape[2] * dy.shape[3], planes = inputShape[0] * inputShape[1]
-        let (wo, w, wide) = (dy.shape[3], inputShape[3], wideArgmax)
-        Parallel.forRanges(planes) { range in
-            for pl in range {
-                let dp = d.data + pl * hw, gp = dy.data + pl * howo
-                dp.update(repeating: 0, count: hw)
-                if wide {
-                    let ip = argmax.assumingMemoryBound(to: Int32.self) + pl * howo
-                    for o in 0..<howo { dp[Int(ip[o])] += gp[o] }
-                } else {
-                    let op = argmax.assumingMemoryBound(to: UInt16.self) + pl * howo
-                    for oy in 0..<howo / wo {
-                        let first = self.rowStart(oy, w: w), o = oy * wo
-                        for ox in 0..<wo { dp[first + ox * self.stride + Int(op[o + ox])] += gp[o + ox] }
-                    }
-                }
+        let hw = inputShape[2] * inputShape[3], howo = dy.shape[2] * dy.shape[3]
+        let (wo, w) = (dy.shape[3], inputShape[3])
+        let gp = dy.data + pl * howo
+        dst.update(repeating: 0, count: hw)
+        if wideArgmax {
+            let ip = argmax.assumingMemoryBound(to: Int32.self) + pl * howo
+            for o in 0..<howo { dst[Int(ip[o])] += gp[o] }
+        } else {
+            let op = argmax.assumingMemoryBound(to: UInt16.self) + pl * howo
+            for oy in 0..<howo / wo {
+                let first = rowStart(oy, w: w), o = oy * wo
+                for ox in 0..<wo { dst[first + ox * stride + Int(op[o + ox])] += gp[o + ox] }
             }
         }
-        return d
     }
 }
