@@ -13,11 +13,17 @@ public func batchNormShiftedSums(_ x: UnsafePointer<Float>, n: Int, c: Int, hw: 
     return (s, s2)
 }
 
-/// y = (x - mean) * invstd * gamma + beta over the channel's planes, then max(y, 0) with `relu`.
+/// y = (x - mean) * invstd * gamma + beta over the channel's planes, plus `adding` (laid out as x: a
+/// residual block's shortcut) when given, then max(y, 0) with `relu`.
 public func batchNormNormalize(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, n: Int, c: Int, hw: Int, channel ch: Int,
-                               mean: Float, invstd: Float, gamma: Float, beta: Float, relu: Bool) {
+                               mean: Float, invstd: Float, gamma: Float, beta: Float, relu: Bool, adding: UnsafePointer<Float>? = nil) {
     for i in 0..<n {
-        normalizeAffine(x + (i * c + ch) * hw, y + (i * c + ch) * hw, hw, mean: mean, invstd: invstd, gamma: gamma, beta: beta, relu: relu)
+        let o = (i * c + ch) * hw
+        if let adding {
+            normalizeAffineAdding(x + o, adding + o, y + o, hw, mean: mean, invstd: invstd, gamma: gamma, beta: beta, relu: relu)
+        } else {
+            normalizeAffine(x + o, y + o, hw, mean: mean, invstd: invstd, gamma: gamma, beta: beta, relu: relu)
+        }
     }
 }
 
@@ -117,6 +123,26 @@ private func normalizeAffine(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointe
     }
     while j < n {
         let v = (x[j] - mean) * invstd * gamma + beta
+        y[j] = relu ? (v <= 0 ? 0 : v) : v; j += 1
+    }
+}
+
+/// y[j] = (x[j] - mean) * invstd * gamma + beta + s[j], then max(y, 0) with `relu`: `normalizeAffine`
+/// and a residual block's sum in one pass (the same operations, so the same bits as the two apart).
+@inline(__always)
+private func normalizeAffineAdding(_ x: UnsafePointer<Float>, _ s: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int,
+                                   mean: Float, invstd: Float, gamma: Float, beta: Float, relu: Bool) {
+    let mv = SIMD16<Float>(repeating: mean), iv = SIMD16<Float>(repeating: invstd)
+    let gv = SIMD16<Float>(repeating: gamma), bv = SIMD16<Float>(repeating: beta), zero = SIMD16<Float>(repeating: 0)
+    var j = 0
+    while j + 16 <= n {
+        let v = (UnsafeRawPointer(x + j).loadUnaligned(as: SIMD16<Float>.self) - mv) * iv * gv + bv
+            + UnsafeRawPointer(s + j).loadUnaligned(as: SIMD16<Float>.self)
+        UnsafeMutableRawPointer(y + j).storeBytes(of: relu ? v.replacing(with: zero, where: v .<= zero) : v, as: SIMD16<Float>.self)
+        j += 16
+    }
+    while j < n {
+        let v = (x[j] - mean) * invstd * gamma + beta + s[j]
         y[j] = relu ? (v <= 0 ? 0 : v) : v; j += 1
     }
 }

@@ -32,7 +32,12 @@ public func maxPoolScanStride2(_ xp: UnsafePointer<Float>, h: Int, w: Int, ho: I
                 bi.replace(with: SIMD8<Int32>(repeating: Int32(iy * w + x0 + kj)) &+ lanes, where: better)
             }}
             let n = min(8, wo - ox)
-            for l in 0..<n { vals[oy * wo + ox + l] = best[l]; idx[ox + l] = bi[l] }
+            if n == 8 {
+                UnsafeMutableRawPointer(vals + oy * wo + ox).storeBytes(of: best, as: SIMD8<Float>.self)
+                UnsafeMutableRawPointer(idx + ox).storeBytes(of: bi, as: SIMD8<Int32>.self)
+            } else {
+                for l in 0..<n { vals[oy * wo + ox + l] = best[l]; idx[ox + l] = bi[l] }
+            }
             ox += 8
         }
         row(oy)

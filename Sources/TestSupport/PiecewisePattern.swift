@@ -4,7 +4,8 @@
 // straddled a kink, and its value says nothing about the derivative at the point.
 //
 // Leaf outputs are captured through `ModelContext.inspector`; a residual block's sum
-// main(x) + shortcut(x) (not a leaf output) is rebuilt from its children's outputs, and so is
+// main(x) + shortcut(x) (not a leaf output) is rebuilt from its children's outputs (or recorded
+// by the batch norm that ends the main path, when it adds the shortcut itself), and so is
 // the output of a batch norm that pools as it normalizes (`BatchNorm2D.fuse(pool:)`, the stem):
 // from its input and its batch statistics, with the forward's operations.
 import NN
@@ -42,6 +43,10 @@ public final class PiecewisePattern {
             for c in b.main { (h, hs) = walk(c, h, hs, &p) }
             let s = b.shortcut.map { walk($0, x, shape, &p).0 } ?? x
             precondition(s.count == h.count, "\(b.name): shortcut and main path differ")
+            if b.summingBatchNorm != nil {   // its last batch norm recorded relu(main + shortcut) itself
+                for v in h { p.append(v > 0 ? 1 : 0) }
+                return (h, hs)
+            }
             var y = [Float](repeating: 0, count: h.count)
             for i in 0..<h.count {
                 let v = h[i] + s[i]

@@ -93,24 +93,32 @@ final class ResNetTests: XCTestCase {
         restore()
     }
 
-    /// The stem's batch norm pools as it normalizes (`BatchNorm2D.fuse(pool:)`): a training step
-    /// gives the bits of the model built with the layers apart (loss, every gradient, the buffers).
-    func testFusedStemPoolingGivesTheBitsOfTheLayersApart() {
-        let saved = BatchNorm2D.fusesPool
-        defer { BatchNorm2D.fusesPool = saved }
-        func step(fused: Bool) -> [[Float]] {
-            BatchNorm2D.fusesPool = fused
-            let model = ResNet(ResNetSpec(depth: 18, inChannels: 1, numClasses: 3, width: 2), seed: 5)
-            XCTAssertEqual((model.leaves[1] as! BatchNorm2D).fusedPool != nil, fused)
-            let x = Tensor(shape: [3, 1, 37, 41], values: randomNormalArray(3 * 37 * 41, seed: 6))
-            model.params.zeroGrad()
-            let r = model.trainStep(x, labels: [2, 0, 1], normalizer: 3)
-            return [[Float(r.loss)], Array(model.params.gradBuffer), Array(model.buffers.valueBuffer),
-                    model.forward(x, training: false).array]
-        }
-        let apart = step(fused: false), fused = step(fused: true)
-        for (i, name) in ["loss", "gradients", "buffers", "eval logits"].enumerated() {
-            XCTAssertEqual(apart[i].map(\.bitPattern), fused[i].map(\.bitPattern), name)
+    /// The fused passes (the stem's batch norm pooling as it normalizes, `BatchNorm2D.fuse(pool:)`;
+    /// each block's last batch norm adding the shortcut and applying the ReLU, `ResidualBlock.fusesSum`)
+    /// give the bits of the layers apart: loss, every gradient, the buffers and eval logits after a
+    /// training step, for each fusion alone and both; ResNet-18 and the bottleneck blocks of ResNet-50.
+    func testFusedPassesGiveTheBitsOfTheLayersApart() {
+        let saved = (BatchNorm2D.fusesPool, ResidualBlock.fusesSum)
+        defer { (BatchNorm2D.fusesPool, ResidualBlock.fusesSum) = saved }
+        for depth in [18, 50] {
+            func step(pool: Bool, sum: Bool) -> [[Float]] {
+                (BatchNorm2D.fusesPool, ResidualBlock.fusesSum) = (pool, sum)
+                let model = ResNet(ResNetSpec(depth: depth, inChannels: 1, numClasses: 3, width: 2), seed: 5)
+                XCTAssertEqual((model.leaves[1] as! BatchNorm2D).fusedPool != nil, pool)
+                let x = Tensor(shape: [3, 1, 37, 41], values: randomNormalArray(3 * 37 * 41, seed: 6))
+                model.params.zeroGrad()
+                let r = model.trainStep(x, labels: [2, 0, 1], normalizer: 3)
+                return [[Float(r.loss)], Array(model.params.gradBuffer), Array(model.buffers.valueBuffer),
+                        model.forward(x, training: false).array]
+            }
+            let apart = step(pool: false, sum: false)
+            XCTAssertTrue(apart[1].contains { $0 != 0 } && !apart[1].contains { $0.isNaN })
+            for (pool, sum) in [(true, false), (false, true), (true, true)] {
+                let fused = step(pool: pool, sum: sum)
+                for (i, name) in ["loss", "gradients", "buffers", "eval logits"].enumerated() {
+                    XCTAssertEqual(apart[i].map(\.bitPattern), fused[i].map(\.bitPattern), "ResNet-\(depth) pool \(pool) sum \(sum): \(name)")
+                }
+            }
         }
     }
 

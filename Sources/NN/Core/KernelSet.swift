@@ -201,13 +201,13 @@ func batchNormShiftedSums(_ x: UnsafePointer<Float>, n: Int, c: Int, hw: Int, ch
 
 /// `Kernels.batchNormNormalize` in the active set.
 func batchNormNormalize(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, n: Int, c: Int, hw: Int, channel: Int,
-                        mean: Float, invstd: Float, gamma: Float, beta: Float, relu: Bool) {
+                        mean: Float, invstd: Float, gamma: Float, beta: Float, relu: Bool, adding: UnsafePointer<Float>? = nil) {
     switch KernelSet.active {
     #if RESNET_KERNEL_SETS
-    case .avx512: KernelsAVX512.batchNormNormalize(x, y, n: n, c: c, hw: hw, channel: channel, mean: mean, invstd: invstd, gamma: gamma, beta: beta, relu: relu)
-    case .avx2: KernelsAVX2.batchNormNormalize(x, y, n: n, c: c, hw: hw, channel: channel, mean: mean, invstd: invstd, gamma: gamma, beta: beta, relu: relu)
+    case .avx512: KernelsAVX512.batchNormNormalize(x, y, n: n, c: c, hw: hw, channel: channel, mean: mean, invstd: invstd, gamma: gamma, beta: beta, relu: relu, adding: adding)
+    case .avx2: KernelsAVX2.batchNormNormalize(x, y, n: n, c: c, hw: hw, channel: channel, mean: mean, invstd: invstd, gamma: gamma, beta: beta, relu: relu, adding: adding)
     #endif
-    default: Kernels.batchNormNormalize(x, y, n: n, c: c, hw: hw, channel: channel, mean: mean, invstd: invstd, gamma: gamma, beta: beta, relu: relu)
+    default: Kernels.batchNormNormalize(x, y, n: n, c: c, hw: hw, channel: channel, mean: mean, invstd: invstd, gamma: gamma, beta: beta, relu: relu, adding: adding)
     }
 }
 

@@ -37,6 +37,9 @@ public final class BatchNorm2D: Layer {
     public private(set) var fusedPool: MaxPool2D?
     /// Whether Sequential fuses a batch norm (and its ReLU) with the max pooling after it.
     nonisolated(unsafe) public static var fusesPool = true
+    /// Set by the residual block this layer ends, for its next forward only: the output is then
+    /// relu(bn(x) + residual), the block's sum and ReLU done in this layer's pass (`ResidualBlock`).
+    var residual: Tensor?
 
     public init(_ ctx: ModelContext, name: String, channels: Int) {
         self.ctx = ctx; self.name = name; self.channels = channels
@@ -85,17 +88,25 @@ public final class BatchNorm2D: Layer {
         precondition(x.rank == 4 && x.shape[1] == channels, "\(name): input \(x.shape), expected (N,\(channels),H,W)")
         let (n, c, hw) = (x.shape[0], channels, x.shape[2] * x.shape[3])
         trainingForward = training
+        let add = residual.map { UnsafePointer($0.data) }
+        if let r = residual {
+            precondition(r.shape == x.shape && !fusedReLU && fusedPool == nil, "\(name): residual \(r.shape) for input \(x.shape)")
+            residual = nil
+        }
         if let pool = fusedPool { return forwardPooling(x, pool, training: training) }
         let y = Tensor.reuse(out, x.shape); out = y
         let gamma = weight.value, beta = bias.value
         if !training {
             Parallel.forRanges(c) { r in
-                for ch in r { for i in 0..<n { self.evalPlane(x.data + (i * c + ch) * hw, y.data + (i * c + ch) * hw, hw, channel: ch) } }
+                for ch in r { for i in 0..<n {
+                    let o = (i * c + ch) * hw
+                    self.evalPlane(x.data + o, y.data + o, hw, channel: ch, adding: add.map { $0 + o })
+                }}
             }
             return y
         }
         input = x
-        let norm = normalization, relu = fusedReLU
+        let norm = normalization, relu = fusedReLU || add != nil
         let m = statistics(x, sumFirst: ctx.statReducer != nil)
         // Without a reducer the sums are final at once: each channel is normalized right after it is
         // summed, its planes still in cache (one read from memory instead of two when they fit in L2).
@@ -104,18 +115,21 @@ public final class BatchNorm2D: Layer {
                 if self.ctx.statReducer == nil { self.sumChannel(x, ch) }
                 self.finishStatistics(ch, m)
                 batchNormNormalize(x.data, y.data, n: n, c: c, hw: hw, channel: ch, mean: norm[ch], invstd: norm[c + ch],
-                                   gamma: gamma[ch], beta: beta[ch], relu: relu)
+                                   gamma: gamma[ch], beta: beta[ch], relu: relu, adding: add)
             }
         }
         numBatchesTracked.value[0] += 1
         return y
     }
 
-    /// q = the eval-mode output of one plane of channel ch (running statistics), then the fused ReLU.
-    private func evalPlane(_ p: UnsafePointer<Float>, _ q: UnsafeMutablePointer<Float>, _ hw: Int, channel ch: Int) {
+    /// q = the eval-mode output of one plane of channel ch (running statistics), then the fused ReLU
+    /// (or plus a residual block's shortcut plane, then ReLU).
+    private func evalPlane(_ p: UnsafePointer<Float>, _ q: UnsafeMutablePointer<Float>, _ hw: Int, channel ch: Int,
+                           adding s: UnsafePointer<Float>? = nil) {
         let scale = weight.value[ch] / Float((Double(runningVar.value[ch]) + eps).squareRoot())
         let shift = bias.value[ch] - runningMean.value[ch] * scale
-        if fusedReLU { for j in 0..<hw { let v = p[j] * scale + shift; q[j] = v <= 0 ? 0 : v } }
+        if let s { for j in 0..<hw { let v = p[j] * scale + shift + s[j]; q[j] = v <= 0 ? 0 : v } }
+        else if fusedReLU { for j in 0..<hw { let v = p[j] * scale + shift; q[j] = v <= 0 ? 0 : v } }
         else { for j in 0..<hw { q[j] = p[j] * scale + shift } }
     }
 

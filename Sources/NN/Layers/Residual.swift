@@ -1,7 +1,8 @@
 // A residual block: y = relu(main(x) + shortcut(x)), shortcut = identity when nil.
 // Backward: g = dy * [y > 0] flows back through both paths; dx = dx_main + dx_shortcut.
-// When the main path ends in a batch norm (whose backward does not read its output) y is written
-// over that output: one tensor less per block.
+// When the main path ends in a batch norm (whose backward does not read its output), that batch
+// norm writes y itself, relu(bn(h) + shortcut) in its normalizing pass (`BatchNorm2D.residual`):
+// one pass over the block's output and one tensor less per block, the same bits.
 // The two block kinds (the seed's basic block, He et al.'s bottleneck) are builders below
 // and in Bottleneck.swift.
 
@@ -11,10 +12,19 @@ public final class ResidualBlock: Layer {
     public let shortcut: Layer?
     private let ctx: ModelContext
     private var out: Tensor?
+    /// Whether blocks whose main path ends in a batch norm let it add the shortcut and apply the
+    /// ReLU (on by default; off only to compare against the sum done apart).
+    nonisolated(unsafe) public static var fusesSum = true
 
     public init(_ ctx: ModelContext, name: String, main: [Layer], shortcut: Layer?) {
         self.ctx = ctx; self.name = name; self.main = main; self.shortcut = shortcut
         fuseBatchNormReLUs(main)
+    }
+
+    /// The batch norm ending the main path that adds the shortcut and applies the ReLU, if any.
+    public var summingBatchNorm: BatchNorm2D? {
+        guard ResidualBlock.fusesSum, let bn = main.last as? BatchNorm2D, !bn.fusedReLU, bn.fusedPool == nil else { return nil }
+        return bn
     }
 
     public var leaves: [Layer] { (shortcut?.leaves ?? []) + main.flatMap { $0.leaves } }
@@ -22,6 +32,14 @@ public final class ResidualBlock: Layer {
 
     public func forward(_ x: Tensor, training: Bool) -> Tensor {
         var h = x
+        if let bn = summingBatchNorm {   // shortcut first, then the batch norm writes relu(bn(h) + s)
+            for l in main.dropLast() { h = ctx.forward(l, h, training: training) }
+            let s = shortcut.map { ctx.forward($0, x, training: training) } ?? x
+            bn.residual = s
+            let y = ctx.forward(bn, h, training: training)
+            out = y
+            return y
+        }
         for l in main { h = ctx.forward(l, h, training: training) }
         let s = shortcut.map { ctx.forward($0, x, training: training) } ?? x
         precondition(s.shape == h.shape, "\(name): shortcut \(s.shape) vs main path \(h.shape)")
