@@ -116,8 +116,10 @@ public final class ResNet {
             let out = layer.outputShape(shape)
             guard out.allSatisfy({ $0 > 0 }) else { return nil }
             // an in-place ReLU reuses its input; max pooling keeps its argmax too (UInt16, half of y; the
-            // Int32 form of rows over 32K floats wide is not counted)
-            let halves = (layer as? ReLU)?.inPlace == true ? 0 : layer is MaxPool2D ? 3 : 2   // in halves of the output's size
+            // Int32 form of rows over 32K floats wide is not counted); a batch norm that pools as it
+            // normalizes keeps no output of its own
+            let halves = (layer as? ReLU)?.inPlace == true || (layer as? BatchNorm2D)?.fusedPool != nil ? 0
+                : layer is MaxPool2D ? 3 : 2   // in halves of the output's size
             kept += halves * out.reduce(1, *) / 2
             gradientShapes.insert(shape)
             return out
