@@ -86,4 +86,40 @@ final class ConvStrategyTests: XCTestCase {
             assertCloseScaled(runs[0].2, runs[1].2.map(Double.init), tol: 1e-4, "parameter gradients \(side)")
         }
     }
+    /// The bias gradient on every path (F(4x4) dW by images and by output channels, F(3x3), F(2x2),
+    /// the im2col gather, the stem's bands, the dense matrix), with 1 and 2 workers, is Σ dY per
+    /// channel (Double reference), added to what the gradient held.
+    func testBiasGradientIsTheSumOfTheOutputGradientOnEveryPath() {
+        let saved = Conv2D.weightGradientByChannelsRatio
+        defer { Conv2D.weightGradientByChannelsRatio = saved }
+        let cases: [(ConvCase, String, Double)] = [
+            (ConvCase(n: 3, cin: 2, cout: 5, h: 11, w: 10, k: 3, stride: 1, padding: 1, bias: true), "winograd4x4", 0),   // by images
+            (ConvCase(n: 2, cin: 8, cout: 9, h: 7, w: 7, k: 3, stride: 1, padding: 1, bias: true), "winograd4x4", 1e9),  // by channels
+            (ConvCase(n: 3, cin: 2, cout: 3, h: 9, w: 9, k: 3, stride: 1, padding: 1, bias: true), "winograd3x3", 0),
+            (ConvCase(n: 3, cin: 2, cout: 3, h: 4, w: 4, k: 3, stride: 1, padding: 1, bias: true), "winograd2x2", 0),
+            (ConvCase(n: 5, cin: 2, cout: 3, h: 9, w: 8, k: 3, stride: 2, padding: 1, bias: true), "im2col", 0),         // gather
+            (ConvCase(n: 3, cin: 1, cout: 4, h: 101, w: 99, k: 7, stride: 2, padding: 3, bias: true), "im2col", 0),     // by rows
+            (ConvCase(n: 3, cin: 2, cout: 3, h: 2, w: 2, k: 3, stride: 1, padding: 1, bias: true), "unrolled", 0),
+        ]
+        for (c, want, ratio) in cases {
+            Conv2D.weightGradientByChannelsRatio = ratio
+            for workers in [1, 2] { withWorkers(workers) {
+                let (ctx, conv) = makeConv(c, seed: 9)
+                XCTAssertEqual(name(conv.strategy([c.n, c.cin, c.h, c.w])), want, "\(c)")
+                let x = randomTensor([c.n, c.cin, c.h, c.w], seed: 10)
+                let os = conv.outputShape(x.shape), dy = randomTensor(os, seed: 11)
+                ctx.params.zeroGrad()
+                let b = conv.bias!
+                for k in 0..<c.cout { b.grad[k] = Float(k) }   // backward adds to what is there
+                _ = conv.forward(x, training: true)
+                _ = conv.backward(dy)
+                let hw = os[2] * os[3]
+                for k in 0..<c.cout {
+                    var want = Double(k)
+                    for i in 0..<c.n { for j in 0..<hw { want += Double(dy[(i * c.cout + k) * hw + j]) } }
+                    XCTAssertEqual(Double(b.grad[k]), want, accuracy: 1e-5 * max(1, abs(want)) + 1e-4, "\(c) workers \(workers) channel \(k)")
+                }
+            }}
+        }
+    }
 }
