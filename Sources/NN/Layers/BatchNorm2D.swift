@@ -174,39 +174,51 @@ public final class BatchNorm2D: Layer {
 
     public func backward(_ dy: Tensor) -> Tensor {
         guard let x = input, trainingForward else { preconditionFailure("\(name): backward needs a training forward") }
-        if let pool = fusedPool { return backwardPooling(x, dy, pool) }
-        let (n, c, hw) = (dy.shape[0], channels, dy.shape[2] * dy.shape[3])
-        let d = GradientPool.take(dy.shape, replacing: dy)   // elementwise: may overwrite a donated dy
+        let (n, c, hw) = (x.shape[0], channels, x.shape[2] * x.shape[3])
+        let parts = max(1, min(Parallel.workers, c))
+        // Where worker wk reads channel ch's output gradient: dy itself (laid out as x), or, when this
+        // layer pools, the worker's buffer that the channel's planes are rebuilt into from the pooled dy.
+        let d: Tensor, gradientOf: (_ wk: Int, _ ch: Int) -> (base: UnsafePointer<Float>, planes: Int?)
+        if let pool = fusedPool {
+            d = GradientPool.take(x.shape)
+            let buffers = (0..<parts).map { Workspace.shared.buffer(worker: $0, slot: Workspace.pooledPlanes, count: n * hw) }
+            gradientOf = { wk, ch in
+                for i in 0..<n { pool.unpool(dy, plane: i * c + ch, into: buffers[wk] + i * hw) }
+                return (UnsafePointer(buffers[wk]), hw)
+            }
+        } else {
+            d = GradientPool.take(dy.shape, replacing: dy)   // elementwise: may overwrite a donated dy
+            gradientOf = { _, _ in (UnsafePointer(dy.data), nil) }
+        }
         let (sums, invstd, norm) = (self.sums, self.invstd, self.normalization)
         let gamma = weight.value, beta = bias.value, dgammaOut = weight.grad, dbetaOut = bias.grad
-        func sumChannel(_ ch: Int) {   // sum(dy), sum(dy * xhat)
-            let (s, s2) = batchNormGradientSums(dy.data, x.data, n: n, c: c, hw: hw, channel: ch, mean: norm[ch], invstd: norm[c + ch],
-                                                relu: self.fusedReLU ? (gamma[ch], beta[ch]) : nil)
+        func relu(_ ch: Int) -> (Float, Float)? { fusedReLU ? (gamma[ch], beta[ch]) : nil }
+        func sumChannel(_ g: (base: UnsafePointer<Float>, planes: Int?), _ ch: Int) {   // sum(dy), sum(dy * xhat)
+            let (s, s2) = batchNormGradientSums(g.base, x.data, n: n, c: c, hw: hw, channel: ch, mean: norm[ch], invstd: norm[c + ch],
+                                                relu: relu(ch), dyPlanes: g.planes)
             sums[ch] = s; sums[c + ch] = s2
             dbetaOut[ch] += Float(s); dgammaOut[ch] += Float(s2)   // local sums; the allreduce adds the rest
         }
         let m = count
-        func gradientChannel(_ ch: Int) {
-            let dbeta = sums[ch], dgamma = sums[c + ch]
+        func gradientChannel(_ g: (base: UnsafePointer<Float>, planes: Int?), _ ch: Int) {
             let k = Float(Double(gamma[ch]) * invstd[ch] / m)
-            let fm = Float(m), fb = Float(dbeta), fg = Float(dgamma), mean = norm[ch], istd = norm[c + ch]
-            batchNormInputGradient(dy.data, x.data, d.data, n: n, c: c, hw: hw, channel: ch, k: k, m: fm, dbeta: fb, dgamma: fg,
-                                   mean: mean, invstd: istd, relu: self.fusedReLU ? (gamma[ch], beta[ch]) : nil)
+            batchNormInputGradient(g.base, x.data, d.data, n: n, c: c, hw: hw, channel: ch, k: k, m: Float(m), dbeta: Float(sums[ch]),
+                                   dgamma: Float(sums[c + ch]), mean: norm[ch], invstd: norm[c + ch], relu: relu(ch), dyPlanes: g.planes)
         }
         if let reduce = ctx.statReducer {
-            Parallel.forRanges(c) { r in for ch in r { sumChannel(ch) } }
+            Parallel.forItems(c, parts: parts) { wk, ch in sumChannel(gradientOf(wk, ch), ch) }
             reduce(sums, 2 * c)
-            Parallel.forRanges(c) { r in for ch in r { gradientChannel(ch) } }
+            Parallel.forItems(c, parts: parts) { wk, ch in gradientChannel(gradientOf(wk, ch), ch) }
         } else {   // as in forward: both passes over a channel while it is in cache
-            Parallel.forRanges(c) { r in for ch in r { sumChannel(ch); gradientChannel(ch) } }
+            Parallel.forItems(c, parts: parts) { wk, ch in let g = gradientOf(wk, ch); sumChannel(g, ch); gradientChannel(g, ch) }
         }
         return d
     }
 
     // MARK: Pooling as it normalizes (`fuse(pool:)`)
 
-    /// (pooled output): each image's plane of a channel is normalized into the worker's buffer and
-    /// pooled from there; the statistics as in `forward`.
+    /// The pooled output: each image's plane of a channel is normalized into the worker's buffer and
+    /// pooled from there (the statistics as in `forward`). Backward rebuilds the planes' gradients.
     private func forwardPooling(_ x: Tensor, _ pool: MaxPool2D, training: Bool) -> Tensor {
         let (n, c, hw) = (x.shape[0], channels, x.shape[2] * x.shape[3])
         let y = pool.begin(x.shape, training: training)
@@ -242,43 +254,6 @@ public final class BatchNorm2D: Layer {
         return y
     }
 
-    /// dx from the pooled output's gradient dy: per channel its planes' output gradients are
-    /// rebuilt (`MaxPool2D.unpool`) in the worker's buffer, then both backward passes read them there.
-    private func backwardPooling(_ x: Tensor, _ dy: Tensor, _ pool: MaxPool2D) -> Tensor {
-        let (n, c, hw) = (x.shape[0], channels, x.shape[2] * x.shape[3])
-        let d = GradientPool.take(x.shape)
-        let parts = max(1, min(Parallel.workers, c))
-        let buffers = (0..<parts).map { Workspace.shared.buffer(worker: $0, slot: Workspace.pooledPlanes, count: n * hw) }
-        let (sums, invstd, norm) = (self.sums, self.invstd, self.normalization)
-        let gamma = weight.value, beta = bias.value, dgammaOut = weight.grad, dbetaOut = bias.grad
-        let relu = fusedReLU
-        func unpoolChannel(_ b: UnsafeMutablePointer<Float>, _ ch: Int) {
-            for i in 0..<n { pool.unpool(dy, plane: i * c + ch, into: b + i * hw) }
-        }
-        func sumChannel(_ b: UnsafeMutablePointer<Float>, _ ch: Int) {
-            let (s, s2) = batchNormGradientSums(b, x.data, n: n, c: c, hw: hw, channel: ch, mean: norm[ch], invstd: norm[c + ch],
-                                                relu: relu ? (gamma[ch], beta[ch]) : nil, dyPlanes: hw)
-            sums[ch] = s; sums[c + ch] = s2
-            dbetaOut[ch] += Float(s); dgammaOut[ch] += Float(s2)
-        }
-        let m = count
-        func gradientChannel(_ b: UnsafeMutablePointer<Float>, _ ch: Int) {
-            let k = Float(Double(gamma[ch]) * invstd[ch] / m)
-            batchNormInputGradient(b, x.data, d.data, n: n, c: c, hw: hw, channel: ch, k: k, m: Float(m), dbeta: Float(sums[ch]),
-                                   dgamma: Float(sums[c + ch]), mean: norm[ch], invstd: norm[c + ch],
-                                   relu: relu ? (gamma[ch], beta[ch]) : nil, dyPlanes: hw)
-        }
-        if let reduce = ctx.statReducer {
-            Parallel.forItems(c, parts: parts) { wk, ch in unpoolChannel(buffers[wk], ch); sumChannel(buffers[wk], ch) }
-            reduce(sums, 2 * c)
-            Parallel.forItems(c, parts: parts) { wk, ch in unpoolChannel(buffers[wk], ch); gradientChannel(buffers[wk], ch) }
-        } else {
-            Parallel.forItems(c, parts: parts) { wk, ch in
-                unpoolChannel(buffers[wk], ch); sumChannel(buffers[wk], ch); gradientChannel(buffers[wk], ch)
-            }
-        }
-        return d
-    }
 }
 
 /// Fuses every batch norm of `layers` that an in-place ReLU follows (`BatchNorm2D.fuse`), when
