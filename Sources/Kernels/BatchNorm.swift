@@ -28,27 +28,26 @@ public func batchNormNormalize(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePoin
 }
 
 /// (Σ dy, Σ dy * xhat) over the channel's planes (each plane's Float sums added in Double, in order);
-/// with `relu` (gamma, beta) leaving out the terms where xhat * gamma + beta ≤ 0. With `dyPlanes`,
-/// dy holds the channel's planes alone, that many floats apart (else it is laid out as x).
+/// with `relu` (gamma, beta) leaving out the terms where xhat * gamma + beta ≤ 0.
 public func batchNormGradientSums(_ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, n: Int, c: Int, hw: Int, channel ch: Int,
-                                  mean: Float, invstd: Float, relu: (gamma: Float, beta: Float)?, dyPlanes: Int? = nil) -> (Double, Double) {
+                                  mean: Float, invstd: Float, relu: (gamma: Float, beta: Float)?) -> (Double, Double) {
     var s = 0.0, s2 = 0.0
     for i in 0..<n {
         let o = (i * c + ch) * hw
-        let (a, b) = sumAndDotNormalized(dy + (dyPlanes.map { i * $0 } ?? o), x + o, hw, mean: mean, invstd: invstd, relu: relu)
+        let (a, b) = sumAndDotNormalized(dy + o, x + o, hw, mean: mean, invstd: invstd, relu: relu)
         s += Double(a); s2 += Double(b)
     }
     return (s, s2)
 }
 
 /// dx = k * (m * dy - dbeta - xhat * dgamma) over the channel's planes (dy masked as in
-/// `batchNormGradientSums` with `relu`, laid out as there with `dyPlanes`); dx may be dy itself.
+/// `batchNormGradientSums` with `relu`); dx may be dy itself.
 public func batchNormInputGradient(_ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
                                    n: Int, c: Int, hw: Int, channel ch: Int, k: Float, m: Float, dbeta: Float, dgamma: Float,
-                                   mean: Float, invstd: Float, relu: (gamma: Float, beta: Float)?, dyPlanes: Int? = nil) {
+                                   mean: Float, invstd: Float, relu: (gamma: Float, beta: Float)?) {
     for i in 0..<n {
         let o = (i * c + ch) * hw
-        inputGradient(dy + (dyPlanes.map { i * $0 } ?? o), x + o, dx + o, hw, k: k, m: m, dbeta: dbeta, dgamma: dgamma, mean: mean, invstd: invstd, relu: relu)
+        inputGradient(dy + o, x + o, dx + o, hw, k: k, m: m, dbeta: dbeta, dgamma: dgamma, mean: mean, invstd: invstd, relu: relu)
     }
 }
 

@@ -86,8 +86,9 @@ public final class ResNet {
 
     /// What a model of this spec holds, without allocating it: parameter and BN-buffer counts,
     /// and the activation floats one training step keeps per image at `input` (C, H, W): every
-    /// leaf's output but an in-place ReLU's (max pooling's 1.5 times: its UInt16 argmax), and a
-    /// residual block's sum unless it overwrites its main path's last batch norm output; and the
+    /// leaf's output but an in-place ReLU's and a batch norm's that pools as it normalizes (max
+    /// pooling's 1.5 times: its UInt16 argmax), and a residual block's sum unless its main path's
+    /// last batch norm writes it; and the
     /// input gradients, which come from one
     /// `GradientPool` and are alive at most three at a time per shape (a residual block's g, its
     /// main path's current and next gradient; the elementwise layers overwrite donated ones), so

@@ -25,9 +25,11 @@ public final class PiecewisePattern {
 
     public func uninstall() { ctx.inspector = previous }
 
-    /// The pattern of the last forward of `root` on an input of shape `inputShape` with values `x`.
+    /// The pattern of the last forward of `root` on an input of shape `inputShape` with values `x`
+    /// (a training forward: a pooling batch norm's decisions are rebuilt from its batch statistics).
     public func pattern(_ root: Layer, input x: [Float], shape: [Int]) -> [Int32] {
         var p: [Int32] = []
+        insidePooledBatchNorm = false
         _ = walk(root, x, shape, &p)
         return p
     }

@@ -138,14 +138,15 @@ final class BatchNormTests: XCTestCase {
     /// A batch norm that pools as it normalizes (the stem's BN, ReLU, MaxPool; `fuse(pool:)`) gives the
     /// bits of the three layers apart: pooled output in training and eval, input gradient, parameter
     /// gradients and running statistics; with and without the ReLU, with an identity stat reducer
-    /// (the synced path), for 3x3/2 padding 1 and 2x2/2 pooling; odd maps, a NaN and ties included.
+    /// (the synced path), with 1 to 3 workers, for 3x3/2 padding 1 and 2x2/2 pooling; odd maps, a NaN
+    /// and ties included.
     func testFusedPoolingMatchesTheLayersApartBitForBit() {
         let saved = (BatchNorm2D.fusesReLU, BatchNorm2D.fusesPool)
         defer { (BatchNorm2D.fusesReLU, BatchNorm2D.fusesPool) = saved }
         BatchNorm2D.fusesReLU = true
         for (shape, k, st, pd) in [([3, 4, 9, 11], 3, 2, 1), ([2, 3, 8, 6], 2, 2, 0), ([5, 2, 1, 1], 3, 2, 1)] {
-            for withReLU in [true, false] { for synced in [false, true] {
-                func run(fused: Bool) -> [[Float]] {
+            for withReLU in [true, false] { for synced in [false, true] { for workers in [1, 2, 3] {
+                func run(fused: Bool) -> [[Float]] { withWorkers(workers) {
                     BatchNorm2D.fusesPool = fused
                     let ctx = ModelContext()
                     if synced { ctx.statReducer = { _, _ in } }
@@ -167,9 +168,9 @@ final class BatchNormTests: XCTestCase {
                     let grads = Array(ctx.params.gradBuffer)
                     let stats = bn.runningMean.values + bn.runningVar.values
                     return [y.array, dx, grads, stats, seq.forward(x, training: false).array]
-                }
+                }}
                 let apart = run(fused: false), fused = run(fused: true)
-                let what = "\(shape) pool \(k)/\(st)/\(pd) relu \(withReLU) synced \(synced)"
+                let what = "\(shape) pool \(k)/\(st)/\(pd) relu \(withReLU) synced \(synced) workers \(workers)"
                 XCTAssertTrue(apart[1].contains { $0 != 0 && !$0.isNaN }, "\(what): some input gradient")
                 for (i, name) in ["y", "dx", "gradients", "running statistics", "eval y"].enumerated() {
                     let a = apart[i], b = fused[i]
@@ -177,7 +178,7 @@ final class BatchNormTests: XCTestCase {
                     XCTAssertTrue(a.count == b.count && differ.isEmpty,
                                   "\(what) \(name): \(differ.count) of \(a.count) differ, first at \(differ.first.map { "[\($0)] \(a[$0]) vs \(b[$0])" } ?? "-")")
                 }
-            }}
+            }}}
         }
     }
 

@@ -105,6 +105,9 @@ final class ResNetTests: XCTestCase {
                 (BatchNorm2D.fusesPool, ResidualBlock.fusesSum) = (pool, sum)
                 let model = ResNet(ResNetSpec(depth: depth, inChannels: 1, numClasses: 3, width: 2), seed: 5)
                 XCTAssertEqual((model.leaves[1] as! BatchNorm2D).fusedPool != nil, pool)
+                let blocks = model.net.children.flatMap { ($0 as? Sequential)?.children ?? [] }.compactMap { $0 as? ResidualBlock }
+                XCTAssertEqual(blocks.count, depth == 18 ? 8 : 16)
+                XCTAssertTrue(blocks.allSatisfy { ($0.summingBatchNorm != nil) == sum }, "ResNet-\(depth) sum \(sum)")
                 let x = Tensor(shape: [3, 1, 37, 41], values: randomNormalArray(3 * 37 * 41, seed: 6))
                 model.params.zeroGrad()
                 let r = model.trainStep(x, labels: [2, 0, 1], normalizer: 3)
@@ -398,7 +401,8 @@ final class ResNetTests: XCTestCase {
         _ = model.forward(x, training: true)
         XCTAssertNil(firstBad, "a clean input gives finite outputs everywhere")
         // Every leaf reports its output once. (`leaves` lists a block's shortcut first, the order
-        // of declaration; forward runs it after the main path.)
+        // of declaration; forward runs it after the main path, or, when the main path's last batch
+        // norm adds it, just before that batch norm.)
         XCTAssertEqual(outputs.sorted(), model.leaves.map { $0.name }.sorted())
         XCTAssertEqual(outputs.first, "0.0")
         x[37] = .nan

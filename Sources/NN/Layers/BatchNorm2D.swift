@@ -12,7 +12,8 @@
 // `fuse(pool:)` takes over a max pooling after that (the stem's BN, ReLU, MaxPool): each plane is
 // normalized into a per-worker buffer and pooled from there, so the normalized tensor (the largest
 // of the network) is neither written nor kept; backward rebuilds each channel's output gradient
-// from the pooled one (`MaxPool2D.unpool`) in the buffer. Bit for bit the layers apart, again.
+// from the pooled one (`MaxPool2D.unpool`), plane by plane in the buffer. Bit for bit the layers
+// apart, again.
 
 public final class BatchNorm2D: Layer {
     public let name: String
@@ -35,7 +36,7 @@ public final class BatchNorm2D: Layer {
     nonisolated(unsafe) public static var fusesReLU = true
     /// The max pooling after this layer (and its ReLU), when `fuse(pool:)` gave its work to this layer.
     public private(set) var fusedPool: MaxPool2D?
-    /// Whether Sequential fuses a batch norm (and its ReLU) with the max pooling after it.
+    /// Whether Sequential and ResidualBlock fuse a batch norm (and its ReLU) with the max pooling after it.
     nonisolated(unsafe) public static var fusesPool = true
     /// Set by the residual block this layer ends, for its next forward only: the output is then
     /// relu(bn(x) + residual), the block's sum and ReLU done in this layer's pass (`ResidualBlock`).
@@ -88,8 +89,9 @@ public final class BatchNorm2D: Layer {
         precondition(x.rank == 4 && x.shape[1] == channels, "\(name): input \(x.shape), expected (N,\(channels),H,W)")
         let (n, c, hw) = (x.shape[0], channels, x.shape[2] * x.shape[3])
         trainingForward = training
-        let add = residual.map { UnsafePointer($0.data) }
-        if let r = residual {
+        let shortcut = residual, add = shortcut.map { UnsafePointer($0.data) }
+        defer { withExtendedLifetime(shortcut) {} }   // `add` points into it
+        if let r = shortcut {
             precondition(r.shape == x.shape && !fusedReLU && fusedPool == nil, "\(name): residual \(r.shape) for input \(x.shape)")
             residual = nil
         }
@@ -176,41 +178,47 @@ public final class BatchNorm2D: Layer {
         guard let x = input, trainingForward else { preconditionFailure("\(name): backward needs a training forward") }
         let (n, c, hw) = (x.shape[0], channels, x.shape[2] * x.shape[3])
         let parts = max(1, min(Parallel.workers, c))
-        // Where worker wk reads channel ch's output gradient: dy itself (laid out as x), or, when this
-        // layer pools, the worker's buffer that the channel's planes are rebuilt into from the pooled dy.
-        let d: Tensor, gradientOf: (_ wk: Int, _ ch: Int) -> (base: UnsafePointer<Float>, planes: Int?)
+        // Worker wk's plane of the output gradient for image i, channel ch: dy's own plane, or, when this
+        // layer pools, that plane rebuilt from the pooled dy into the worker's buffer (one plane of scratch).
+        let d: Tensor, gradientPlane: (_ wk: Int, _ i: Int, _ ch: Int) -> UnsafePointer<Float>
         if let pool = fusedPool {
+            precondition(dy.shape == pool.outputShape(x.shape), "\(name): dy \(dy.shape), expected \(pool.outputShape(x.shape)) (pooled)")
             d = GradientPool.take(x.shape)
-            let buffers = (0..<parts).map { Workspace.shared.buffer(worker: $0, slot: Workspace.pooledPlanes, count: n * hw) }
-            gradientOf = { wk, ch in
-                for i in 0..<n { pool.unpool(dy, plane: i * c + ch, into: buffers[wk] + i * hw) }
-                return (UnsafePointer(buffers[wk]), hw)
-            }
+            let buffers = (0..<parts).map { Workspace.shared.buffer(worker: $0, slot: Workspace.pooledPlanes, count: hw) }
+            gradientPlane = { wk, i, ch in pool.unpool(dy, plane: i * c + ch, into: buffers[wk]); return UnsafePointer(buffers[wk]) }
         } else {
+            precondition(dy.shape == x.shape, "\(name): dy \(dy.shape), expected \(x.shape)")
             d = GradientPool.take(dy.shape, replacing: dy)   // elementwise: may overwrite a donated dy
-            gradientOf = { _, _ in (UnsafePointer(dy.data), nil) }
+            gradientPlane = { _, i, ch in UnsafePointer(dy.data + (i * c + ch) * hw) }
         }
         let (sums, invstd, norm) = (self.sums, self.invstd, self.normalization)
         let gamma = weight.value, beta = bias.value, dgammaOut = weight.grad, dbetaOut = bias.grad
         func relu(_ ch: Int) -> (Float, Float)? { fusedReLU ? (gamma[ch], beta[ch]) : nil }
-        func sumChannel(_ g: (base: UnsafePointer<Float>, planes: Int?), _ ch: Int) {   // sum(dy), sum(dy * xhat)
-            let (s, s2) = batchNormGradientSums(g.base, x.data, n: n, c: c, hw: hw, channel: ch, mean: norm[ch], invstd: norm[c + ch],
-                                                relu: relu(ch), dyPlanes: g.planes)
+        func sumChannel(_ wk: Int, _ ch: Int) {   // sum(dy), sum(dy * xhat), plane by plane in order
+            var s = 0.0, s2 = 0.0
+            for i in 0..<n {
+                let (a, b) = batchNormGradientSums(gradientPlane(wk, i, ch), x.data + (i * c + ch) * hw, n: 1, c: 1, hw: hw, channel: 0,
+                                                   mean: norm[ch], invstd: norm[c + ch], relu: relu(ch))
+                s += a; s2 += b
+            }
             sums[ch] = s; sums[c + ch] = s2
             dbetaOut[ch] += Float(s); dgammaOut[ch] += Float(s2)   // local sums; the allreduce adds the rest
         }
         let m = count
-        func gradientChannel(_ g: (base: UnsafePointer<Float>, planes: Int?), _ ch: Int) {
+        func gradientChannel(_ wk: Int, _ ch: Int) {
             let k = Float(Double(gamma[ch]) * invstd[ch] / m)
-            batchNormInputGradient(g.base, x.data, d.data, n: n, c: c, hw: hw, channel: ch, k: k, m: Float(m), dbeta: Float(sums[ch]),
-                                   dgamma: Float(sums[c + ch]), mean: norm[ch], invstd: norm[c + ch], relu: relu(ch), dyPlanes: g.planes)
+            for i in 0..<n {
+                let o = (i * c + ch) * hw
+                batchNormInputGradient(gradientPlane(wk, i, ch), x.data + o, d.data + o, n: 1, c: 1, hw: hw, channel: 0, k: k, m: Float(m),
+                                       dbeta: Float(sums[ch]), dgamma: Float(sums[c + ch]), mean: norm[ch], invstd: norm[c + ch], relu: relu(ch))
+            }
         }
         if let reduce = ctx.statReducer {
-            Parallel.forItems(c, parts: parts) { wk, ch in sumChannel(gradientOf(wk, ch), ch) }
+            Parallel.forItems(c, parts: parts) { wk, ch in sumChannel(wk, ch) }
             reduce(sums, 2 * c)
-            Parallel.forItems(c, parts: parts) { wk, ch in gradientChannel(gradientOf(wk, ch), ch) }
+            Parallel.forItems(c, parts: parts) { wk, ch in gradientChannel(wk, ch) }
         } else {   // as in forward: both passes over a channel while it is in cache
-            Parallel.forItems(c, parts: parts) { wk, ch in let g = gradientOf(wk, ch); sumChannel(g, ch); gradientChannel(g, ch) }
+            Parallel.forItems(c, parts: parts) { wk, ch in sumChannel(wk, ch); gradientChannel(wk, ch) }
         }
         return d
     }
@@ -218,7 +226,7 @@ public final class BatchNorm2D: Layer {
     // MARK: Pooling as it normalizes (`fuse(pool:)`)
 
     /// The pooled output: each image's plane of a channel is normalized into the worker's buffer and
-    /// pooled from there (the statistics as in `forward`). Backward rebuilds the planes' gradients.
+    /// pooled from there (the statistics as in `forward`); `backward` rebuilds each plane's gradient.
     private func forwardPooling(_ x: Tensor, _ pool: MaxPool2D, training: Bool) -> Tensor {
         let (n, c, hw) = (x.shape[0], channels, x.shape[2] * x.shape[3])
         let y = pool.begin(x.shape, training: training)

@@ -89,6 +89,7 @@ public final class MaxPool2D: Layer {
 
     public func backward(_ dy: Tensor) -> Tensor {
         if passThrough { return dy }
+        guard !inputShape.isEmpty else { preconditionFailure("\(name): backward needs a training forward") }
         precondition(dy.shape == outputShape(inputShape), "\(name): dy \(dy.shape), expected \(outputShape(inputShape))")
         let d = GradientPool.take(inputShape)   // each plane zeroed just before its winners are added (in cache)
         let hw = inputShape[2] * inputShape[3], planes = inputShape[0] * inputShape[1]
@@ -134,14 +135,15 @@ public final class MaxPool2D: Layer {
     /// after a training `begin`. Planes may be pooled concurrently with distinct scratch.
     func pool(_ src: UnsafePointer<Float>, plane pl: Int, into y: Tensor, scratch: UnsafeMutablePointer<Float>) {
         let g = planeRows
-        let idx = UnsafeMutableRawPointer(scratch + g.bufferCount).bindMemory(to: Int32.self, capacity: g.wo)
         let keep = keepArgmax ? argmax : nil, wide = wideArgmax
-        scan(src, g, scratch, y.data + pl * g.ho * g.wo, idx) { oy in
-            guard let keep else { return }
-            let at = pl * g.ho * g.wo + oy * g.wo
-            if wide { (keep.assumingMemoryBound(to: Int32.self) + at).update(from: idx, count: g.wo); return }
-            let o = keep.assumingMemoryBound(to: UInt16.self) + at, first = self.rowStart(oy, w: g.w)
-            for ox in 0..<g.wo { o[ox] = UInt16(truncatingIfNeeded: Int(idx[ox]) - first - ox * self.stride) }
+        (scratch + g.bufferCount).withMemoryRebound(to: Int32.self, capacity: g.wo) { idx in
+            scan(src, g, scratch, y.data + pl * g.ho * g.wo, idx) { oy in
+                guard let keep else { return }
+                let at = pl * g.ho * g.wo + oy * g.wo
+                if wide { (keep.assumingMemoryBound(to: Int32.self) + at).update(from: idx, count: g.wo); return }
+                let o = keep.assumingMemoryBound(to: UInt16.self) + at, first = self.rowStart(oy, w: g.w)
+                for ox in 0..<g.wo { o[ox] = UInt16(truncatingIfNeeded: Int(idx[ox]) - first - ox * self.stride) }
+            }
         }
     }
 
