@@ -19,35 +19,32 @@ public func batchNormNormalize(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePoin
                                mean: Float, invstd: Float, gamma: Float, beta: Float, relu: Bool, adding: UnsafePointer<Float>? = nil) {
     for i in 0..<n {
         let o = (i * c + ch) * hw
-        if let adding {
-            normalizeAffineAdding(x + o, adding + o, y + o, hw, mean: mean, invstd: invstd, gamma: gamma, beta: beta, relu: relu)
-        } else {
-            normalizeAffine(x + o, y + o, hw, mean: mean, invstd: invstd, gamma: gamma, beta: beta, relu: relu)
-        }
+        normalizeAffine(x + o, y + o, hw, mean: mean, invstd: invstd, gamma: gamma, beta: beta, relu: relu, adding: adding.map { $0 + o })
     }
 }
 
 /// (Σ dy, Σ dy * xhat) over the channel's planes (each plane's Float sums added in Double, in order);
-/// with `relu` (gamma, beta) leaving out the terms where xhat * gamma + beta ≤ 0.
+/// with `relu` (gamma, beta) leaving out the terms where xhat * gamma + beta ≤ 0. With `dyPlanes`,
+/// dy holds the channel's planes alone, that many floats apart (else it is laid out as x).
 public func batchNormGradientSums(_ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, n: Int, c: Int, hw: Int, channel ch: Int,
-                                  mean: Float, invstd: Float, relu: (gamma: Float, beta: Float)?) -> (Double, Double) {
+                                  mean: Float, invstd: Float, relu: (gamma: Float, beta: Float)?, dyPlanes: Int? = nil) -> (Double, Double) {
     var s = 0.0, s2 = 0.0
     for i in 0..<n {
         let o = (i * c + ch) * hw
-        let (a, b) = sumAndDotNormalized(dy + o, x + o, hw, mean: mean, invstd: invstd, relu: relu)
+        let (a, b) = sumAndDotNormalized(dy + (dyPlanes.map { i * $0 } ?? o), x + o, hw, mean: mean, invstd: invstd, relu: relu)
         s += Double(a); s2 += Double(b)
     }
     return (s, s2)
 }
 
 /// dx = k * (m * dy - dbeta - xhat * dgamma) over the channel's planes (dy masked as in
-/// `batchNormGradientSums` with `relu`); dx may be dy itself.
+/// `batchNormGradientSums` with `relu`, laid out as there with `dyPlanes`); dx may be dy itself.
 public func batchNormInputGradient(_ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
                                    n: Int, c: Int, hw: Int, channel ch: Int, k: Float, m: Float, dbeta: Float, dgamma: Float,
-                                   mean: Float, invstd: Float, relu: (gamma: Float, beta: Float)?) {
+                                   mean: Float, invstd: Float, relu: (gamma: Float, beta: Float)?, dyPlanes: Int? = nil) {
     for i in 0..<n {
         let o = (i * c + ch) * hw
-        inputGradient(dy + o, x + o, dx + o, hw, k: k, m: m, dbeta: dbeta, dgamma: dgamma, mean: mean, invstd: invstd, relu: relu)
+        inputGradient(dy + (dyPlanes.map { i * $0 } ?? o), x + o, dx + o, hw, k: k, m: m, dbeta: dbeta, dgamma: dgamma, mean: mean, invstd: invstd, relu: relu)
     }
 }
 
@@ -99,49 +96,33 @@ private func shiftedSumAndSquares(_ p: UnsafePointer<Float>, _ n: Int, shift: Do
     return (a, b)
 }
 
-/// y[j] = (x[j] - mean) * invstd * gamma + beta, then max(y, 0) with `relu` (NaN kept, as ReLU), 16 lanes at a time
-/// (the same operations per element as the scalar tail, so the same bits).
+/// y[j] = (x[j] - mean) * invstd * gamma + beta, plus s[j] (a residual block's shortcut) when
+/// given, then max(y, 0) with `relu` (NaN kept, as ReLU), 16 lanes at a time (the same operations
+/// per element as the scalar tail, so the same bits; with s, those of the batch norm and the
+/// block's sum apart).
 @inline(__always)
 private func normalizeAffine(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int,
-                             mean: Float, invstd: Float, gamma: Float, beta: Float, relu: Bool) {
+                             mean: Float, invstd: Float, gamma: Float, beta: Float, relu: Bool, adding s: UnsafePointer<Float>?) {
     let mv = SIMD16<Float>(repeating: mean), iv = SIMD16<Float>(repeating: invstd)
     let gv = SIMD16<Float>(repeating: gamma), bv = SIMD16<Float>(repeating: beta), zero = SIMD16<Float>(repeating: 0)
+    @inline(__always) func affine(_ j: Int) -> SIMD16<Float> {
+        let v = (UnsafeRawPointer(x + j).loadUnaligned(as: SIMD16<Float>.self) - mv) * iv * gv + bv
+        guard let s else { return v }
+        return v + UnsafeRawPointer(s + j).loadUnaligned(as: SIMD16<Float>.self)
+    }
     var j = 0
     if relu {
         while j + 16 <= n {
-            let v = (UnsafeRawPointer(x + j).loadUnaligned(as: SIMD16<Float>.self) - mv) * iv * gv + bv
+            let v = affine(j)
             UnsafeMutableRawPointer(y + j).storeBytes(of: v.replacing(with: zero, where: v .<= zero), as: SIMD16<Float>.self)
             j += 16
         }
     } else {
-        while j + 16 <= n {
-            let v = UnsafeRawPointer(x + j).loadUnaligned(as: SIMD16<Float>.self)
-            UnsafeMutableRawPointer(y + j).storeBytes(of: (v - mv) * iv * gv + bv, as: SIMD16<Float>.self)
-            j += 16
-        }
+        while j + 16 <= n { UnsafeMutableRawPointer(y + j).storeBytes(of: affine(j), as: SIMD16<Float>.self); j += 16 }
     }
     while j < n {
-        let v = (x[j] - mean) * invstd * gamma + beta
-        y[j] = relu ? (v <= 0 ? 0 : v) : v; j += 1
-    }
-}
-
-/// y[j] = (x[j] - mean) * invstd * gamma + beta + s[j], then max(y, 0) with `relu`: `normalizeAffine`
-/// and a residual block's sum in one pass (the same operations, so the same bits as the two apart).
-@inline(__always)
-private func normalizeAffineAdding(_ x: UnsafePointer<Float>, _ s: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int,
-                                   mean: Float, invstd: Float, gamma: Float, beta: Float, relu: Bool) {
-    let mv = SIMD16<Float>(repeating: mean), iv = SIMD16<Float>(repeating: invstd)
-    let gv = SIMD16<Float>(repeating: gamma), bv = SIMD16<Float>(repeating: beta), zero = SIMD16<Float>(repeating: 0)
-    var j = 0
-    while j + 16 <= n {
-        let v = (UnsafeRawPointer(x + j).loadUnaligned(as: SIMD16<Float>.self) - mv) * iv * gv + bv
-            + UnsafeRawPointer(s + j).loadUnaligned(as: SIMD16<Float>.self)
-        UnsafeMutableRawPointer(y + j).storeBytes(of: relu ? v.replacing(with: zero, where: v .<= zero) : v, as: SIMD16<Float>.self)
-        j += 16
-    }
-    while j < n {
-        let v = (x[j] - mean) * invstd * gamma + beta + s[j]
+        var v = (x[j] - mean) * invstd * gamma + beta
+        if let s { v = v + s[j] }
         y[j] = relu ? (v <= 0 ? 0 : v) : v; j += 1
     }
 }

@@ -14,7 +14,6 @@ public final class PiecewisePattern {
     private var outputs: [String: [Float]] = [:]
     private let ctx: ModelContext
     private let previous: ((String, String, UnsafeBufferPointer<Float>) -> Void)?
-    private var insidePooledBatchNorm = false   // walking the layers a pooling batch norm took over
 
     /// Starts recording leaf outputs of `ctx` (replacing its inspector until `uninstall`).
     public init(_ ctx: ModelContext) {
@@ -29,20 +28,31 @@ public final class PiecewisePattern {
     /// (a training forward: a pooling batch norm's decisions are rebuilt from its batch statistics).
     public func pattern(_ root: Layer, input x: [Float], shape: [Int]) -> [Int32] {
         var p: [Int32] = []
-        insidePooledBatchNorm = false
         _ = walk(root, x, shape, &p)
         return p
     }
 
-    private func walk(_ l: Layer, _ x: [Float], _ shape: [Int], _ p: inout [Int32]) -> ([Float], [Int]) {
-        if let s = l as? Sequential {
-            var (h, hs) = (x, shape)
-            for c in s.children { (h, hs) = walk(c, h, hs, &p) }
-            return (h, hs)
+    /// Layers applied in order. The ReLU and the max pooling a pooling batch norm took over pass its
+    /// pooled output on: their decisions are recorded with the batch norm's.
+    private func walkChain(_ layers: [Layer], _ x: [Float], _ shape: [Int], _ p: inout [Int32]) -> ([Float], [Int]) {
+        var (h, hs) = (x, shape)
+        var pooledUntil: MaxPool2D? = nil
+        for l in layers {
+            if let pool = pooledUntil {
+                hs = l.outputShape(hs)
+                if l === pool { pooledUntil = nil }
+                continue
+            }
+            (h, hs) = walk(l, h, hs, &p)
+            pooledUntil = (l as? BatchNorm2D)?.fusedPool
         }
+        return (h, hs)
+    }
+
+    private func walk(_ l: Layer, _ x: [Float], _ shape: [Int], _ p: inout [Int32]) -> ([Float], [Int]) {
+        if let s = l as? Sequential { return walkChain(s.children, x, shape, &p) }
         if let b = l as? ResidualBlock {
-            var (h, hs) = (x, shape)
-            for c in b.main { (h, hs) = walk(c, h, hs, &p) }
+            let (h, hs) = walkChain(b.main, x, shape, &p)
             let s = b.shortcut.map { walk($0, x, shape, &p).0 } ?? x
             precondition(s.count == h.count, "\(b.name): shortcut and main path differ")
             if b.summingBatchNorm != nil {   // its last batch norm recorded relu(main + shortcut) itself
@@ -59,12 +69,7 @@ public final class PiecewisePattern {
         precondition(l.isLeaf, "\(l.name): unknown container \(l.typeName)")
         guard let y = outputs[l.name] else { preconditionFailure("\(l.name): no output recorded") }
         let ys = l.outputShape(shape)
-        // The ReLU and the max pooling fused into a pooling batch norm pass its pooled output on:
-        // their decisions were recorded there.
-        if insidePooledBatchNorm, l is ReLU { return (x, ys) }
-        if insidePooledBatchNorm, l is MaxPool2D { insidePooledBatchNorm = false; return (x, ys) }
         if let bn = l as? BatchNorm2D, let pool = bn.fusedPool {
-            insidePooledBatchNorm = true
             let (mean, invstd) = bn.batchStatistics
             let (c, hw) = (shape[1], shape[2] * shape[3])
             var full = [Float](repeating: 0, count: x.count)

@@ -213,25 +213,25 @@ func batchNormNormalize(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Flo
 
 /// `Kernels.batchNormGradientSums` in the active set.
 func batchNormGradientSums(_ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, n: Int, c: Int, hw: Int, channel: Int,
-                           mean: Float, invstd: Float, relu: (gamma: Float, beta: Float)?) -> (Double, Double) {
+                           mean: Float, invstd: Float, relu: (gamma: Float, beta: Float)?, dyPlanes: Int? = nil) -> (Double, Double) {
     switch KernelSet.active {
     #if RESNET_KERNEL_SETS
-    case .avx512: return KernelsAVX512.batchNormGradientSums(dy, x, n: n, c: c, hw: hw, channel: channel, mean: mean, invstd: invstd, relu: relu)
-    case .avx2: return KernelsAVX2.batchNormGradientSums(dy, x, n: n, c: c, hw: hw, channel: channel, mean: mean, invstd: invstd, relu: relu)
+    case .avx512: return KernelsAVX512.batchNormGradientSums(dy, x, n: n, c: c, hw: hw, channel: channel, mean: mean, invstd: invstd, relu: relu, dyPlanes: dyPlanes)
+    case .avx2: return KernelsAVX2.batchNormGradientSums(dy, x, n: n, c: c, hw: hw, channel: channel, mean: mean, invstd: invstd, relu: relu, dyPlanes: dyPlanes)
     #endif
-    default: return Kernels.batchNormGradientSums(dy, x, n: n, c: c, hw: hw, channel: channel, mean: mean, invstd: invstd, relu: relu)
+    default: return Kernels.batchNormGradientSums(dy, x, n: n, c: c, hw: hw, channel: channel, mean: mean, invstd: invstd, relu: relu, dyPlanes: dyPlanes)
     }
 }
 
 /// `Kernels.batchNormInputGradient` in the active set.
 func batchNormInputGradient(_ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
                             n: Int, c: Int, hw: Int, channel: Int, k: Float, m: Float, dbeta: Float, dgamma: Float,
-                            mean: Float, invstd: Float, relu: (gamma: Float, beta: Float)?) {
+                            mean: Float, invstd: Float, relu: (gamma: Float, beta: Float)?, dyPlanes: Int? = nil) {
     switch KernelSet.active {
     #if RESNET_KERNEL_SETS
-    case .avx512: KernelsAVX512.batchNormInputGradient(dy, x, dx, n: n, c: c, hw: hw, channel: channel, k: k, m: m, dbeta: dbeta, dgamma: dgamma, mean: mean, invstd: invstd, relu: relu)
-    case .avx2: KernelsAVX2.batchNormInputGradient(dy, x, dx, n: n, c: c, hw: hw, channel: channel, k: k, m: m, dbeta: dbeta, dgamma: dgamma, mean: mean, invstd: invstd, relu: relu)
+    case .avx512: KernelsAVX512.batchNormInputGradient(dy, x, dx, n: n, c: c, hw: hw, channel: channel, k: k, m: m, dbeta: dbeta, dgamma: dgamma, mean: mean, invstd: invstd, relu: relu, dyPlanes: dyPlanes)
+    case .avx2: KernelsAVX2.batchNormInputGradient(dy, x, dx, n: n, c: c, hw: hw, channel: channel, k: k, m: m, dbeta: dbeta, dgamma: dgamma, mean: mean, invstd: invstd, relu: relu, dyPlanes: dyPlanes)
     #endif
-    default: Kernels.batchNormInputGradient(dy, x, dx, n: n, c: c, hw: hw, channel: channel, k: k, m: m, dbeta: dbeta, dgamma: dgamma, mean: mean, invstd: invstd, relu: relu)
+    default: Kernels.batchNormInputGradient(dy, x, dx, n: n, c: c, hw: hw, channel: channel, k: k, m: m, dbeta: dbeta, dgamma: dgamma, mean: mean, invstd: invstd, relu: relu, dyPlanes: dyPlanes)
     }
 }

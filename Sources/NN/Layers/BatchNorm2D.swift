@@ -12,8 +12,9 @@
 // `fuse(pool:)` takes over a max pooling after that (the stem's BN, ReLU, MaxPool): each plane is
 // normalized into a per-worker buffer and pooled from there, so the normalized tensor (the largest
 // of the network) is neither written nor kept; backward rebuilds each channel's output gradient
-// from the pooled one (`MaxPool2D.unpool`), plane by plane in the buffer. Bit for bit the layers
-// apart, again.
+// from the pooled one (`MaxPool2D.unpool`) into the worker's buffer (a channel's planes: workers x
+// N x H x W floats of scratch, a 64th of the tensor it replaces at 64 channels and 2 workers). Bit for
+// bit the layers apart, again.
 
 public final class BatchNorm2D: Layer {
     public let name: String
@@ -109,13 +110,12 @@ public final class BatchNorm2D: Layer {
         }
         input = x
         let norm = normalization, relu = fusedReLU || add != nil
-        let m = statistics(x, sumFirst: ctx.statReducer != nil)
+        let m = statistics(x)
         // Without a reducer the sums are final at once: each channel is normalized right after it is
         // summed, its planes still in cache (one read from memory instead of two when they fit in L2).
         Parallel.forRanges(c) { r in
             for ch in r {
-                if self.ctx.statReducer == nil { self.sumChannel(x, ch) }
-                self.finishStatistics(ch, m)
+                self.channelStatistics(x, ch, m)
                 batchNormNormalize(x.data, y.data, n: n, c: c, hw: hw, channel: ch, mean: norm[ch], invstd: norm[c + ch],
                                    gamma: gamma[ch], beta: beta[ch], relu: relu, adding: add)
             }
@@ -143,12 +143,12 @@ public final class BatchNorm2D: Layer {
         sums[ch] = s; sums[c + ch] = s2
     }
 
-    /// M, the elements per channel (over all ranks when synced). With `sumFirst` (a stat reducer)
-    /// every channel is summed here and the sums reduced across ranks; else each channel is summed
-    /// just before `finishStatistics`.
-    private func statistics(_ x: Tensor, sumFirst: Bool) -> Double {
+    /// M, the elements per channel (over all ranks when synced). With a stat reducer every channel
+    /// is summed here and the sums reduced across ranks; else each channel is summed in
+    /// `channelStatistics`, just before it is normalized.
+    private func statistics(_ x: Tensor) -> Double {
         let c = channels
-        if sumFirst, let reduce = ctx.statReducer {
+        if let reduce = ctx.statReducer {
             Parallel.forRanges(c) { r in for ch in r { self.sumChannel(x, ch) } }
             sums[2 * c] = Double(x.shape[0] * x.shape[2] * x.shape[3])
             reduce(sums, 2 * c + 1)
@@ -159,9 +159,10 @@ public final class BatchNorm2D: Layer {
         return count
     }
 
-    /// Channel ch's mean and invstd from its sums over m elements (Float copies for xhat in
-    /// `normalization`), and the running statistics updated.
-    private func finishStatistics(_ ch: Int, _ m: Double) {
+    /// Channel ch's mean and invstd from its sums over m elements (`statistics`; summed here when
+    /// there is no reducer), Float copies for xhat in `normalization`, and the running statistics updated.
+    private func channelStatistics(_ x: Tensor, _ ch: Int, _ m: Double) {
+        if ctx.statReducer == nil { sumChannel(x, ch) }
         let c = channels, rm = runningMean.value, rv = runningVar.value
         let shifted = sums[ch] / m
         let mean = shifted + Double(rm[ch])
@@ -178,47 +179,43 @@ public final class BatchNorm2D: Layer {
         guard let x = input, trainingForward else { preconditionFailure("\(name): backward needs a training forward") }
         let (n, c, hw) = (x.shape[0], channels, x.shape[2] * x.shape[3])
         let parts = max(1, min(Parallel.workers, c))
-        // Worker wk's plane of the output gradient for image i, channel ch: dy's own plane, or, when this
-        // layer pools, that plane rebuilt from the pooled dy into the worker's buffer (one plane of scratch).
-        let d: Tensor, gradientPlane: (_ wk: Int, _ i: Int, _ ch: Int) -> UnsafePointer<Float>
+        // Where worker wk reads channel ch's output gradient: dy itself (laid out as x), or, when this
+        // layer pools, the worker's buffer that the channel's planes are rebuilt into from the pooled dy.
+        let d: Tensor, gradientOf: (_ wk: Int, _ ch: Int) -> (base: UnsafePointer<Float>, planes: Int?)
         if let pool = fusedPool {
             precondition(dy.shape == pool.outputShape(x.shape), "\(name): dy \(dy.shape), expected \(pool.outputShape(x.shape)) (pooled)")
             d = GradientPool.take(x.shape)
-            let buffers = (0..<parts).map { Workspace.shared.buffer(worker: $0, slot: Workspace.pooledPlanes, count: hw) }
-            gradientPlane = { wk, i, ch in pool.unpool(dy, plane: i * c + ch, into: buffers[wk]); return UnsafePointer(buffers[wk]) }
+            let buffers = (0..<parts).map { Workspace.shared.buffer(worker: $0, slot: Workspace.pooledPlanes, count: n * hw) }
+            gradientOf = { wk, ch in
+                for i in 0..<n { pool.unpool(dy, plane: i * c + ch, into: buffers[wk] + i * hw) }
+                return (UnsafePointer(buffers[wk]), hw)
+            }
         } else {
             precondition(dy.shape == x.shape, "\(name): dy \(dy.shape), expected \(x.shape)")
             d = GradientPool.take(dy.shape, replacing: dy)   // elementwise: may overwrite a donated dy
-            gradientPlane = { _, i, ch in UnsafePointer(dy.data + (i * c + ch) * hw) }
+            gradientOf = { _, _ in (UnsafePointer(dy.data), nil) }
         }
         let (sums, invstd, norm) = (self.sums, self.invstd, self.normalization)
         let gamma = weight.value, beta = bias.value, dgammaOut = weight.grad, dbetaOut = bias.grad
         func relu(_ ch: Int) -> (Float, Float)? { fusedReLU ? (gamma[ch], beta[ch]) : nil }
-        func sumChannel(_ wk: Int, _ ch: Int) {   // sum(dy), sum(dy * xhat), plane by plane in order
-            var s = 0.0, s2 = 0.0
-            for i in 0..<n {
-                let (a, b) = batchNormGradientSums(gradientPlane(wk, i, ch), x.data + (i * c + ch) * hw, n: 1, c: 1, hw: hw, channel: 0,
-                                                   mean: norm[ch], invstd: norm[c + ch], relu: relu(ch))
-                s += a; s2 += b
-            }
+        func sumChannel(_ g: (base: UnsafePointer<Float>, planes: Int?), _ ch: Int) {   // sum(dy), sum(dy * xhat)
+            let (s, s2) = batchNormGradientSums(g.base, x.data, n: n, c: c, hw: hw, channel: ch, mean: norm[ch], invstd: norm[c + ch],
+                                                relu: relu(ch), dyPlanes: g.planes)
             sums[ch] = s; sums[c + ch] = s2
             dbetaOut[ch] += Float(s); dgammaOut[ch] += Float(s2)   // local sums; the allreduce adds the rest
         }
         let m = count
-        func gradientChannel(_ wk: Int, _ ch: Int) {
+        func gradientChannel(_ g: (base: UnsafePointer<Float>, planes: Int?), _ ch: Int) {
             let k = Float(Double(gamma[ch]) * invstd[ch] / m)
-            for i in 0..<n {
-                let o = (i * c + ch) * hw
-                batchNormInputGradient(gradientPlane(wk, i, ch), x.data + o, d.data + o, n: 1, c: 1, hw: hw, channel: 0, k: k, m: Float(m),
-                                       dbeta: Float(sums[ch]), dgamma: Float(sums[c + ch]), mean: norm[ch], invstd: norm[c + ch], relu: relu(ch))
-            }
+            batchNormInputGradient(g.base, x.data, d.data, n: n, c: c, hw: hw, channel: ch, k: k, m: Float(m), dbeta: Float(sums[ch]),
+                                   dgamma: Float(sums[c + ch]), mean: norm[ch], invstd: norm[c + ch], relu: relu(ch), dyPlanes: g.planes)
         }
         if let reduce = ctx.statReducer {
-            Parallel.forItems(c, parts: parts) { wk, ch in sumChannel(wk, ch) }
+            Parallel.forItems(c, parts: parts) { wk, ch in sumChannel(gradientOf(wk, ch), ch) }
             reduce(sums, 2 * c)
-            Parallel.forItems(c, parts: parts) { wk, ch in gradientChannel(wk, ch) }
+            Parallel.forItems(c, parts: parts) { wk, ch in gradientChannel(gradientOf(wk, ch), ch) }
         } else {   // as in forward: both passes over a channel while it is in cache
-            Parallel.forItems(c, parts: parts) { wk, ch in sumChannel(wk, ch); gradientChannel(wk, ch) }
+            Parallel.forItems(c, parts: parts) { wk, ch in let g = gradientOf(wk, ch); sumChannel(g, ch); gradientChannel(g, ch) }
         }
         return d
     }
@@ -249,10 +246,9 @@ public final class BatchNorm2D: Layer {
         }
         input = x
         let norm = normalization
-        let m = statistics(x, sumFirst: ctx.statReducer != nil)
+        let m = statistics(x)
         Parallel.forItems(c, parts: parts) { wk, ch in
-            if self.ctx.statReducer == nil { self.sumChannel(x, ch) }
-            self.finishStatistics(ch, m)
+            self.channelStatistics(x, ch, m)
             let g = gamma[ch], b = beta[ch], fm = norm[ch], fi = norm[c + ch]
             poolChannel(wk, ch) { p, q in
                 batchNormNormalize(p, q, n: 1, c: 1, hw: hw, channel: 0, mean: fm, invstd: fi, gamma: g, beta: b, relu: relu)
@@ -261,7 +257,6 @@ public final class BatchNorm2D: Layer {
         numBatchesTracked.value[0] += 1
         return y
     }
-
 }
 
 /// Fuses every batch norm of `layers` that an in-place ReLU follows (`BatchNorm2D.fuse`), when

@@ -8,11 +8,10 @@ public final class MaxPool2D: Layer {
     public let name: String
     public let kernel, stride, padding: Int
     private var out: Tensor?
-    private var inputShape: [Int] = []   // (N, C, H, W), for backward
+    private var inputShape: [Int] = []   // (N, C, H, W) of the last training forward, for backward; [] after eval
     private var argmax: UnsafeMutableRawPointer?   // [N, C, Ho, Wo]: UInt16 offsets (or Int32 indices, `wideArgmax`)
     private var argmaxBytes = 0
     private var wideArgmax = false
-    private var keepArgmax = false           // the last `begin` was a training one
     private var planeRows = Rows(h: 0, w: 0, ho: 0, wo: 0, bw: 0)   // the geometry `begin` set up for `pool`
 
     public init(name: String, kernel: Int = 3, stride: Int = 2, padding: Int = 1) {
@@ -121,9 +120,9 @@ public final class MaxPool2D: Layer {
             }
             if wideArgmax { argmax!.bindMemory(to: Int32.self, capacity: y.count) }
             else { argmax!.bindMemory(to: UInt16.self, capacity: y.count) }
-            inputShape = x; keepArgmax = true
+            inputShape = x
         } else {
-            inputShape = []; keepArgmax = false
+            inputShape = []   // no argmax kept: backward refuses
         }
         return y
     }
@@ -135,7 +134,7 @@ public final class MaxPool2D: Layer {
     /// after a training `begin`. Planes may be pooled concurrently with distinct scratch.
     func pool(_ src: UnsafePointer<Float>, plane pl: Int, into y: Tensor, scratch: UnsafeMutablePointer<Float>) {
         let g = planeRows
-        let keep = keepArgmax ? argmax : nil, wide = wideArgmax
+        let keep = inputShape.isEmpty ? nil : argmax, wide = wideArgmax   // a training `begin` keeps the argmax
         (scratch + g.bufferCount).withMemoryRebound(to: Int32.self, capacity: g.wo) { idx in
             scan(src, g, scratch, y.data + pl * g.ho * g.wo, idx) { oy in
                 guard let keep else { return }
