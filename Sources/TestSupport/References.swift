@@ -22,6 +22,29 @@ public func referenceConv2D(_ x: [Float], shape xs: [Int], weight w: [Float], bi
     return (y, [n, cout, ho, wo])
 }
 
+/// The gradients of `referenceConv2D` for an output gradient dy (N, Cout, Ho, Wo):
+/// dx[n, ci, iy, ix] = Σ w[co, ci, ki, kj] dy[n, co, oy, ox] and dw[co, ci, ki, kj] = Σ x[n, ci, iy, ix] dy[n, co, oy, ox]
+/// over the (oy, ox, ki, kj) with iy = oy*s - p + ki, ix = ox*s - p + kj inside the image.
+public func referenceConv2DGradients(_ x: [Float], shape xs: [Int], weight w: [Float], dy: [Float],
+                                     outChannels cout: Int, kernel k: Int, stride s: Int, padding p: Int)
+    -> (dx: [Double], dw: [Double]) {
+    let (n, cin, h, wd) = (xs[0], xs[1], xs[2], xs[3])
+    let ho = (h + 2 * p - k) / s + 1, wo = (wd + 2 * p - k) / s + 1
+    precondition(x.count == n * cin * h * wd && w.count == cout * cin * k * k && dy.count == n * cout * ho * wo)
+    var dx = [Double](repeating: 0, count: x.count), dw = [Double](repeating: 0, count: w.count)
+    for i in 0..<n { for co in 0..<cout { for oy in 0..<ho { for ox in 0..<wo {
+        let g = Double(dy[((i * cout + co) * ho + oy) * wo + ox])
+        for ci in 0..<cin { for ki in 0..<k { for kj in 0..<k {
+            let iy = oy * s - p + ki, ix = ox * s - p + kj
+            guard iy >= 0, iy < h, ix >= 0, ix < wd else { continue }
+            let xi = ((i * cin + ci) * h + iy) * wd + ix, wi = ((co * cin + ci) * k + ki) * k + kj
+            dx[xi] += Double(w[wi]) * g
+            dw[wi] += Double(x[xi]) * g
+        }}}
+    }}}}
+    return (dx, dw)
+}
+
 /// Batch norm in training mode: per channel over (N, H, W), mean, biased variance (used to
 /// normalize) and unbiased variance (what PyTorch puts into running_var).
 public func referenceBatchNormTraining(_ x: [Float], shape xs: [Int], gamma: [Float], beta: [Float],

@@ -11,6 +11,7 @@ final class ConvStrategyTests: XCTestCase {
         case .winograd4x4: return "winograd4x4"
         case .winograd3x3: return "winograd3x3"
         case .winograd2x2: return "winograd2x2"
+        case .winogradStride2: return "winogradStride2"
         case .im2col: return "im2col"
         }
     }
@@ -20,7 +21,7 @@ final class ConvStrategyTests: XCTestCase {
     func testResNet18Choices() {
         let table: [(Int, Int, Int, Int, Int, Int, String)] = [
             (1, 64, 7, 2, 3, 28, "im2col"), (64, 64, 3, 1, 1, 7, "winograd4x4"),
-            (64, 128, 3, 2, 1, 7, "im2col"), (64, 128, 1, 2, 0, 7, "im2col"), (128, 128, 3, 1, 1, 4, "winograd2x2"),
+            (64, 128, 3, 2, 1, 7, "winogradStride2"), (64, 128, 1, 2, 0, 7, "im2col"), (128, 128, 3, 1, 1, 4, "winograd2x2"),
             (128, 256, 3, 2, 1, 4, "im2col"), (256, 256, 3, 1, 1, 2, "unrolled"),
             (256, 512, 3, 2, 1, 2, "unrolled"), (256, 512, 1, 2, 0, 2, "im2col"), (512, 512, 3, 1, 1, 1, "unrolled"),
             (64, 64, 3, 1, 1, 24, "winograd4x4"), (128, 128, 3, 1, 1, 12, "winograd4x4"),
@@ -28,6 +29,10 @@ final class ConvStrategyTests: XCTestCase {
             (3, 64, 7, 2, 3, 224, "im2col"), (64, 64, 3, 1, 1, 56, "winograd4x4"), (256, 256, 3, 1, 1, 14, "winograd4x4"),
             (512, 512, 3, 1, 1, 7, "winograd4x4"), (256, 256, 3, 1, 1, 5, "winograd3x3"),
             (256, 256, 3, 1, 1, 9, "winograd3x3"), (128, 128, 3, 1, 1, 10, "winograd4x4"), (128, 128, 3, 1, 1, 21, "winograd4x4"),
+            // strided entries: F(4x4) stride 2 where 4x4 tiles cover the output exactly (4, 12, 24, 28)
+            (64, 128, 3, 2, 1, 56, "winogradStride2"), (128, 256, 3, 2, 1, 28, "im2col"), (256, 512, 3, 2, 1, 14, "im2col"),
+            (64, 128, 3, 2, 1, 48, "winogradStride2"), (128, 256, 3, 2, 1, 24, "winogradStride2"), (256, 512, 3, 2, 1, 12, "im2col"),
+            (64, 128, 3, 2, 0, 56, "im2col"), (64, 128, 3, 2, 1, 55, "winogradStride2"),   // padding 0; an odd map, 28x28 out
         ]
         for (cin, cout, k, s, p, side, want) in table {
             let conv = Conv2D(ModelContext(), name: "c", inChannels: cin, outChannels: cout, kernel: k, stride: s, padding: p)

@@ -7,7 +7,7 @@ import TestSupport
 
 final class KernelSetTests: XCTestCase {
     /// Outputs of every dispatching path with the active set: a Conv2D on F(4x4) by images and by
-    /// output channels (forward, dX, dW, each dW path), batch norm with and without its fused ReLU
+    /// output channels (forward, dX, dW, each dW path), one on F(4x4) stride 2, batch norm with and without its fused ReLU
     /// (odd plane sizes for the SIMD tails, a NaN), and stride-2 max pooling with ties and a NaN.
     func outputs() -> [String: [Float]] {
         var out: [String: [Float]] = [:]
@@ -26,6 +26,21 @@ final class KernelSetTests: XCTestCase {
                     out["conv \(s) \(ratio) dx"] = conv.backward(dy).array
                     out["conv \(s) \(ratio) dw"] = conv.weight.grads
                 }
+            }
+        }
+        let savedS2 = Conv2D.winogradStride2MaxCost
+        Conv2D.winogradStride2MaxCost = 100   // F(4x4) stride 2 on a 17x15 map: 9x8 outputs, partial tiles
+        defer { Conv2D.winogradStride2MaxCost = savedS2 }
+        do {
+            let (_, conv) = makeConv(ConvCase(n: 3, cin: 10, cout: 13, h: 17, w: 15, k: 3, stride: 2, padding: 1, bias: true), seed: 2150)
+            let x = randomTensor([3, 10, 17, 15], seed: 2151)
+            XCTAssertEqual("\(conv.strategy(x.shape))", "winogradStride2")
+            let dy = randomTensor(conv.outputShape(x.shape), seed: 2152)
+            withWorkers(2) {
+                conv.weight.grad.update(repeating: 0, count: conv.weight.count)
+                out["conv stride 2 y"] = conv.forward(x, training: true).array
+                out["conv stride 2 dx"] = conv.backward(dy).array
+                out["conv stride 2 dw"] = conv.weight.grads
             }
         }
         for fused in [false, true] {

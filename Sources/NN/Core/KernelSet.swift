@@ -175,6 +175,77 @@ func addKernelGradients43(_ partials: [UnsafePointer<Float>], plane: Int, dw: Un
     }
 }
 
+/// `Kernels.winograd43s2TransformWeights` in the active set.
+func winograd43s2TransformWeights(_ w: UnsafePointer<Float>, cout: Int, cin: Int, into u: UnsafeMutablePointer<Float>,
+                                  transposed: Bool, rows: Range<Int>) {
+    switch KernelSet.active {
+    #if RESNET_KERNEL_SETS
+    case .avx512: KernelsAVX512.winograd43s2TransformWeights(w, cout: cout, cin: cin, into: u, transposed: transposed, rows: rows)
+    case .avx2: KernelsAVX2.winograd43s2TransformWeights(w, cout: cout, cin: cin, into: u, transposed: transposed, rows: rows)
+    #endif
+    default: Kernels.winograd43s2TransformWeights(w, cout: cout, cin: cin, into: u, transposed: transposed, rows: rows)
+    }
+}
+
+/// `Kernels.winograd43s2InputTransform` in the active set.
+func winograd43s2InputTransform(_ x: UnsafePointer<Float>, _ v: UnsafeMutablePointer<Float>, _ pbuf: UnsafeMutablePointer<Float>,
+                                _ g: Winograd43s2Geometry, plane: Int, cin: Int, images: Range<Int>, ld: Int) {
+    switch KernelSet.active {
+    #if RESNET_KERNEL_SETS
+    case .avx512: KernelsAVX512.winograd43s2InputTransform(x, v, pbuf, h: g.h, w: g.w, th: g.th, tw: g.tw, lw: g.lw, plane: plane, cin: cin, images: images, ld: ld)
+    case .avx2: KernelsAVX2.winograd43s2InputTransform(x, v, pbuf, h: g.h, w: g.w, th: g.th, tw: g.tw, lw: g.lw, plane: plane, cin: cin, images: images, ld: ld)
+    #endif
+    default: Kernels.winograd43s2InputTransform(x, v, pbuf, h: g.h, w: g.w, th: g.th, tw: g.tw, lw: g.lw, plane: plane, cin: cin, images: images, ld: ld)
+    }
+}
+
+/// `Kernels.winograd43s2OutputTransform` in the active set.
+func winograd43s2OutputTransform(_ m: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ bias: UnsafePointer<Float>?,
+                                 plane: Int, _ g: Winograd43s2Geometry, cout: Int, images: Range<Int>, ld: Int) {
+    switch KernelSet.active {
+    #if RESNET_KERNEL_SETS
+    case .avx512: KernelsAVX512.winograd43s2OutputTransform(m, y, bias, plane: plane, cout: cout, ho: g.ho, wo: g.wo, th: g.th, tw: g.tw, images: images, ld: ld)
+    case .avx2: KernelsAVX2.winograd43s2OutputTransform(m, y, bias, plane: plane, cout: cout, ho: g.ho, wo: g.wo, th: g.th, tw: g.tw, images: images, ld: ld)
+    #endif
+    default: Kernels.winograd43s2OutputTransform(m, y, bias, plane: plane, cout: cout, ho: g.ho, wo: g.wo, th: g.th, tw: g.tw, images: images, ld: ld)
+    }
+}
+
+/// `Kernels.winograd43s2OutputGradientTransform` in the active set.
+func winograd43s2OutputGradientTransform(_ dy: UnsafePointer<Float>, _ d: UnsafeMutablePointer<Float>, _ qbuf: UnsafeMutablePointer<Float>,
+                                         _ g: Winograd43s2Geometry, plane: Int, cout: Int, images: Range<Int>, ld: Int) {
+    switch KernelSet.active {
+    #if RESNET_KERNEL_SETS
+    case .avx512: KernelsAVX512.winograd43s2OutputGradientTransform(dy, d, qbuf, ho: g.ho, wo: g.wo, th: g.th, tw: g.tw, lw4: g.lw4, plane: plane, cout: cout, images: images, ld: ld)
+    case .avx2: KernelsAVX2.winograd43s2OutputGradientTransform(dy, d, qbuf, ho: g.ho, wo: g.wo, th: g.th, tw: g.tw, lw4: g.lw4, plane: plane, cout: cout, images: images, ld: ld)
+    #endif
+    default: Kernels.winograd43s2OutputGradientTransform(dy, d, qbuf, ho: g.ho, wo: g.wo, th: g.th, tw: g.tw, lw4: g.lw4, plane: plane, cout: cout, images: images, ld: ld)
+    }
+}
+
+/// `Kernels.winograd43s2InputGradientTransform` in the active set.
+func winograd43s2InputGradientTransform(_ m: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, _ rbuf: UnsafeMutablePointer<Float>,
+                                        _ g: Winograd43s2Geometry, plane: Int, cin: Int, images: Range<Int>, ld: Int) {
+    switch KernelSet.active {
+    #if RESNET_KERNEL_SETS
+    case .avx512: KernelsAVX512.winograd43s2InputGradientTransform(m, dx, rbuf, h: g.h, w: g.w, th: g.th, tw: g.tw, lw: g.lw, plane: plane, cin: cin, images: images, ld: ld)
+    case .avx2: KernelsAVX2.winograd43s2InputGradientTransform(m, dx, rbuf, h: g.h, w: g.w, th: g.th, tw: g.tw, lw: g.lw, plane: plane, cin: cin, images: images, ld: ld)
+    #endif
+    default: Kernels.winograd43s2InputGradientTransform(m, dx, rbuf, h: g.h, w: g.w, th: g.th, tw: g.tw, lw: g.lw, plane: plane, cin: cin, images: images, ld: ld)
+    }
+}
+
+/// `Kernels.addKernelGradients43s2` in the active set.
+func addKernelGradients43s2(_ partials: [UnsafePointer<Float>], plane: Int, dw: UnsafeMutablePointer<Float>, kernels: Range<Int>) {
+    switch KernelSet.active {
+    #if RESNET_KERNEL_SETS
+    case .avx512: KernelsAVX512.addKernelGradients43s2(partials, plane: plane, dw: dw, kernels: kernels)
+    case .avx2: KernelsAVX2.addKernelGradients43s2(partials, plane: plane, dw: dw, kernels: kernels)
+    #endif
+    default: Kernels.addKernelGradients43s2(partials, plane: plane, dw: dw, kernels: kernels)
+    }
+}
+
 /// `Kernels.maxPoolScanStride2` in the active set.
 func maxPoolScanStride2(_ xp: UnsafePointer<Float>, h: Int, w: Int, ho: Int, wo: Int, bw: Int, kernel: Int, padding: Int,
                         _ buf: UnsafeMutablePointer<Float>, _ vals: UnsafeMutablePointer<Float>,

@@ -49,6 +49,7 @@ public final class Conv2D: Layer {
         case winograd4x4              // 3x3 s1 p1 on maps ≥ winograd4x4MinSide: F(4x4, 3x3) forward, dX, dW
         case winograd3x3              // 3x3 s1 p1 on 3x3, 5x5, 6x6, 9x9 maps: F(3x3, 3x3) forward, dX, dW
         case winograd2x2              // 3x3 s1 p1 on other maps ≥ 3 (4x4, 8x8 below winograd4x4MinSide): F(2x2, 3x3)
+        case winogradStride2          // 3x3 s2 p1 where 4x4 tiles cover the output well: F(4x4, 3x3) stride 2, all three passes
         case im2col                   // everything else: im2col + gemm, col2im for dX
         var isWinograd: Bool { switch self { case .winograd4x4, .winograd3x3, .winograd2x2: return true; default: return false } }
         var unrolledForm: UnrolledConv? { if case .unrolled(let u) = self { return u }; return nil }
@@ -56,6 +57,12 @@ public final class Conv2D: Layer {
     /// Maps at least this wide may use F(4x4, 3x3): below it, F(2x2) was as fast or faster (one 4x4
     /// tile per small map leaves F(4x4)'s gemms narrow).
     nonisolated(unsafe) public static var winograd4x4MinSide = 7
+    /// 3x3 stride-2 padding-1 convolutions use F(4x4, 3x3) stride 2 (Winograd43Stride2.swift) where its
+    /// multiplications per output, 81 per 4x4 tile over the tiles' share of real outputs, are at most this
+    /// fraction of im2col's 9: 0.5625 where the 4x4 tiles cover the map exactly (ResNet-18's stage 2 at
+    /// 224x224, stages 2-3 at 96x96, stage 2 at 28x28), 0.73 on 14x14 and 7x7 outputs and 1 on 6x6, where
+    /// im2col was as fast or faster (per-layer micro-benchmark, docs/performance.md). 0 turns it off.
+    nonisolated(unsafe) public static var winogradStride2MaxCost = 0.6
     /// F(3x3, 3x3), whose transforms gather across images, is used on maps up to this wide (3 tiles a side).
     nonisolated(unsafe) public static var winograd3x3MaxSide = 9
     /// F(4x4) and F(3x3) dW by output-channel chunks (`winograd43WeightGradientByChannels`) when
@@ -82,6 +89,10 @@ public final class Conv2D: Layer {
         // The dense matrix does no more work than im2col where H·W ≤ k²; it must stay small (≤ 16 MiB:
         // it and its gradient are scratch shared by all layers).
         if x[2] * x[3] <= kernel * kernel && u.rows * u.cols <= UnrolledConv.maxEntries { return .unrolled(u) }
+        if kernel == 3 && stride == 2 && padding == 1 {
+            let tiles = Double(winograd43s2Columns(n: 1, h: x[2], w: x[3]))
+            if 81 * tiles <= Conv2D.winogradStride2MaxCost * 9 * Double(os[2] * os[3]) { return .winogradStride2 }
+        }
         guard kernel == 3 && stride == 1 && padding == 1 && min(x[2], x[3]) >= 3 else { return .im2col }
         // The tile size with the fewest multiplications per channel pair, (tiles per map) x (m+2)²;
         // ties go to the larger tile. F(3x3) (up to winograd3x3MaxSide) wins on 3, 5, 6 and 9 (25, 100, 100, 225 against F(2x2)'s 64, 144,
@@ -142,6 +153,42 @@ public final class Conv2D: Layer {
                                 h: p.h, w: p.w, images: p.images(wk), worker: wk)
             }}
         }
+    }
+
+    /// F(4x4, 3x3) stride 2 forward: U once, then pieces of whole images handed out as workers finish
+    /// (they write disjoint outputs; the pieces depend on the batch, not on the worker count).
+    private func stride2Forward(_ x: Tensor, _ y: Tensor, bias: UnsafePointer<Float>?, _ p: Plan) {
+        let (ci, co) = (inChannels, outChannels)
+        let u = Workspace.shared.buffer(worker: 0, slot: Workspace.winogradWeights, count: 81 * ci * co)
+        winograd43s2Weights(weight.value, cout: co, cin: ci, into: u, transposed: false)
+        let tpi = winograd43s2Columns(n: 1, h: p.h, w: p.w)
+        let per = max(1, min((winograd43s2TargetTiles + tpi - 1) / tpi, (p.n + 3) / 4))
+        Parallel.forItems((p.n + per - 1) / per, parts: p.workers) { wk, item in
+            winograd43s2Forward(x: x.data, u: u, bias: bias, y: y.data, cin: ci, cout: co, h: p.h, w: p.w,
+                                images: item * per ..< min(p.n, (item + 1) * per), worker: wk)
+        }
+    }
+
+    /// F(4x4, 3x3) stride 2 backward: each worker takes its share of the images (fixed, so the partial
+    /// sums and their order do not depend on timing), sums their DY ⊙ V and writes their dX; then the
+    /// workers split the kernels for the transform back (G^T Σ G), added straight into the gradient.
+    private func stride2Backward(_ x: Tensor, _ dy: Tensor, _ d: Tensor, _ p: Plan) {
+        let (ci, co) = (inChannels, outChannels)
+        var ut: UnsafeMutablePointer<Float>? = nil
+        if needsInputGradient {
+            ut = Workspace.shared.buffer(worker: 0, slot: Workspace.winogradWeights, count: 81 * ci * co)
+            winograd43s2Weights(weight.value, cout: co, cin: ci, into: ut!, transposed: true)
+        }
+        let parts = UnsafeMutableBufferPointer<UnsafePointer<Float>?>.allocate(capacity: p.workers)
+        defer { parts.deallocate() }
+        parts.initialize(repeating: nil)
+        let dx: UnsafeMutablePointer<Float>? = needsInputGradient ? d.data : nil
+        Parallel.forRanges(p.workers) { workers in for wk in workers {
+            parts[wk] = winograd43s2Backward(x: x.data, dy: dy.data, ut: ut, dx: dx, cin: ci, cout: co, h: p.h, w: p.w,
+                                             images: p.images(wk), worker: wk)
+        }}
+        let list = parts.compactMap { $0 }, wg = weight.grad
+        Parallel.forRanges(co * ci, minChunk: 512) { r in addKernelGradients43s2(list, plane: co * ci + 16, dw: wg, kernels: r) }
     }
 
     /// Gemm columns of the whole batch in F(4x4) (`f4`) or F(3x3) form: what the by-channels rules weigh.
@@ -215,6 +262,11 @@ public final class Conv2D: Layer {
             ctx.timed("Conv2D forward winograd") { winogradPass(strategy, x, y, bias: bv, forInputGradient: false, p) }
             return y
         }
+        if case .winogradStride2 = strategy {
+            let bv = bias.map { UnsafePointer($0.value) }
+            ctx.timed("Conv2D forward winograd stride 2") { stride2Forward(x, y, bias: bv, p) }
+            return y
+        }
         if p.group == 1 {
             ctx.timed("Conv2D forward by rows") { forwardByRows(x, y, p) }
             return y
@@ -259,8 +311,9 @@ public final class Conv2D: Layer {
     public func backward(_ dy: Tensor) -> Tensor {
         guard let x = input else { preconditionFailure("\(name): backward before forward") }
         let strategy = self.strategy(x.shape), winograd = strategy.isWinograd
+        let stride2: Bool = if case .winogradStride2 = strategy { true } else { false }
         // Winograd and the unrolled gemm overwrite dX; col2im adds into it.
-        let d = GradientPool.take(x.shape, zeroed: !((winograd || strategy.unrolledForm != nil) && needsInputGradient))
+        let d = GradientPool.take(x.shape, zeroed: !((winograd || stride2 || strategy.unrolledForm != nil) && needsInputGradient))
         let needDX = needsInputGradient && !winograd
         let p = plan(x.shape)
         let inImage = inChannels * p.h * p.w, outImage = outChannels * p.hw
@@ -273,6 +326,10 @@ public final class Conv2D: Layer {
         }
         if let u = strategy.unrolledForm {
             unrolledBackward(u, x: x, dy: dy, dx: d)
+            return d
+        }
+        if stride2 {
+            ctx.timed("Conv2D backward winograd stride 2") { stride2Backward(x, dy, d, p) }
             return d
         }
         if !winograd && p.group == 1 {
