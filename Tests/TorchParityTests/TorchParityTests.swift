@@ -20,7 +20,11 @@ final class TorchParityTests: XCTestCase {
     // BN mean term, the wrong eps or running-variance estimate) moves values by far more.
     static let trainLogitTolerance = (rtol: 1e-4, atol: 1e-4)
     static let evalLogitTolerance = (rtol: 1e-5, atol: 1e-5)   // no batch statistics: much less noise
-    static let lossTolerance = 1e-5
+    // The loss, against a float64 run of the same PyTorch model (2.6829266): PyTorch float32 is 2.3e-6
+    // away, this program 1.1e-5 with im2col at stage 2's strided entry and 1.5e-5 with F(4x4) stride 2
+    // there (Winograd's rounding, amplified by batch norm over 4 values); 5e-5 (2e-5 relative) keeps
+    // a 3x margin, far below what a wrong term (above) does to it.
+    static let lossTolerance = 5e-5
     static let gradientTolerance = 1e-3          // per element, times the tensor's max |torch grad|
     static let zeroGradientTolerance = 2e-4      // conv bias before BN: times max |grad of the BN's beta|
     static let bufferTolerance = (rtol: 1e-5, atol: 1e-6)
