@@ -306,3 +306,68 @@ public func addKernelGradients43(_ partials: [UnsafePointer<Float>], plane: Int,
         return (r0.0, r0.1, r0.2, r1.0, r1.1, r1.2, r2.0, r2.1, r2.2)
     }
 }
+
+/// Six points to B v (six patch positions), the adjoint of `inputTransform`.
+@inline(__always)
+private func inputPositions(_ v0: SIMD8<Float>, _ v1: SIMD8<Float>, _ v2: SIMD8<Float>,
+                            _ v3: SIMD8<Float>, _ v4: SIMD8<Float>, _ v5: SIMD8<Float>) -> Six {
+    let four = SIMD8<Float>(repeating: 4), five = SIMD8<Float>(repeating: 5), two = SIMD8<Float>(repeating: 2)
+    let a = v2 - v1, b = v3 - v4, c = v1 + v2, e = v3 + v4   // positions 1, 3 use a, b; 2, 4 use c, e
+    return (four * v0, four * (a + v5) - two * b, -five * v0 - four * c - e, two * b - a - five * v5, v0 + c + e, v5)
+}
+
+/// dx[img][c] = Σ over the tiles of the whole images `images` (block column t = (img - images.lowerBound)
+/// * tpi + tile) of B M_t B^T placed on the tile's 6x6 input patch at (4ty - 1, 4tx - 1): dX as the exact
+/// adjoint of the forward, M[xi][c][t] = Σ_co U[xi][co][c] DY[xi][co][t]. OVERWRITES dx's planes of those
+/// images. The patches (neighbours share two rows or columns) are summed in `rbuf`, a zero-bordered
+/// plane in the forward's phase layout ((4 th + 2) * 4 * lw floats, zeroed by the caller once, left
+/// zeroed), 8 tiles of a tile row at a time, then written out.
+public func winograd43InputGradientTransform(_ m: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
+                                             _ rbuf: UnsafeMutablePointer<Float>, h: Int, w: Int, tw: Int, tpi: Int, lw: Int,
+                                             plane: Int, cin: Int, images: Range<Int>, ld: Int) {
+    let th = tpi / tw, lanes = SIMD8<Float>(0, 1, 2, 3, 4, 5, 6, 7)
+    let stage = UnsafeMutablePointer<Float>.allocate(capacity: 4 * lw)
+    defer { stage.deallocate() }
+    withUnsafeTemporaryAllocation(of: SIMD8<Float>.self, capacity: 36) { buffer in
+        let t = buffer.baseAddress!   // B M, 6 positions x 6 points
+        for c in 0..<cin {
+            for img in images {
+                for ty in 0..<th {
+                    var tx = 0
+                    while tx < tw {
+                        let keep = lanes .< SIMD8<Float>(repeating: Float(min(8, tw - tx)))
+                        let p = UnsafeRawPointer(m + c * ld + (img - images.lowerBound) * tpi + ty * tw + tx), ps = plane * 4
+                        @inline(__always) func at(_ xi: Int) -> SIMD8<Float> { p.loadUnaligned(fromByteOffset: xi * ps, as: SIMD8<Float>.self) }
+                        for j in 0..<6 {   // B M, one point column at a time
+                            let q = inputPositions(at(j), at(6 + j), at(12 + j), at(18 + j), at(24 + j), at(30 + j))
+                            t[j] = q.0; t[6 + j] = q.1; t[12 + j] = q.2; t[18 + j] = q.3; t[24 + j] = q.4; t[30 + j] = q.5
+                        }
+                        let base = rbuf + 4 * ty * 4 * lw + tx
+                        @inline(__always) func add(_ r: Int, _ s: Int, _ q: SIMD8<Float>) {
+                            let a = UnsafeMutableRawPointer(base + (r * 4 + (s & 3)) * lw + (s >> 2))
+                            a.storeBytes(of: a.loadUnaligned(as: SIMD8<Float>.self) + q.replacing(with: 0, where: .!keep), as: SIMD8<Float>.self)
+                        }
+                        for r in 0..<6 {   // (B M) B^T, row by row, added into the patch (lanes of this tile row only)
+                            let q = inputPositions(t[r * 6], t[r * 6 + 1], t[r * 6 + 2], t[r * 6 + 3], t[r * 6 + 4], t[r * 6 + 5])
+                            add(r, 0, q.0); add(r, 1, q.1); add(r, 2, q.2); add(r, 3, q.3); add(r, 4, q.4); add(r, 5, q.5)
+                        }
+                        tx += 8
+                    }
+                }
+                // out (padded row r + 1, column c + 1 is dX's (r, c)), and the plane zeroed again row by row
+                let dc = dx + (img * cin + c) * h * w
+                for r in 0..<(4 * th + 2) {
+                    let row = rbuf + r * 4 * lw
+                    if r >= 1 && r <= h {
+                        for l in 0..<(w + 4) / 4 {
+                            UnsafeMutableRawPointer(stage + 4 * l).storeBytes(
+                                of: SIMD4<Float>(row[l], row[lw + l], row[2 * lw + l], row[3 * lw + l]), as: SIMD4<Float>.self)
+                        }
+                        (dc + (r - 1) * w).update(from: stage + 1, count: w)
+                    }
+                    row.update(repeating: 0, count: 4 * lw)
+                }
+            }
+        }
+    }
+}

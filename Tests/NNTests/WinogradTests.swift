@@ -4,7 +4,7 @@
 // Double reference, concurrent workers; and F(4x4) dX against F(2x2) dX through Conv2D.
 import Dispatch
 import XCTest
-import NN
+@testable import NN
 import TestSupport
 
 /// One of the two forward passes with its weight transform and block-size knob.
@@ -163,6 +163,36 @@ final class WinogradTests: XCTestCase {
                 results.append(conv.backward(dy).array)
             }
             assertCloseScaled(results[0], results[1].map(Double.init), "dX \(s)")
+        }
+    }
+
+    /// Conv2D's F(4x4) backward after a training forward writes dX in its dW pass, as the exact adjoint
+    /// of the forward (the kept U transposed, `A dY A^T` shared with dW, patches summed per image):
+    /// dX and dW against the Double references on maps that leave partial tiles, tile rows of 9 tiles
+    /// (a group of 8 and a partial one), one tile row, batches that span several blocks, 1 to 3
+    /// workers; after an eval forward, and with more channels than `winograd43AdjointMaxChannels`
+    /// (the last shape), it computes dX the other way, to the same values.
+    func testConv2DInputGradientAsTheAdjointMatchesReference() {
+        let saved = Conv2D.winograd43AdjointMaxChannels
+        defer { Conv2D.winograd43AdjointMaxChannels = saved }
+        Conv2D.winograd43AdjointMaxChannels = 16
+        let shapes: [(n: Int, cin: Int, cout: Int, h: Int, w: Int)] =
+            [(3, 3, 5, 8, 8), (2, 2, 6, 9, 11), (5, 4, 3, 7, 36), (2, 16, 9, 16, 16), (1, 3, 2, 40, 7), (9, 2, 3, 12, 12), (2, 17, 3, 8, 8)]
+        for (i, s) in shapes.enumerated() {
+            let c = ConvCase(n: s.n, cin: s.cin, cout: s.cout, h: s.h, w: s.w, k: 3, stride: 1, padding: 1, bias: false)
+            let x = randomTensor([s.n, s.cin, s.h, s.w], seed: UInt64(700 + i)), dy = randomTensor([s.n, s.cout, s.h, s.w], seed: UInt64(710 + i))
+            for workers in [1, 2, 3] { withWorkers(workers) {
+                let (ctx, conv) = makeConv(c, seed: UInt64(720 + i))
+                XCTAssertEqual("\(conv.strategy(x.shape))", "winograd4x4", "\(c)")
+                let ref = referenceConv2DGradients(x.array, shape: x.shape, weight: conv.weight.values, dy: dy.array,
+                                                   outChannels: s.cout, kernel: 3, stride: 1, padding: 1)
+                for training in [true, false] {
+                    ctx.params.zeroGrad()
+                    _ = conv.forward(x, training: training)
+                    assertCloseScaled(conv.backward(dy).array, ref.dx, tol: 1e-5, "\(c) workers \(workers) training \(training) dX")
+                    assertCloseScaled(conv.weight.grads, ref.dw, tol: 1e-5, "\(c) workers \(workers) training \(training) dW")
+                }
+            }}
         }
     }
 

@@ -164,6 +164,21 @@ func winograd43OutputGradientTransform(_ dy: UnsafePointer<Float>, _ d: UnsafeMu
     }
 }
 
+/// `Kernels.winograd43InputGradientTransform` in the active set.
+func winograd43InputGradientTransform(_ m: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, _ rbuf: UnsafeMutablePointer<Float>,
+                                      _ g: Winograd43Geometry, plane: Int, cin: Int, images: Range<Int>, ld: Int) {
+    switch KernelSet.active {
+    #if RESNET_KERNEL_SETS
+    case .avx512: KernelsAVX512.winograd43InputGradientTransform(m, dx, rbuf, h: g.h, w: g.w, tw: g.tw, tpi: g.tpi, lw: g.lw, plane: plane,
+                                                                 cin: cin, images: images, ld: ld)
+    case .avx2: KernelsAVX2.winograd43InputGradientTransform(m, dx, rbuf, h: g.h, w: g.w, tw: g.tw, tpi: g.tpi, lw: g.lw, plane: plane,
+                                                             cin: cin, images: images, ld: ld)
+    #endif
+    default: Kernels.winograd43InputGradientTransform(m, dx, rbuf, h: g.h, w: g.w, tw: g.tw, tpi: g.tpi, lw: g.lw, plane: plane,
+                                                      cin: cin, images: images, ld: ld)
+    }
+}
+
 /// `Kernels.addKernelGradients43` in the active set.
 func addKernelGradients43(_ partials: [UnsafePointer<Float>], plane: Int, dw: UnsafeMutablePointer<Float>, kernels: Range<Int>) {
     switch KernelSet.active {

@@ -20,6 +20,10 @@ public final class Conv2D: Layer {
     private let ctx: ModelContext
     private var input: Tensor?              // (N, Cin, H, W), kept for backward
     private var out: Tensor?                // (N, Cout, Ho, Wo)
+    /// F(4x4)'s U[36][Cout][Cin] from the last training forward, kept for backward's dX (the exact
+    /// adjoint multiplies by it); nil until a forward needs it.
+    private var keptU: UnsafeMutableBufferPointer<Float>?
+    private var keptUValid = false
     /// False for the stem: nothing needs the gradient of the images, so backward skips
     /// W^T * dY and col2im and returns a zero tensor.
     public var needsInputGradient = true
@@ -40,6 +44,15 @@ public final class Conv2D: Layer {
     }
 
     public var parameters: [ParamHandle] { [weight] + (bias.map { [$0] } ?? []) }
+
+    deinit { keptU?.deallocate() }
+
+    /// The layer's own U buffer (36 x Cin x Cout floats).
+    private func keptWeights() -> UnsafeMutablePointer<Float> {
+        let count = 36 * inChannels * outChannels
+        if keptU == nil { keptU = .allocate(capacity: count) }
+        return keptU!.baseAddress!
+    }
 
     /// How a convolution of this input shape is computed. The choice depends only on the shapes
     /// (never on the CPU), so results do not either. Thresholds from `resnet bench` and a per-layer
@@ -77,6 +90,12 @@ public final class Conv2D: Layer {
     /// 96x96 (ratio 0.25 both); at ratio 1 (stage 4 at batch 256 96x96) and 2 (stage 3 at batch 16
     /// 224x224) it was slower (forward 22.7 -> 26.5 ms and 16.9 -> 25 ms), hence 0.5. 0 turns it off.
     nonisolated(unsafe) public static var forwardByChannelsRatio = 0.5
+    /// F(4x4) by images with at most this many input and output channels computes dX in its dW pass
+    /// as the exact adjoint of the forward (the training forward keeps U; `A dY A^T` shared with dW)
+    /// rather than as a convolution of dY with the rotated kernels: 16x64x56x56 backward 18.0 -> 16.1 ms.
+    /// With 128 and 256 channels it was 2 % and 6 % slower (its U^T gemm takes OpenBLAS's packed path,
+    /// where the other's banded gemms take the small-matrix one), hence 64. 0 turns it off.
+    nonisolated(unsafe) public static var winograd43AdjointMaxChannels = 64
     /// Output channels per chunk of that forward.
     nonisolated(unsafe) public static var forwardByChannelsRows = 16
     /// Output channels per chunk of that dW (32 measured a little faster than 16).
@@ -105,7 +124,7 @@ public final class Conv2D: Layer {
 
     /// Runs forward (x -> y) or dX (dY -> dX) with Winograd, F(4x4), F(3x3) or F(2x2) as `strategy` says.
     private func winogradPass(_ strategy: Strategy, _ input: Tensor, _ output: Tensor, bias: UnsafePointer<Float>?,
-                              forInputGradient: Bool, _ p: Plan) {
+                              forInputGradient: Bool, keep: Bool = false, _ p: Plan) {
         let (ci, co) = forInputGradient ? (outChannels, inChannels) : (inChannels, outChannels)
         switch strategy {
         case .winograd4x4, .winograd3x3:
@@ -122,7 +141,11 @@ public final class Conv2D: Layer {
                 }
                 return
             }
-            let u = Workspace.shared.buffer(worker: 0, slot: Workspace.winogradWeights, count: (f4 ? 36 : 25) * inChannels * outChannels)
+            // A training forward of F(4x4) keeps its U for backward's dX; the rest use scratch all layers share.
+            let keeps = keep && f4 && !forInputGradient && max(inChannels, outChannels) <= Conv2D.winograd43AdjointMaxChannels
+            let u = keeps ? keptWeights()
+                : Workspace.shared.buffer(worker: 0, slot: Workspace.winogradWeights, count: (f4 ? 36 : 25) * inChannels * outChannels)
+            keptUValid = keeps
             Parallel.forRanges(co) { rows in
                 if f4 {
                     winograd43TransformWeights(self.weight.value, cout: self.outChannels, cin: self.inChannels, into: u,
@@ -259,7 +282,8 @@ public final class Conv2D: Layer {
         }
         if strategy.isWinograd {
             let bv = bias.map { UnsafePointer($0.value) }
-            ctx.timed("Conv2D forward winograd") { winogradPass(strategy, x, y, bias: bv, forInputGradient: false, p) }
+            keptUValid = false
+            ctx.timed("Conv2D forward winograd") { winogradPass(strategy, x, y, bias: bv, forInputGradient: false, keep: training, p) }
             return y
         }
         if case .winogradStride2 = strategy {
@@ -346,6 +370,7 @@ public final class Conv2D: Layer {
              // Worker 0 accumulates straight into the gradient buffer; the others into partial sums.
              dw: w == 0 || splitDW ? weight.grad : Workspace.shared.buffer(worker: w, slot: 2, count: wcount))
         }
+        var dxDone = false   // dX written with dW (F(4x4) by images)
         if winograd {   // dW with Winograd too: G^T [ sum_tiles (A dY A^T) ⊙ (B^T x B) ] G
             ctx.timed("Conv2D backward winograd dW") {
                 if splitDW {
@@ -366,9 +391,14 @@ public final class Conv2D: Layer {
                     let parts = UnsafeMutableBufferPointer<UnsafePointer<Float>?>.allocate(capacity: p.workers)
                     defer { parts.deallocate() }
                     parts.initialize(repeating: nil)
+                    // F(4x4) after a training forward: dX in the same pass, the exact adjoint with the kept U.
+                    let u: UnsafePointer<Float>? = f4 && self.needsInputGradient && self.keptUValid ? UnsafePointer(self.keptWeights()) : nil
+                    let dx: UnsafeMutablePointer<Float>? = u != nil ? d.data : nil
+                    dxDone = u != nil
                     Parallel.forRanges(p.workers) { workers in for wk in workers {
                         parts[wk] = f4
-                            ? winograd43WeightGradientPartial(x: x.data, dy: dy.data, cin: ci, cout: co, h: p.h, w: p.w, images: p.images(wk), worker: wk)
+                            ? winograd43WeightGradientPartial(x: x.data, dy: dy.data, u: u, dx: dx, cin: ci, cout: co, h: p.h, w: p.w,
+                                                              images: p.images(wk), worker: wk)
                             : winograd33WeightGradientPartial(x: x.data, dy: dy.data, cin: ci, cout: co, h: p.h, w: p.w, images: p.images(wk), worker: wk)
                     }}
                     let list = parts.compactMap { $0 }, wg = self.weight.grad
@@ -418,7 +448,7 @@ public final class Conv2D: Layer {
         }}}
         clock.report(ctx.profiler, ["Conv2D backward gather+im2col", "Conv2D backward gemm dW",
                                     "Conv2D backward gemm dX", "Conv2D backward col2im"])
-        if winograd && needsInputGradient {   // dX = conv(dY, W transposed and rotated 180°)
+        if winograd && needsInputGradient && !dxDone {   // dX = conv(dY, W transposed and rotated 180°)
             ctx.timed("Conv2D backward winograd dX") { winogradPass(strategy, dy, d, bias: nil, forInputGradient: true, p) }
         }
         if !splitDW { addPartialWeightGradients(ws.dropFirst().map { $0.dw }) }

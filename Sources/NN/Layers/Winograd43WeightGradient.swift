@@ -27,24 +27,29 @@ public func winograd43WeightGradient(x: UnsafePointer<Float>, dy: UnsafePointer<
 }
 
 /// Mw[36][Cout][Cin] = Σ over the images' tiles of DY ⊙ V, in `worker`'s scratch (valid until its next
-/// call; planes cout * cin + 16 apart), or nil for no images.
+/// call; planes cout * cin + 16 apart), or nil for no images. With `u` (the forward's U[36][Cout][Cin])
+/// and `dx`, also the images' dX (OVERWRITTEN), as the exact adjoint of the forward sharing DY:
+/// M[xi] = U[xi]^T · DY[xi] (36 gemms [Cin x Cout] x [Cout x T]), dX = Σ_t B M_t B^T on each tile's
+/// 6x6 input patch; the blocks then hold whole images (an image's patches overlap).
 public func winograd43WeightGradientPartial(x: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+                                            u: UnsafePointer<Float>? = nil, dx: UnsafeMutablePointer<Float>? = nil,
                                             cin: Int, cout: Int, h: Int, w: Int, images: Range<Int>, worker: Int) -> UnsafePointer<Float>? {
     if images.isEmpty || h <= 0 || w <= 0 || cin <= 0 || cout <= 0 { return nil }
     let th = (h + 3) / 4, tw = (w + 3) / 4, tpi = th * tw
     let lw = tw + 8
-    let padded = (4 * th + 2) * 4 * lw     // x, zero-bordered, phase layout (as in the forward)
+    let padded = (4 * th + 2) * 4 * lw     // x (and dX), zero-bordered, phase layout (as in the forward)
     let paddedDY = 4 * th * 4 * lw         // dY, zero beyond H x W, phase layout without the border
+    let withDX = u != nil && dx != nil
     let total = images.count * tpi
     let target = winograd43WeightGradientTargetTiles > 0 ? winograd43WeightGradientTargetTiles : max(32, 32768 / (cin + cout))
     let blocks = max(1, (total + target / 2) / target)
-    let tmax = (total + blocks - 1) / blocks
+    // Tiles per block: about `target`, in whole images when dX is summed too.
+    let tmax = withDX ? max(1, (target + tpi / 2) / tpi) * tpi : (total + blocks - 1) / blocks
     let vPlaneMax = cin * tmax + 16, dPlaneMax = cout * tmax + 16, mPlane = cout * cin + 16
-    let scratch = winograd43DWScratch.buffer(worker: worker, count: 36 * (vPlaneMax + dPlaneMax + mPlane) + padded + paddedDY)
+    let scratch = winograd43DWScratch.buffer(worker: worker, count: 36 * (vPlaneMax + dPlaneMax + mPlane) + 2 * padded + paddedDY)
     let v = scratch, dt = v + 36 * vPlaneMax, mw = dt + 36 * dPlaneMax
-    let pbuf = mw + 36 * mPlane, qbuf = pbuf + padded
-    pbuf.update(repeating: 0, count: padded)
-    qbuf.update(repeating: 0, count: paddedDY)
+    let pbuf = mw + 36 * mPlane, qbuf = pbuf + padded, rbuf = qbuf + paddedDY
+    pbuf.update(repeating: 0, count: 2 * padded + paddedDY)   // pbuf, qbuf and rbuf
     let geo = Winograd43Geometry(h: h, w: w, tw: tw, tpi: tpi, lw: lw)
     var t0 = 0, firstBlock = true
     while t0 < total {
@@ -58,6 +63,14 @@ public func winograd43WeightGradientPartial(x: UnsafePointer<Float>, dy: UnsafeP
                  b: v + xi * vPlane, ldb: nt, beta: firstBlock ? 0 : 1, c: mw + xi * mPlane, ldc: cin)
         }
         firstBlock = false
+        if withDX, let u, let dx {   // M[xi] = U[xi]^T · DY[xi] into V's planes (read for the last time above)
+            for xi in 0..<36 {
+                gemm(transA: true, m: cin, n: nt, k: cout, a: u + xi * cout * cin, lda: cin, b: dt + xi * dPlane, ldb: nt,
+                     c: v + xi * vPlane, ldc: nt)
+            }
+            let img0 = first / tpi
+            winograd43InputGradientTransform(v, dx, rbuf, geo, plane: vPlane, cin: cin, images: img0 ..< img0 + nt / tpi, ld: nt)
+        }
         t0 += nt
     }
     return UnsafePointer(mw)
