@@ -51,7 +51,7 @@ func forwardByOutputChunks(v: UnsafePointer<Float>, vPlane: Int, ld: Int, k: Int
                            rows: Int, parts: Int,
                            transformWeights: (Range<Int>, UnsafeMutablePointer<Float>, Int) -> Void,
                            transformOutput: (UnsafePointer<Float>, Int, Range<Int>) -> Void) {
-    let r = max(1, min(rows, cout)), uPlane = r * cin, mPlane = r * ld + 16, chunks = (cout + r - 1) / r
+    let r = max(1, min(rows, cout)), uPlane = r * cin + 16, mPlane = r * ld + 16, chunks = (cout + r - 1) / r   // planes a cache line apart beyond r * cin (often a multiple of 4 KiB)
     Parallel.forItems(chunks, parts: parts) { wk, chunk in   // chunks write disjoint outputs: handed out as workers finish
         let u = WinogradScratch.shared.buffer(worker: wk, count: planes * (uPlane + mPlane) + 16), m = u + planes * uPlane
         let band = chunk * r ..< min(cout, (chunk + 1) * r)
