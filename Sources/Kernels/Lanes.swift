@@ -100,3 +100,34 @@ public func addKernelLanes(_ r: KernelLanes, to dw: UnsafeMutablePointer<Float>,
         }
     }
 }
+
+/// The nine taps of 8 kernels stored one after another (kernel l's at p[9l ..< 9l + 9], 72 floats):
+/// lane l of value k is p[9l + k]. Four 16-float loads and one 8-float load, then shuffles (element
+/// by element, kernel by kernel, it was the larger half of a weight transform's time).
+@inlinable @inline(__always)
+public func kernelTapLanes(contiguous p: UnsafePointer<Float>) -> KernelLanes {
+    let r = UnsafeRawPointer(p)
+    let v0 = r.loadUnaligned(fromByteOffset: 0, as: SIMD16<Float>.self), v1 = r.loadUnaligned(fromByteOffset: 64, as: SIMD16<Float>.self)
+    let v2 = r.loadUnaligned(fromByteOffset: 128, as: SIMD16<Float>.self), v3 = r.loadUnaligned(fromByteOffset: 192, as: SIMD16<Float>.self)
+    let v4 = r.loadUnaligned(fromByteOffset: 256, as: SIMD8<Float>.self)
+    @inline(__always) func e(_ i: Int) -> Float {
+        switch i >> 4 { case 0: return v0[i & 15]; case 1: return v1[i & 15]; case 2: return v2[i & 15]; case 3: return v3[i & 15]; default: return v4[i & 7] }
+    }
+    @inline(__always) func tap(_ k: Int) -> SIMD8<Float> { SIMD8(e(k), e(9 + k), e(18 + k), e(27 + k), e(36 + k), e(45 + k), e(54 + k), e(63 + k)) }
+    return (tap(0), tap(1), tap(2), tap(3), tap(4), tap(5), tap(6), tap(7), tap(8))
+}
+
+/// The nine taps of 8 kernels `stride` floats apart (kernel l's at p[l * stride ..< l * stride + 9]):
+/// lane l of value k is p[l * stride + k], or, `rotated`, p[l * stride + 8 - k] (the kernel turned by
+/// 180°). An 8-float load per kernel, then an 8x8 transpose by shuffles; the ninth taps one by one.
+@inlinable @inline(__always)
+public func kernelTapLanes(_ p: UnsafePointer<Float>, stride: Int, rotated: Bool) -> KernelLanes {
+    @inline(__always) func row(_ l: Int) -> SIMD8<Float> { UnsafeRawPointer(p + l * stride).loadUnaligned(as: SIMD8<Float>.self) }
+    let r0 = row(0), r1 = row(1), r2 = row(2), r3 = row(3), r4 = row(4), r5 = row(5), r6 = row(6), r7 = row(7)
+    @inline(__always) func tap(_ k: Int) -> SIMD8<Float> {
+        k == 8 ? SIMD8(p[8], p[stride + 8], p[2 * stride + 8], p[3 * stride + 8], p[4 * stride + 8], p[5 * stride + 8], p[6 * stride + 8], p[7 * stride + 8])
+            : SIMD8(r0[k], r1[k], r2[k], r3[k], r4[k], r5[k], r6[k], r7[k])
+    }
+    if rotated { return (tap(8), tap(7), tap(6), tap(5), tap(4), tap(3), tap(2), tap(1), tap(0)) }
+    return (tap(0), tap(1), tap(2), tap(3), tap(4), tap(5), tap(6), tap(7), tap(8))
+}

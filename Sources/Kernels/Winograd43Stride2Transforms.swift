@@ -90,15 +90,20 @@ public func winograd43s2TransformWeights(_ w: UnsafePointer<Float>, cout: Int, c
                 var j = 0
                 while j < nc {
                     let n = min(8, nc - j), first = c0 + j
-                    @inline(__always) func tap(_ k: Int) -> V8 {   // tap k (row-major) of the group's 8 kernels
+                    @inline(__always) func lane(_ k: Int) -> V8 {   // tap k (row-major) of the group's 8 kernels, one by one
                         var r = V8()
                         for l in 0..<8 {
-                            let i = first + min(l, n - 1)
+                            let i = first + min(l, n - 1)   // a partial group repeats its last kernel
                             r[l] = transposed ? w[(i * cin + o) * 9 + k] : w[(o * cin + i) * 9 + k]
                         }
                         return r
                     }
-                    for b in 0..<3 { each(kernelPoints(tap(b), tap(3 + b), tap(6 + b))) { r, v in c[r * 3 + b] = v } }
+                    let g: KernelLanes = n < 8 ? (lane(0), lane(1), lane(2), lane(3), lane(4), lane(5), lane(6), lane(7), lane(8))
+                        : transposed ? kernelTapLanes(w + (first * cin + o) * 9, stride: cin * 9, rotated: false)
+                        : kernelTapLanes(contiguous: w + (o * cin + first) * 9)
+                    each(kernelPoints(g.0, g.3, g.6)) { r, v in c[r * 3] = v }
+                    each(kernelPoints(g.1, g.4, g.7)) { r, v in c[r * 3 + 1] = v }
+                    each(kernelPoints(g.2, g.5, g.8)) { r, v in c[r * 3 + 2] = v }
                     let dst = UnsafeMutableRawPointer(tmp + j)
                     for r in 0..<9 {
                         each(kernelPoints(c[r * 3], c[r * 3 + 1], c[r * 3 + 2])) { s, v in

@@ -17,17 +17,14 @@ private func kernelTransform(_ a: SIMD8<Float>, _ b: SIMD8<Float>, _ c: SIMD8<Fl
     return (a * quarter, -(a + b + c) * sixth, -(a - b + c) * sixth, ac + b12, ac - b12, c)
 }
 
-/// U for 8 kernels at once: element k (row-major 3x3) of kernel l is g(l, k); kernel l's
-/// 36 results go to u[xi * stride + l].
+/// U for 8 kernels at once: value k of `g` holds element k (row-major 3x3) of the 8 kernels in its
+/// lanes; kernel l's 36 results go to u[xi * stride + l].
 @inline(__always)
-private func transformKernels8(_ u: UnsafeMutablePointer<Float>, _ stride: Int, _ g: (Int, Int) -> Float) {
-    @inline(__always) func lanes(_ k: Int) -> SIMD8<Float> {
-        SIMD8<Float>(g(0, k), g(1, k), g(2, k), g(3, k), g(4, k), g(5, k), g(6, k), g(7, k))
-    }
+private func transformKernels8(_ u: UnsafeMutablePointer<Float>, _ stride: Int, _ g: KernelLanes) {
     // t = G g: six rows of three, one column of g at a time
-    let c0 = kernelTransform(lanes(0), lanes(3), lanes(6))
-    let c1 = kernelTransform(lanes(1), lanes(4), lanes(7))
-    let c2 = kernelTransform(lanes(2), lanes(5), lanes(8))
+    let c0 = kernelTransform(g.0, g.3, g.6)
+    let c1 = kernelTransform(g.1, g.4, g.7)
+    let c2 = kernelTransform(g.2, g.5, g.8)
     let r = UnsafeMutableRawPointer(u), bs = stride * 4
     // (t G^T) row i
     @inline(__always) func row(_ i: Int, _ a: SIMD8<Float>, _ b: SIMD8<Float>, _ c: SIMD8<Float>) { storeRow(r, bs, i, kernelTransform(a, b, c)) }
@@ -53,11 +50,24 @@ public func winograd43TransformWeights(_ w: UnsafePointer<Float>, cout: Int, cin
             var j = 0
             while j < nc {
                 let n = min(8, nc - j), first = c0 + j
-                // kernel l of this group: W[o][first + l] forward, W[first + l][o] rotated for dX
-                transformKernels8(tmp + j, 64) { l, k in
-                    let i = first + min(l, n - 1)
-                    return forInputGradient ? w[(i * cin + o) * 9 + 8 - k] : w[(o * cin + i) * 9 + k]
+                // kernel l of this group: W[o][first + l] forward (72 floats in a row), W[first + l][o]
+                // rotated for dX (Cin * 9 floats apart); a partial group repeats its last kernel
+                let taps: KernelLanes
+                if n == 8 {
+                    taps = forInputGradient ? kernelTapLanes(w + (first * cin + o) * 9, stride: cin * 9, rotated: true)
+                        : kernelTapLanes(contiguous: w + (o * cin + first) * 9)
+                } else {
+                    @inline(__always) func lane(_ k: Int) -> SIMD8<Float> {
+                        var r = SIMD8<Float>()
+                        for l in 0..<8 {
+                            let i = first + min(l, n - 1)
+                            r[l] = forInputGradient ? w[(i * cin + o) * 9 + 8 - k] : w[(o * cin + i) * 9 + k]
+                        }
+                        return r
+                    }
+                    taps = (lane(0), lane(1), lane(2), lane(3), lane(4), lane(5), lane(6), lane(7), lane(8))
                 }
+                transformKernels8(tmp + j, 64, taps)
                 j += 8
             }
             spreadRuns(tmp, planes: 36, count: nc, into: u + (o - firstRow) * inner + c0, plane: plane)
