@@ -131,3 +131,51 @@ public func kernelTapLanes(_ p: UnsafePointer<Float>, stride: Int, rotated: Bool
     if rotated { return (tap(8), tap(7), tap(6), tap(5), tap(4), tap(3), tap(2), tap(1), tap(0)) }
     return (tap(0), tap(1), tap(2), tap(3), tap(4), tap(5), tap(6), tap(7), tap(8))
 }
+
+/// The taps of the 8 kernels of a weight transform's group: kernels W[o][first + l] of a weight
+/// [Cout, Cin, 3, 3] for l < n, or, `transposed`, W[first + l][o] (dX's layout), turned by 180° if
+/// `rotated`; a partial group (n < 8) repeats its last kernel in the remaining lanes.
+@inlinable @inline(__always)
+public func groupTapLanes(_ w: UnsafePointer<Float>, cin: Int, row o: Int, first: Int, count n: Int,
+                          transposed: Bool, rotated: Bool) -> KernelLanes {
+    if n == 8 {
+        return transposed ? kernelTapLanes(w + (first * cin + o) * 9, stride: cin * 9, rotated: rotated)
+            : rotated ? kernelTapLanes(w + (o * cin + first) * 9, stride: 9, rotated: true)
+            : kernelTapLanes(contiguous: w + (o * cin + first) * 9)
+    }
+    @inline(__always) func lane(_ k: Int) -> SIMD8<Float> {
+        var r = SIMD8<Float>()
+        for l in 0..<8 {
+            let i = first + min(l, n - 1), e = rotated ? 8 - k : k
+            r[l] = transposed ? w[(i * cin + o) * 9 + e] : w[(o * cin + i) * 9 + e]
+        }
+        return r
+    }
+    return (lane(0), lane(1), lane(2), lane(3), lane(4), lane(5), lane(6), lane(7), lane(8))
+}
+
+/// The walk of a weight transform: for each row o of `rows` (an output channel, or an input channel
+/// `transposed`), the inner kernels 64 at a time: `group(taps, dst)` writes the points of 8 of them
+/// (their taps in lanes, `groupTapLanes`) at dst[xi * 64 + l] of a [planes][64] block, which then goes
+/// in `planes` runs into U (row o - firstRow of each plane, planes `plane` floats apart): 64-float
+/// runs rather than `planes` streams of 8 at once.
+@inlinable @inline(__always)
+public func transformKernelRows(_ w: UnsafePointer<Float>, cin: Int, rows: Range<Int>, inner: Int, transposed: Bool, rotated: Bool,
+                                planes: Int, into u: UnsafeMutablePointer<Float>, plane: Int, firstRow: Int,
+                                _ group: (KernelLanes, UnsafeMutablePointer<Float>) -> Void) {
+    let tmp = UnsafeMutablePointer<Float>.allocate(capacity: planes * 64 + 8)
+    defer { tmp.deallocate() }
+    for o in rows {
+        var c0 = 0
+        while c0 < inner {
+            let nc = min(64, inner - c0)
+            var j = 0
+            while j < nc {
+                group(groupTapLanes(w, cin: cin, row: o, first: c0 + j, count: min(8, nc - j), transposed: transposed, rotated: rotated), tmp + j)
+                j += 8
+            }
+            spreadRuns(tmp, planes: planes, count: nc, into: u + (o - firstRow) * inner + c0, plane: plane)
+            c0 += nc
+        }
+    }
+}

@@ -78,42 +78,16 @@ private typealias Five = (V8, V8, V8, V8, V8)
 public func winograd43s2TransformWeights(_ w: UnsafePointer<Float>, cout: Int, cin: Int, into u: UnsafeMutablePointer<Float>,
                                          transposed: Bool, rows: Range<Int>) {
     let plane = cout * cin, inner = transposed ? cout : cin
-    // A [81][64] block per 64 kernels (8 at a time in SIMD8 lanes), then 81 runs into U's planes.
-    let tmp = UnsafeMutablePointer<Float>.allocate(capacity: 81 * 64 + 8)
-    defer { tmp.deallocate() }
     withUnsafeTemporaryAllocation(of: V8.self, capacity: 27) { buffer in
         let c = buffer.baseAddress!   // G g: 9 rows x 3 columns
-        for o in rows {
-            var c0 = 0
-            while c0 < inner {
-                let nc = min(64, inner - c0)
-                var j = 0
-                while j < nc {
-                    let n = min(8, nc - j), first = c0 + j
-                    @inline(__always) func lane(_ k: Int) -> V8 {   // tap k (row-major) of the group's 8 kernels, one by one
-                        var r = V8()
-                        for l in 0..<8 {
-                            let i = first + min(l, n - 1)   // a partial group repeats its last kernel
-                            r[l] = transposed ? w[(i * cin + o) * 9 + k] : w[(o * cin + i) * 9 + k]
-                        }
-                        return r
-                    }
-                    let g: KernelLanes = n < 8 ? (lane(0), lane(1), lane(2), lane(3), lane(4), lane(5), lane(6), lane(7), lane(8))
-                        : transposed ? kernelTapLanes(w + (first * cin + o) * 9, stride: cin * 9, rotated: false)
-                        : kernelTapLanes(contiguous: w + (o * cin + first) * 9)
-                    each(kernelPoints(g.0, g.3, g.6)) { r, v in c[r * 3] = v }
-                    each(kernelPoints(g.1, g.4, g.7)) { r, v in c[r * 3 + 1] = v }
-                    each(kernelPoints(g.2, g.5, g.8)) { r, v in c[r * 3 + 2] = v }
-                    let dst = UnsafeMutableRawPointer(tmp + j)
-                    for r in 0..<9 {
-                        each(kernelPoints(c[r * 3], c[r * 3 + 1], c[r * 3 + 2])) { s, v in
-                            dst.storeBytes(of: v, toByteOffset: (r * 9 + s) * 256, as: V8.self)
-                        }
-                    }
-                    j += 8
-                }
-                spreadRuns(tmp, planes: 81, count: nc, into: u + o * inner + c0, plane: plane)
-                c0 += nc
+        transformKernelRows(w, cin: cin, rows: rows, inner: inner, transposed: transposed, rotated: false,
+                            planes: 81, into: u, plane: plane, firstRow: 0) { g, tmp in
+            each(kernelPoints(g.0, g.3, g.6)) { r, v in c[r * 3] = v }
+            each(kernelPoints(g.1, g.4, g.7)) { r, v in c[r * 3 + 1] = v }
+            each(kernelPoints(g.2, g.5, g.8)) { r, v in c[r * 3 + 2] = v }
+            let dst = UnsafeMutableRawPointer(tmp)
+            for r in 0..<9 {   // (G g) G^T, row by row
+                each(kernelPoints(c[r * 3], c[r * 3 + 1], c[r * 3 + 2])) { s, v in dst.storeBytes(of: v, toByteOffset: (r * 9 + s) * 256, as: V8.self) }
             }
         }
     }
@@ -220,16 +194,7 @@ public func winograd43s2OutputTransform(_ m: UnsafePointer<Float>, _ y: UnsafeMu
                 }
                 for l in 0..<n {
                     let img = images.lowerBound + (t + l) / tpi, k = (t + l) % tpi
-                    let oy = 4 * (k / tw), ox = 4 * (k % tw)
-                    let yc = y + (img * cout + co) * hw + oy * wo + ox, src = tmp + l
-                    if oy + 4 <= ho && ox + 4 <= wo {
-                        for i in 0..<4 {
-                            let d = yc + i * wo, s = src + i * 32
-                            d[0] = s[0]; d[1] = s[8]; d[2] = s[16]; d[3] = s[24]
-                        }
-                    } else {
-                        for i in 0..<min(4, ho - oy) { for j in 0..<min(4, wo - ox) { yc[i * wo + j] = src[(i * 4 + j) * 8] } }
-                    }
+                    storeTile4x4(tmp + l, into: y + (img * cout + co) * hw, oy: 4 * (k / tw), ox: 4 * (k % tw), h: ho, w: wo)
                 }
                 t += n
             }

@@ -39,41 +39,9 @@ public func winograd43TransformWeights(_ w: UnsafePointer<Float>, cout: Int, cin
                                        forInputGradient: Bool, rows: Range<Int>, band: Int? = nil) {
     let plane = band ?? cout * cin, firstRow = band == nil ? 0 : rows.lowerBound
     let inner = forInputGradient ? cout : cin
-    // A [36][64] block per 64 kernels (8 at a time in SIMD8 lanes), then 36 runs of up to 64 into U's
-    // planes: 36 runs of 8 per 8 kernels would write 36 streams a plane apart at once.
-    let tmp = UnsafeMutablePointer<Float>.allocate(capacity: 36 * 64 + 8)
-    defer { tmp.deallocate() }
-    for o in rows {
-        var c0 = 0
-        while c0 < inner {
-            let nc = min(64, inner - c0)
-            var j = 0
-            while j < nc {
-                let n = min(8, nc - j), first = c0 + j
-                // kernel l of this group: W[o][first + l] forward (72 floats in a row), W[first + l][o]
-                // rotated for dX (Cin * 9 floats apart); a partial group repeats its last kernel
-                let taps: KernelLanes
-                if n == 8 {
-                    taps = forInputGradient ? kernelTapLanes(w + (first * cin + o) * 9, stride: cin * 9, rotated: true)
-                        : kernelTapLanes(contiguous: w + (o * cin + first) * 9)
-                } else {
-                    @inline(__always) func lane(_ k: Int) -> SIMD8<Float> {
-                        var r = SIMD8<Float>()
-                        for l in 0..<8 {
-                            let i = first + min(l, n - 1)
-                            r[l] = forInputGradient ? w[(i * cin + o) * 9 + 8 - k] : w[(o * cin + i) * 9 + k]
-                        }
-                        return r
-                    }
-                    taps = (lane(0), lane(1), lane(2), lane(3), lane(4), lane(5), lane(6), lane(7), lane(8))
-                }
-                transformKernels8(tmp + j, 64, taps)
-                j += 8
-            }
-            spreadRuns(tmp, planes: 36, count: nc, into: u + (o - firstRow) * inner + c0, plane: plane)
-            c0 += nc
-        }
-    }
+    // kernel l of a group: W[o][first + l] forward, W[first + l][o] rotated for dX
+    transformKernelRows(w, cin: cin, rows: rows, inner: inner, transposed: forInputGradient, rotated: forInputGradient,
+                        planes: 36, into: u, plane: plane, firstRow: firstRow) { taps, dst in transformKernels8(dst, 64, taps) }
 }
 
 /// row[(c & 3) * lw + c >> 2] = src[c - offset] for c in offset ..< offset + count: a row split into
@@ -202,6 +170,21 @@ private func outputRows(_ m0: SIMD8<Float>, _ m1: SIMD8<Float>, _ m2: SIMD8<Floa
     return (m0 + s12 + s34, d12 + 2 * d34, s12 + 4 * s34, d12 + 8 * d34 + m5)
 }
 
+/// The 4x4 outputs of the tile at (oy, ox) from lane 0 of src[16][8] (output i * 4 + j at src[(i * 4 + j) * 8])
+/// into the h x w plane, those beyond it dropped (the F(4x4) and F(4x4) stride-2 output transforms).
+@inline(__always)
+func storeTile4x4(_ src: UnsafePointer<Float>, into plane: UnsafeMutablePointer<Float>, oy: Int, ox: Int, h: Int, w: Int) {
+    let yc = plane + oy * w + ox
+    if oy + 4 <= h && ox + 4 <= w {
+        for i in 0..<4 {
+            let d = yc + i * w, s = src + i * 32
+            d[0] = s[0]; d[1] = s[8]; d[2] = s[16]; d[3] = s[24]
+        }
+    } else {
+        for i in 0..<min(4, h - oy) { for j in 0..<min(4, w - ox) { yc[i * w + j] = src[(i * 4 + j) * 8] } }
+    }
+}
+
 /// y[img][co] 4x4 blocks = A^T M A (+ bias), 8 consecutive tiles at a time; outputs beyond H x W dropped.
 public func winograd43OutputTransform(_ m: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ bias: UnsafePointer<Float>?,
                                       plane: Int, cout: Int, h: Int, w: Int, tw: Int, tpi: Int, first: Int, nt: Int,
@@ -233,16 +216,7 @@ public func winograd43OutputTransform(_ m: UnsafePointer<Float>, _ y: UnsafeMuta
             keep(3, outputRows(c0.3, c1.3, c2.3, c3.3, c4.3, c5.3))
             var g = first + t, img = g / tpi, k = g % tpi
             for l in 0..<n {
-                let oy = 4 * (k / tw), ox = 4 * (k % tw)
-                let yc = y + (img * cout + co) * hw + oy * w + ox, src = tmp + l
-                if oy + 4 <= h && ox + 4 <= w {
-                    for i in 0..<4 {
-                        let d = yc + i * w, s = src + i * 32
-                        d[0] = s[0]; d[1] = s[8]; d[2] = s[16]; d[3] = s[24]
-                    }
-                } else {
-                    for i in 0..<min(4, h - oy) { for j in 0..<min(4, w - ox) { yc[i * w + j] = src[(i * 4 + j) * 8] } }
-                }
+                storeTile4x4(tmp + l, into: y + (img * cout + co) * hw, oy: 4 * (k / tw), ox: 4 * (k % tw), h: h, w: w)
                 g += 1; k += 1
                 if k == tpi { k = 0; img += 1 }
             }
