@@ -155,13 +155,10 @@ public final class Conv2D: Layer {
                                                forInputGradient: forInputGradient, rows: rows)
                 }
             }
-            if f4 {   // pieces of about a block of tiles (and at least 4 of a batch of 4 or more), handed out as workers
-                      // finish (images write disjoint outputs); they depend on the batch, not on the worker count
-                let tpi = winograd43Columns(n: 1, h: p.h, w: p.w)
-                let per = max(1, min((winograd43TargetTiles + tpi - 1) / tpi, (p.n + 3) / 4))
-                Parallel.forItems((p.n + per - 1) / per, parts: p.workers) { wk, item in
+            if f4 {
+                forImagePieces(p, tilesPerImage: winograd43Columns(n: 1, h: p.h, w: p.w), target: winograd43TargetTiles) { wk, images in
                     winograd43Forward(x: input.data, u: u, bias: bias, y: output.data, cin: ci, cout: co,
-                                      h: p.h, w: p.w, images: item * per ..< min(p.n, (item + 1) * per), worker: wk)
+                                      h: p.h, w: p.w, images: images, worker: wk)
                 }
             } else {   // F(3x3) runs 8 images in SIMD lanes: a share of the batch per worker
                 Parallel.forRanges(p.workers) { workers in for wk in workers {
@@ -178,23 +175,39 @@ public final class Conv2D: Layer {
         }
     }
 
-    /// F(4x4, 3x3) stride 2 forward: U once, then pieces of whole images handed out as workers finish
-    /// (they write disjoint outputs; the pieces depend on the batch, not on the worker count).
+    /// `body(worker, images)` on pieces of whole images of about `target` tiles (and at least 4 pieces
+    /// of a batch of 4 or more), handed out as workers finish: for passes whose images write disjoint
+    /// outputs. The pieces depend on the batch, not on the worker count.
+    private func forImagePieces(_ p: Plan, tilesPerImage tpi: Int, target: Int, _ body: (_ worker: Int, _ images: Range<Int>) -> Void) {
+        let per = max(1, min((target + tpi - 1) / tpi, (p.n + 3) / 4))
+        Parallel.forItems((p.n + per - 1) / per, parts: p.workers) { wk, item in body(wk, item * per ..< min(p.n, (item + 1) * per)) }
+    }
+
+    /// dW from Winograd-domain partial sums: `partial(wk)` over worker wk's share of the images (fixed
+    /// shares, so the sums and their order do not depend on timing; nil for none), then the kernels split
+    /// over the workers for the transform back, `add(partials, kernels)`, added straight into the gradient.
+    private func weightGradientFromPartials(_ p: Plan, partial: (_ worker: Int) -> UnsafePointer<Float>?,
+                                            add: (_ partials: [UnsafePointer<Float>], _ kernels: Range<Int>) -> Void) {
+        let parts = UnsafeMutableBufferPointer<UnsafePointer<Float>?>.allocate(capacity: p.workers)
+        defer { parts.deallocate() }
+        parts.initialize(repeating: nil)
+        Parallel.forRanges(p.workers) { workers in for wk in workers { parts[wk] = partial(wk) } }
+        let list = parts.compactMap { $0 }
+        Parallel.forRanges(outChannels * inChannels, minChunk: 512) { r in add(list, r) }
+    }
+
+    /// F(4x4, 3x3) stride 2 forward: U once, then pieces of whole images.
     private func stride2Forward(_ x: Tensor, _ y: Tensor, bias: UnsafePointer<Float>?, _ p: Plan) {
         let (ci, co) = (inChannels, outChannels)
         let u = Workspace.shared.buffer(worker: 0, slot: Workspace.winogradWeights, count: 81 * ci * co)
         winograd43s2Weights(weight.value, cout: co, cin: ci, into: u, transposed: false)
-        let tpi = winograd43s2Columns(n: 1, h: p.h, w: p.w)
-        let per = max(1, min((winograd43s2TargetTiles + tpi - 1) / tpi, (p.n + 3) / 4))
-        Parallel.forItems((p.n + per - 1) / per, parts: p.workers) { wk, item in
-            winograd43s2Forward(x: x.data, u: u, bias: bias, y: y.data, cin: ci, cout: co, h: p.h, w: p.w,
-                                images: item * per ..< min(p.n, (item + 1) * per), worker: wk)
+        forImagePieces(p, tilesPerImage: winograd43s2Columns(n: 1, h: p.h, w: p.w), target: winograd43s2TargetTiles) { wk, images in
+            winograd43s2Forward(x: x.data, u: u, bias: bias, y: y.data, cin: ci, cout: co, h: p.h, w: p.w, images: images, worker: wk)
         }
     }
 
-    /// F(4x4, 3x3) stride 2 backward: each worker takes its share of the images (fixed, so the partial
-    /// sums and their order do not depend on timing), sums their DY ⊙ V and writes their dX; then the
-    /// workers split the kernels for the transform back (G^T Σ G), added straight into the gradient.
+    /// F(4x4, 3x3) stride 2 backward: each worker sums its images' DY ⊙ V and writes their dX in one
+    /// pass, then the transform back (G^T Σ G).
     private func stride2Backward(_ x: Tensor, _ dy: Tensor, _ d: Tensor, _ p: Plan) {
         let (ci, co) = (inChannels, outChannels)
         var ut: UnsafeMutablePointer<Float>? = nil
@@ -202,16 +215,10 @@ public final class Conv2D: Layer {
             ut = Workspace.shared.buffer(worker: 0, slot: Workspace.winogradWeights, count: 81 * ci * co)
             winograd43s2Weights(weight.value, cout: co, cin: ci, into: ut!, transposed: true)
         }
-        let parts = UnsafeMutableBufferPointer<UnsafePointer<Float>?>.allocate(capacity: p.workers)
-        defer { parts.deallocate() }
-        parts.initialize(repeating: nil)
-        let dx: UnsafeMutablePointer<Float>? = needsInputGradient ? d.data : nil
-        Parallel.forRanges(p.workers) { workers in for wk in workers {
-            parts[wk] = winograd43s2Backward(x: x.data, dy: dy.data, ut: ut, dx: dx, cin: ci, cout: co, h: p.h, w: p.w,
-                                             images: p.images(wk), worker: wk)
-        }}
-        let list = parts.compactMap { $0 }, wg = weight.grad
-        Parallel.forRanges(co * ci, minChunk: 512) { r in addKernelGradients43s2(list, plane: co * ci + 16, dw: wg, kernels: r) }
+        let dx: UnsafeMutablePointer<Float>? = needsInputGradient ? d.data : nil, wg = weight.grad
+        weightGradientFromPartials(p, partial: { wk in
+            winograd43s2Backward(x: x.data, dy: dy.data, ut: ut, dx: dx, cin: ci, cout: co, h: p.h, w: p.w, images: p.images(wk), worker: wk)
+        }, add: { list, r in addKernelGradients43s2(list, plane: co * ci + 16, dw: wg, kernels: r) })
     }
 
     /// Gemm columns of the whole batch in F(4x4) (`f4`) or F(3x3) form: what the by-channels rules weigh.
@@ -388,24 +395,18 @@ public final class Conv2D: Layer {
                         }
                         return
                     }
-                    let parts = UnsafeMutableBufferPointer<UnsafePointer<Float>?>.allocate(capacity: p.workers)
-                    defer { parts.deallocate() }
-                    parts.initialize(repeating: nil)
                     // F(4x4) after a training forward: dX in the same pass, the exact adjoint with the kept U.
                     let u: UnsafePointer<Float>? = f4 && self.needsInputGradient && self.keptUValid ? UnsafePointer(self.keptWeights()) : nil
-                    let dx: UnsafeMutablePointer<Float>? = u != nil ? d.data : nil
+                    let dx: UnsafeMutablePointer<Float>? = u != nil ? d.data : nil, wg = self.weight.grad
                     dxDone = u != nil
-                    Parallel.forRanges(p.workers) { workers in for wk in workers {
-                        parts[wk] = f4
-                            ? winograd43WeightGradientPartial(x: x.data, dy: dy.data, u: u, dx: dx, cin: ci, cout: co, h: p.h, w: p.w,
-                                                              images: p.images(wk), worker: wk)
-                            : winograd33WeightGradientPartial(x: x.data, dy: dy.data, cin: ci, cout: co, h: p.h, w: p.w, images: p.images(wk), worker: wk)
-                    }}
-                    let list = parts.compactMap { $0 }, wg = self.weight.grad
-                    Parallel.forRanges(co * ci, minChunk: 512) { r in
+                    self.weightGradientFromPartials(p, partial: { wk in
+                        f4 ? winograd43WeightGradientPartial(x: x.data, dy: dy.data, u: u, dx: dx, cin: ci, cout: co, h: p.h, w: p.w,
+                                                             images: p.images(wk), worker: wk)
+                           : winograd33WeightGradientPartial(x: x.data, dy: dy.data, cin: ci, cout: co, h: p.h, w: p.w, images: p.images(wk), worker: wk)
+                    }, add: { list, r in
                         if f4 { winograd43AddKernelGradients(list, cin: ci, cout: co, dw: wg, kernels: r) }
                         else { winograd33AddKernelGradients(list, cin: ci, cout: co, dw: wg, kernels: r) }
-                    }
+                    })
                     return
                 }
                 Parallel.forRanges(p.workers) { workers in for wk in workers {   // F(2x2): a partial dW per worker

@@ -63,7 +63,7 @@ public func winograd43WeightGradientPartial(x: UnsafePointer<Float>, dy: UnsafeP
                  b: v + xi * vPlane, ldb: nt, beta: firstBlock ? 0 : 1, c: mw + xi * mPlane, ldc: cin)
         }
         firstBlock = false
-        if withDX, let u, let dx {   // M[xi] = U[xi]^T · DY[xi] into V's planes (read for the last time above)
+        if let u, let dx {   // M[xi] = U[xi]^T · DY[xi] into V's planes (read for the last time above)
             for xi in 0..<36 {
                 gemm(transA: true, m: cin, n: nt, k: cout, a: u + xi * cout * cin, lda: cin, b: dt + xi * dPlane, ldb: nt,
                      c: v + xi * vPlane, ldc: nt)
