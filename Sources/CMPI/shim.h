@@ -109,13 +109,14 @@ static inline int CMPI_allgatherv_bytes(const void *send, int sendcount, void *r
 
 static inline int CMPI_barrier(void) { return MPI_Barrier(MPI_COMM_WORLD); }
 
-// MARK: Nonblocking allreduce
+// MARK: Requests
 
 /// Caller-provided storage for one MPI request handle. The buffer passed to the
 /// operation must stay valid and untouched until the request completes.
 typedef struct CMPI_Request {
     MPI_Request handle;
 } CMPI_Request;
+_Static_assert(sizeof(CMPI_Request) == sizeof(MPI_Request), "CMPI_Request arrays are MPI_Request arrays");
 
 /// Sets the handle to MPI_REQUEST_NULL (a completed/inactive request).
 static inline void CMPI_request_init(CMPI_Request *request) {
@@ -127,20 +128,28 @@ static inline int CMPI_request_is_null(const CMPI_Request *request) {
     return request->handle == MPI_REQUEST_NULL;
 }
 
-/// MPI_Iallreduce in place, sum of floats. Completes through CMPI_wait / CMPI_test.
-static inline int CMPI_iallreduce_sum_float(float *buf, int count, CMPI_Request *request) {
-    return MPI_Iallreduce(MPI_IN_PLACE, buf, count, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD,
-                          &request->handle);
+// MARK: Point-to-point (the gradient sum in rank order, Sources/Distributed/RankOrderSum.swift)
+
+/// MPI_Isend of `count` floats to `dest` on COMM_WORLD. `buf` stays untouched until completion.
+static inline int CMPI_isend_float(const float *buf, int count, int dest, int tag, CMPI_Request *request) {
+    return MPI_Isend(buf, count, MPI_FLOAT, dest, tag, MPI_COMM_WORLD, &request->handle);
 }
 
-/// Blocks until the request completes; the handle becomes MPI_REQUEST_NULL.
-static inline int CMPI_wait(CMPI_Request *request) {
-    return MPI_Wait(&request->handle, MPI_STATUS_IGNORE);
+/// MPI_Irecv of `count` floats from `source` on COMM_WORLD into `buf`.
+static inline int CMPI_irecv_float(float *buf, int count, int source, int tag, CMPI_Request *request) {
+    return MPI_Irecv(buf, count, MPI_FLOAT, source, tag, MPI_COMM_WORLD, &request->handle);
 }
 
-/// Drives progress; `*done` is 1 once the request completed (handle then MPI_REQUEST_NULL).
-static inline int CMPI_test(CMPI_Request *request, int *done) {
-    return MPI_Test(&request->handle, done, MPI_STATUS_IGNORE);
+/// Drives progress; `*done` is 1 once all `n` requests completed (handles then MPI_REQUEST_NULL;
+/// null handles count as complete). CMPI_Request wraps exactly one MPI_Request, so an array of
+/// them is an array of MPI_Request.
+static inline int CMPI_testall(int n, CMPI_Request *requests, int *done) {
+    return MPI_Testall(n, &requests->handle, done, MPI_STATUSES_IGNORE);
+}
+
+/// Blocks until all `n` requests completed.
+static inline int CMPI_waitall(int n, CMPI_Request *requests) {
+    return MPI_Waitall(n, &requests->handle, MPI_STATUSES_IGNORE);
 }
 
 #endif // CMPI_SHIM_H

@@ -16,6 +16,11 @@ public final class MPICommunicator: Communicator {
     /// MPI_Get_processor_name (usually the host name).
     public let processorName: String
 
+    /// How many gradient sums were started (their message tags, RankOrderSum.swift).
+    private var sumSequence = 0
+    /// Scratch for the gradient sums' incoming pieces, reused across steps.
+    let scratchPool = ScratchPool()
+
     /// True when this instance called MPI_Init and so calls MPI_Finalize.
     private let ownsMPI: Bool
     private var finalizeCalled = false
@@ -104,22 +109,17 @@ public final class MPICommunicator: Communicator {
         }
     }
 
+    /// The sum in rank order by point-to-point messages (RankOrderSum.swift), in parts of at most
+    /// Int32.max floats.
     public func startAllreduceSum(_ buf: UnsafeMutablePointer<Float>, count: Int) throws -> PendingReduction {
+        precondition(!finalizeCalled, "MPICommunicator used after finalize()")
         precondition(count >= 0, "negative count \(count)")
-        let chunks = max(1, (count + MPICommunicator.maxElementsPerCall - 1) / MPICommunicator.maxElementsPerCall)
-        let pending = MPIPendingReduction(communicator: self, requests: chunks)
-        var started = 0
-        do {
-            try forEachChunk(count) { offset, n in
-                try check(CMPI_iallreduce_sum_float(buf + offset, n, pending.requests + started),
-                          "MPI_Iallreduce(sum, float, \(n))")
-                started += 1
-            }
-        } catch {
-            try? pending.wait() // complete the chunks that did start before reporting
-            throw error
+        var parts: [RankOrderSum] = []
+        try forEachChunk(count) { offset, n in
+            parts.append(try RankOrderSum(communicator: self, buffer: buf + offset, count: Int(n), sequence: sumSequence))
+            sumSequence += 1
         }
-        return pending
+        return parts.count == 1 ? parts[0] : PendingParts(parts)
     }
 
     public func broadcast(_ bytes: inout [UInt8], root: Int) throws {
@@ -261,57 +261,21 @@ public final class MPICommunicator: Communicator {
     }
 }
 
-/// One MPI_Iallreduce (one request per chunk of at most Int32.max elements).
-final class MPIPendingReduction: PendingReduction {
-    private let communicator: MPICommunicator
-    let requests: UnsafeMutablePointer<CMPI_Request>
-    private let count: Int
-    private var completed = false
+/// A sum started in several parts: complete when every part is.
+final class PendingParts: PendingReduction {
+    private let parts: [PendingReduction]
 
-    init(communicator: MPICommunicator, requests count: Int) {
-        self.communicator = communicator
-        self.count = count
-        requests = .allocate(capacity: count)
-        for i in 0..<count { CMPI_request_init(requests + i) }
-    }
-
-    deinit {
-        // MPI owns the buffer until the operation completes: finish it before letting go.
-        if !completed {
-            var finalized: Int32 = 0
-            _ = CMPI_finalized(&finalized)
-            if finalized == 0 {
-                for i in 0..<count where CMPI_request_is_null(requests + i) == 0 {
-                    _ = CMPI_wait(requests + i)
-                }
-            }
-        }
-        requests.deallocate()
+    init(_ parts: [PendingReduction]) {
+        self.parts = parts
     }
 
     func wait() throws {
-        guard !completed else { return }
-        defer { completed = true } // a failed request is not waited on again
-        try communicator.watched("MPI_Wait(Iallreduce)") {
-            for i in 0..<count where CMPI_request_is_null(requests + i) == 0 {
-                try communicator.check(CMPI_wait(requests + i), "MPI_Wait(Iallreduce)")
-            }
-        }
+        for part in parts { try part.wait() }
     }
 
     func test() throws -> Bool {
-        guard !completed else { return true }
         var all = true
-        for i in 0..<count where CMPI_request_is_null(requests + i) == 0 {
-            var done: Int32 = 0
-            let code = CMPI_test(requests + i, &done)
-            if code != CMPI_success() {
-                completed = true
-                try communicator.check(code, "MPI_Test(Iallreduce)")
-            }
-            if done == 0 { all = false }
-        }
-        completed = all
+        for part in parts where try !part.test() { all = false }
         return all
     }
 }

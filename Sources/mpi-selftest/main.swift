@@ -154,6 +154,42 @@ func checkGradientBuckets() throws {
     }
 }
 
+/// The gradient sum (startAllreduceSum) adds in rank order, ((x0 + x1) + x2) + ..., the same bits
+/// on every rank: checked bit for bit on values whose float sum depends on the order, for counts
+/// that leave some ranks an empty slice (0, 1, size - 1) or split unevenly, several sums in flight
+/// at once, completed in reverse order of starting.
+func checkRankOrderSum() throws {
+    /// Rank r's value at i: random sign, magnitude 2^-12 ... 2^12, the same on every rank.
+    func value(_ r: Int, _ i: Int) -> Float {
+        var g = SplitMix64(state: UInt64(r * 1_000_003 + i))
+        let bits = g.next()
+        let magnitude = Float(sign: .plus, exponent: Int(bits % 25) - 12, significand: 1 + Float((bits >> 8) % 1024) / 1024)
+        return (bits >> 40) & 1 == 0 ? magnitude : -magnitude
+    }
+    let counts = [0, 1, size - 1, 1000, 4099, 65_536 + 7]
+    var buffers = counts.map { n in (0..<n).map { value(rank, $0) } }
+    var pending: [PendingReduction] = []
+    for k in buffers.indices {
+        pending.append(try buffers[k].withUnsafeMutableBufferPointer { try comm.startAllreduceSum($0.baseAddress!, count: $0.count) })
+    }
+    for p in pending.reversed() { try p.wait() }
+    var orderMatters = false
+    for (k, n) in counts.enumerated() {
+        for i in 0..<n {
+            var inOrder = value(0, i)
+            for r in 1..<size { inOrder += value(r, i) }
+            var reversed = value(size - 1, i)
+            for r in stride(from: size - 2, through: 0, by: -1) { reversed += value(r, i) }
+            if inOrder.bitPattern != reversed.bitPattern { orderMatters = true }
+            if buffers[k][i].bitPattern != inOrder.bitPattern {
+                expect(false, "startAllreduceSum of \(n) floats [\(i)] = \(buffers[k][i]), expected the rank-order sum \(inOrder)")
+                break
+            }
+        }
+    }
+    expect(size < 3 || orderMatters, "the rank-order check's values sum to the same bits in any order")
+}
+
 func checkBroadcast() throws {
     for root in 0..<size {
         let length = root == size - 1 ? 0 : 1000 + 37 * root   // the last root sends nothing
@@ -193,6 +229,7 @@ do {
     checkErrorText()
     try checkAllreduce()
     try checkGradientBuckets()
+    try checkRankOrderSum()
     try checkBroadcast()
     try checkAllgather()
     try comm.barrier()

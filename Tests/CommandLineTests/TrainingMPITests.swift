@@ -76,6 +76,23 @@ final class TrainingMPITests: XCTestCase {
                              "BN over 64 vs over 32 should differ")
     }
 
+    /// The same with 4 ranks (oversubscribed, one worker thread each) against 1 process x 4
+    /// micro-batches of 16: bit for bit, because the gradient sum adds the ranks in rank order,
+    /// ((g0 + g1) + g2) + g3, exactly as accumulation adds the micro-batches (RankOrderSum.swift).
+    /// With more than 2 terms the order shows in the bits (with 2 it cannot: a + b == b + a). Open
+    /// MPI's own nonblocking allreduce, used before, sums 4 ranks around a ring, each slice starting
+    /// at another rank, and fails this test.
+    func testAccumulationMatchesFourRanksBitForBit() throws {
+        _ = try resnetBinary()
+        try requireMPI()
+        let four = try cachedMPI(np: 4, Self.equivalenceArgs(syncBN: false))
+        let accumulated = try cachedSingle(Self.equivalenceArgs(syncBN: false) + ["--set", "train.accumulate_steps=4", "--set", "train.threads=1"])
+        func parameters(_ dir: String) throws -> [String: NamedTensor] {
+            try SafeTensors.read(path: dir + "/model.safetensors").tensors.filter { !$0.key.contains("running_") && !$0.key.hasSuffix("num_batches_tracked") }
+        }
+        assertBitIdentical(try parameters(four.dir), try parameters(accumulated.dir), label: "1 process x 4 micro-batches vs mpirun -np 4")
+    }
+
     // MARK: 2. Without sync_bn
 
     /// 60 steps on 2 ranks at the smoke recipe (lr 0.05): every step logged once, finite losses,
