@@ -32,7 +32,9 @@ public protocol Communicator: AnyObject {
     /// Element-wise maximum over all ranks, in place (min: negate, reduce, negate).
     func allreduceMax(_ buf: UnsafeMutablePointer<Int64>, count: Int) throws
 
-    /// Nonblocking in-place sum. `buf` must stay valid and untouched until it completes.
+    /// Nonblocking in-place sum, added in rank order, ((x₀ + x₁) + x₂) + …: every rank gets the
+    /// same bits, those of one process adding the ranks' buffers in order. `buf` must stay valid
+    /// and untouched until it completes.
     func startAllreduceSum(_ buf: UnsafeMutablePointer<Float>, count: Int) throws -> PendingReduction
 
     /// Root's bytes to every rank; receivers' arrays are resized to the root's length.

@@ -1,7 +1,8 @@
 import Trace
 
 /// Gradient buckets over one flat Float buffer [0, total), given once: contiguous slices of about
-/// `bucketBytes` each, summed across ranks with nonblocking allreduces.
+/// `bucketBytes` each, summed across ranks with nonblocking sums in rank order
+/// (`Communicator.startAllreduceSum`; RankOrderSum.swift under MPI).
 ///
 /// During backward, the training loop calls `markReady` for each gradient range that is final
 /// for this step; a bucket's allreduce starts as soon as every float in it has been marked, so
