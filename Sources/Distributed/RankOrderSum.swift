@@ -103,7 +103,7 @@ final class RankOrderSum: PendingReduction {
         case .exchange:
             let lo = bounds[rank], slice = bounds[rank + 1] - lo
             let pieces = (0..<size).map { q in q == rank ? UnsafePointer(buffer + lo) : UnsafePointer(scratch!.start + slot(q) * slice) }
-            RankOrderSum.addInOrder(pieces, into: buffer + lo, count: slice)
+            RankOrderSum.addInOrder(pieces, own: rank, count: slice)
             communicator.scratchPool.give(scratch!)
             scratch = nil
             phase = .gather
@@ -125,16 +125,26 @@ final class RankOrderSum: PendingReduction {
         }
     }
 
-    /// `out[i] = ((pieces[0][i] + pieces[1][i]) + pieces[2][i]) + …`; `out` may be one of the
-    /// pieces (each element is read from every piece before it is written).
-    static func addInOrder(_ pieces: [UnsafePointer<Float>], into out: UnsafeMutablePointer<Float>, count: Int) {
-        precondition(pieces.count >= 2, "addInOrder needs two pieces or more")
-        if pieces.count == 2 {
-            let a = pieces[0], b = pieces[1]
-            for i in 0..<count { out[i] = a[i] + b[i] }
+    /// `pieces[own][i] = ((pieces[0][i] + pieces[1][i]) + pieces[2][i]) + …`, in place in the
+    /// piece `own`. Written so that every loop's output is its own input or a distinct buffer:
+    /// a loop writing one piece while reading another through a second pointer to the same
+    /// memory fails the compiler's runtime overlap check and runs at half speed.
+    static func addInOrder(_ pieces: [UnsafePointer<Float>], own: Int, count: Int) {
+        precondition(pieces.count >= 2 && pieces.indices.contains(own), "addInOrder needs two pieces or more, own among them")
+        let out = UnsafeMutablePointer(mutating: pieces[own])
+        if own == 0 {   // out = out + x1, then + x2, ...
+            for q in 1..<pieces.count {
+                let b = pieces[q]
+                for i in 0..<count { out[i] += b[i] }
+            }
             return
         }
-        // Blocks of 1024 floats through a stack accumulator keep every loop a plain vector loop.
+        if pieces.count == 2 {   // own == 1: out = x0 + out
+            let a = pieces[0]
+            for i in 0..<count { out[i] = a[i] + out[i] }
+            return
+        }
+        // The own piece sits inside the order: blocks of 1024 floats through a stack accumulator.
         withUnsafeTemporaryAllocation(of: Float.self, capacity: 1024) { acc in
             let sum = acc.baseAddress!
             var i = 0
