@@ -64,14 +64,9 @@ final class TrainingMPITests: XCTestCase {
     func testAccumulationMatchesMoreRanks() throws {
         _ = try resnetBinary()
         try requireMPI()
-        let two = try cachedMPI(np: 2, Self.equivalenceArgs(syncBN: false))
-        let accumulated = try cachedSingle(Self.equivalenceArgs(syncBN: false) + ["--set", "train.accumulate_steps=2", "--set", "train.threads=1"])
-        func parameters(_ dir: String) throws -> [String: NamedTensor] {
-            try SafeTensors.read(path: dir + "/model.safetensors").tensors.filter { !$0.key.contains("running_") && !$0.key.hasSuffix("num_batches_tracked") }
-        }
-        assertBitIdentical(try parameters(two.dir), try parameters(accumulated.dir), label: "1 process x 2 micro-batches vs mpirun -np 2")
+        let two = try assertAccumulationMatchesRanks(2)
         let whole = try cachedSingle(Self.equivalenceArgs(syncBN: false) + ["--set", "train.threads=1"])
-        let (a, b) = (try parameters(two.dir), try parameters(whole.dir))
+        let (a, b) = (try Self.learnedParameters(two.dir), try Self.learnedParameters(whole.dir))
         XCTAssertGreaterThan(a.keys.map { relativeDifference(a[$0]!.values, b[$0]!.values) }.max() ?? 0, 1e-3,
                              "BN over 64 vs over 32 should differ")
     }
@@ -85,12 +80,24 @@ final class TrainingMPITests: XCTestCase {
     func testAccumulationMatchesFourRanksBitForBit() throws {
         _ = try resnetBinary()
         try requireMPI()
-        let four = try cachedMPI(np: 4, Self.equivalenceArgs(syncBN: false))
-        let accumulated = try cachedSingle(Self.equivalenceArgs(syncBN: false) + ["--set", "train.accumulate_steps=4", "--set", "train.threads=1"])
-        func parameters(_ dir: String) throws -> [String: NamedTensor] {
-            try SafeTensors.read(path: dir + "/model.safetensors").tensors.filter { !$0.key.contains("running_") && !$0.key.hasSuffix("num_batches_tracked") }
-        }
-        assertBitIdentical(try parameters(four.dir), try parameters(accumulated.dir), label: "1 process x 4 micro-batches vs mpirun -np 4")
+        try assertAccumulationMatchesRanks(4)
+    }
+
+    /// `mpirun -np N` of the equivalence recipe against 1 process (one worker thread) with N
+    /// micro-batches: the learned tensors bit for bit. Returns the N-rank run.
+    @discardableResult
+    func assertAccumulationMatchesRanks(_ np: Int, file: StaticString = #filePath, line: UInt = #line) throws -> Run {
+        let ranks = try cachedMPI(np: np, Self.equivalenceArgs(syncBN: false))
+        let accumulated = try cachedSingle(Self.equivalenceArgs(syncBN: false) + ["--set", "train.accumulate_steps=\(np)", "--set", "train.threads=1"])
+        assertBitIdentical(try Self.learnedParameters(ranks.dir), try Self.learnedParameters(accumulated.dir),
+                           label: "1 process x \(np) micro-batches vs mpirun -np \(np)", file: file, line: line)
+        return ranks
+    }
+
+    /// A run's learned tensors: its model file without the BN running statistics, which gradient
+    /// accumulation updates per micro-batch (so they differ from N ranks' by construction).
+    static func learnedParameters(_ dir: String) throws -> [String: NamedTensor] {
+        try SafeTensors.read(path: dir + "/model.safetensors").tensors.filter { !$0.key.contains("running_") && !$0.key.hasSuffix("num_batches_tracked") }
     }
 
     // MARK: 2. Without sync_bn
