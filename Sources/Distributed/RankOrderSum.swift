@@ -44,19 +44,12 @@ final class RankOrderSum: PendingReduction {
         requests = .allocate(capacity: requestCount)
         for i in 0..<requestCount { CMPI_request_init(requests + i) }
         let slice = bounds[rank + 1] - bounds[rank]
-        scratch = communicator.scratchPool.take(slice * (size - 1))
-        var k = 0
+        let block = communicator.scratchPool.take(slice * (size - 1))
+        scratch = block
         do {
-            for q in 0..<size where q != rank {
-                try post(CMPI_irecv_float(scratch!.start + slot(q) * slice, Int32(slice), Int32(q), tag, requests + k),
-                         "MPI_Irecv(slice \(rank) from rank \(q))")
-                k += 1
-            }
-            for q in 0..<size where q != rank {
-                try post(CMPI_isend_float(buffer + bounds[q], Int32(bounds[q + 1] - bounds[q]), Int32(q), tag, requests + k),
-                         "MPI_Isend(slice \(q) to rank \(q))")
-                k += 1
-            }
+            try postRound("pieces of slice \(rank)",
+                          receive: { q in UnsafeMutableBufferPointer(start: block.start + self.slot(q) * slice, count: slice) },
+                          send: { q in self.slice(q) })
         } catch {
             abandon()
             throw error
@@ -91,6 +84,26 @@ final class RankOrderSum: PendingReduction {
 
     // MARK: Phases
 
+    /// Slice c of the buffer.
+    private func slice(_ c: Int) -> UnsafeMutableBufferPointer<Float> {
+        UnsafeMutableBufferPointer(start: buffer + bounds[c], count: bounds[c + 1] - bounds[c])
+    }
+
+    /// One phase's messages: from every other rank q into `receive(q)`, then `send(q)` to it
+    /// (receives in requests[0 ..< size - 1], sends after them).
+    private func postRound(_ what: String, receive: (Int) -> UnsafeMutableBufferPointer<Float>,
+                           send: (Int) -> UnsafeMutableBufferPointer<Float>) throws {
+        let others = (0..<communicator.size).filter { $0 != communicator.rank }
+        for (k, q) in others.enumerated() {
+            let b = receive(q)
+            try post(CMPI_irecv_float(b.baseAddress, Int32(b.count), Int32(q), tag, requests + k), "MPI_Irecv(\(what) from rank \(q))")
+        }
+        for (k, q) in others.enumerated() {
+            let b = send(q)
+            try post(CMPI_isend_float(b.baseAddress, Int32(b.count), Int32(q), tag, requests + others.count + k), "MPI_Isend(\(what) to rank \(q))")
+        }
+    }
+
     /// Where rank q's piece sits in the scratch (this rank has none).
     private func slot(_ q: Int) -> Int { q < communicator.rank ? q : q - 1 }
 
@@ -107,17 +120,7 @@ final class RankOrderSum: PendingReduction {
             communicator.scratchPool.give(scratch!)
             scratch = nil
             phase = .gather
-            var k = 0
-            for q in 0..<size where q != rank {
-                try post(CMPI_irecv_float(buffer + bounds[q], Int32(bounds[q + 1] - bounds[q]), Int32(q), tag, requests + k),
-                         "MPI_Irecv(sum of slice \(q) from rank \(q))")
-                k += 1
-            }
-            for q in 0..<size where q != rank {
-                try post(CMPI_isend_float(buffer + lo, Int32(slice), Int32(q), tag, requests + k),
-                         "MPI_Isend(sum of slice \(rank) to rank \(q))")
-                k += 1
-            }
+            try postRound("sum of slice", receive: { q in self.slice(q) }, send: { _ in self.slice(rank) })
         case .gather:
             phase = .complete
         case .complete:
@@ -180,11 +183,7 @@ final class RankOrderSum: PendingReduction {
     private func abandon() {
         var finalized: Int32 = 0
         _ = CMPI_finalized(&finalized)
-        if finalized == 0 {
-            for i in 0..<requestCount where CMPI_request_is_null(requests + i) == 0 {
-                _ = CMPI_waitall(1, requests + i)
-            }
-        }
+        if finalized == 0 { _ = CMPI_waitall(Int32(requestCount), requests) }   // null handles count as complete
         if let block = scratch {
             communicator.scratchPool.give(block)
             scratch = nil
