@@ -21,11 +21,6 @@
 #           Open MPI's own default is 300:20:9, 8 minutes; 0 leaves Open MPI's). Without it mpirun
 #           waits on an unreachable node's daemon for those 8 minutes at least, after the
 #           ranks have ended (docs/cluster.md).
-#   TCP_PROGRESS_THREAD  1 runs Open MPI's TCP progress thread (btl_tcp_progress_thread), which
-#           moves gradient bytes while backward computes: at 1 Gbit/s a 2-node step ran at 104
-#           against 89-92 images/s without it. Default 0 (Open MPI's default, off): the thread is
-#           known to crash Open MPI 4 jobs (open-mpi/ompi#5902), and one of our SLURM test runs
-#           with it ended in a segmentation fault (docs/cluster.md).
 #   MPIRUN_ARGS  more mpirun options (word-split).
 #
 # Before mpirun, every host of the hostfile is checked through AGENT, each within CHECK_TIMEOUT:
@@ -114,11 +109,6 @@ net=()
 [ -n "$subnet" ] && net=(--mca btl_tcp_if_include "$subnet" --mca oob_tcp_if_include "$subnet")
 extra=(); [ -n "${MPIRUN_ARGS:-}" ] && read -r -a extra <<<"$MPIRUN_ARGS"
 [ -n "${LD_LIBRARY_PATH:-}" ] && extra+=(-x LD_LIBRARY_PATH)
-case "${TCP_PROGRESS_THREAD:-0}" in
-    1) extra+=(--mca btl_tcp_progress_thread 1) ;;
-    0) ;;
-    *) echo "TCP_PROGRESS_THREAD must be 1 or 0, got '$TCP_PROGRESS_THREAD'" >&2; exit 2 ;;
-esac
 keepalive=${OOB_KEEPALIVE:-60:10:3}
 if [ "$keepalive" != 0 ]; then
     [[ "$keepalive" =~ ^([1-9][0-9]*):([1-9][0-9]*):([1-9][0-9]*)$ ]] \
