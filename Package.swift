@@ -8,10 +8,13 @@ import Foundation
 // `-target-cpu`, an unsafe flag: RESNET_PORTABLE_BUILD=1 leaves them out (the baseline alone), as it
 // must be for a versioned dependency or a cross build (`#if arch` sees the host, not the target).
 #if arch(x86_64)
-let kernelBuilds: [(target: String, cpu: String)] =
-    ProcessInfo.processInfo.environment["RESNET_PORTABLE_BUILD"] == "1" ? [] : [("KernelsAVX2", "haswell"), ("KernelsAVX512", "skylake-avx512")]
+// Each copy also gets a compilation condition naming its set, for the few loops whose register
+// tiling differs by set (Sources/Kernels/PanelGemm.swift); the arithmetic is the same in every set.
+let kernelBuilds: [(target: String, cpu: String, condition: String)] =
+    ProcessInfo.processInfo.environment["RESNET_PORTABLE_BUILD"] == "1" ? [] :
+    [("KernelsAVX2", "haswell", "KERNELS_AVX2"), ("KernelsAVX512", "skylake-avx512", "KERNELS_AVX512")]
 #else
-let kernelBuilds: [(target: String, cpu: String)] = []
+let kernelBuilds: [(target: String, cpu: String, condition: String)] = []
 #endif
 
 let package = Package(
@@ -70,6 +73,6 @@ let package = Package(
         .testTarget(name: "TorchParityTests", dependencies: ["NN", "Training", "TestSupport"], exclude: ["torch"]),
         // Tests that launch the release `resnet` binary (and the example), alone and under mpirun.
         .testTarget(name: "CommandLineTests", dependencies: ["Coordinator", "NN", "TestSupport"]),
-    ] + kernelBuilds.map { .target(name: $0.target, swiftSettings: [.unsafeFlags(["-target-cpu", $0.cpu])]) },
+    ] + kernelBuilds.map { .target(name: $0.target, swiftSettings: [.unsafeFlags(["-target-cpu", $0.cpu]), .define($0.condition)]) },
     swiftLanguageModes: [.v5]
 )

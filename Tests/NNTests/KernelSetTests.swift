@@ -1,5 +1,6 @@
 // The Swift kernel sets (Sources/NN/Core/KernelSet.swift): every set this CPU runs gives the same
-// bits as the baseline build in every layer that dispatches to Sources/Kernels; the set in use is
+// bits as the baseline build in every layer that dispatches to Sources/Kernels (the sets with FMA
+// agree among themselves where they use their own gemm, the weight gradient by output channels); the set in use is
 // the widest the CPU runs; and RESNET_KERNELS's values are checked.
 import XCTest
 @testable import NN
@@ -20,11 +21,12 @@ final class KernelSetTests: XCTestCase {
                 let x = randomTensor([s.n, s.c, s.side, s.side], seed: UInt64(2200 + i))
                 XCTAssertTrue("\(conv.strategy(x.shape))".hasPrefix("winograd4x4"), "\(s): \(conv.strategy(x.shape))")
                 let dy = randomTensor(conv.outputShape(x.shape), seed: UInt64(2300 + i))
+                let path = ratio == 0 ? "by images" : "by channels"
                 withWorkers(2) {
                     conv.weight.grad.update(repeating: 0, count: conv.weight.count)
-                    out["conv \(s) \(ratio) y"] = conv.forward(x, training: true).array
-                    out["conv \(s) \(ratio) dx"] = conv.backward(dy).array
-                    out["conv \(s) \(ratio) dw"] = conv.weight.grads
+                    out["conv \(s) \(path) y"] = conv.forward(x, training: true).array
+                    out["conv \(s) \(path) dx"] = conv.backward(dy).array
+                    out["conv \(s) \(path) dw"] = conv.weight.grads
                 }
             }
         }
@@ -77,6 +79,12 @@ final class KernelSetTests: XCTestCase {
         return out
     }
 
+    /// The weight gradient by output channels, whose Winograd-domain product the sets with FMA
+    /// compute with their own gemm (`panelGemm`) and the baseline with OpenBLAS: those sets agree
+    /// with each other bit for bit (PanelGemmTests checks the gemm itself) and with the baseline
+    /// as OpenBLAS's kernels agree among themselves, to rounding.
+    static func isOwnGemm(_ key: String) -> Bool { key.hasSuffix("by channels dw") }
+
     func testEverySetThisCPURunsGivesTheBaselineBits() throws {
         let saved = KernelSet.active
         defer { KernelSet.active = saved }
@@ -84,6 +92,8 @@ final class KernelSetTests: XCTestCase {
         let reference = outputs()
         let sets = KernelSet.runnable(on: BLASKernel.cpuFeatures).filter { $0 != .baseline }
         if sets.isEmpty { throw XCTSkip("this CPU runs only the baseline set: nothing to compare") }
+        XCTAssertEqual(reference.keys.filter(Self.isOwnGemm).count, 2)
+        var firstFMA: [String: [Float]]?
         for set in sets {
             KernelSet.active = set
             let got = outputs()
@@ -91,9 +101,17 @@ final class KernelSetTests: XCTestCase {
             for (key, want) in reference {
                 let have = got[key] ?? []
                 XCTAssertEqual(have.count, want.count, "\(set) \(key)")
+                if Self.isOwnGemm(key) {
+                    assertCloseScaled(have, want.map(Double.init), tol: 2e-5, "\(set): \(key) against the baseline's OpenBLAS product")
+                    guard let fma = firstFMA?[key] else { continue }
+                    let differing = zip(have, fma).filter { $0.bitPattern != $1.bitPattern }.count
+                    XCTAssertEqual(differing, 0, "\(set): \(key) differs from the \(sets[0]) build in \(differing) of \(fma.count) values")
+                    continue
+                }
                 let differing = zip(have, want).filter { $0.bitPattern != $1.bitPattern }.count
                 XCTAssertEqual(differing, 0, "\(set): \(key) differs from the baseline build in \(differing) of \(want.count) values")
             }
+            if firstFMA == nil { firstFMA = got }
         }
     }
 

@@ -321,3 +321,32 @@ func batchNormInputGradient(_ dy: UnsafePointer<Float>, _ x: UnsafePointer<Float
     default: Kernels.batchNormInputGradient(dy, x, dx, n: n, c: c, hw: hw, channel: channel, k: k, m: m, dbeta: dbeta, dgamma: dgamma, mean: mean, invstd: invstd, relu: relu, dyPlanes: dyPlanes)
     }
 }
+
+extension KernelSet {
+    /// Whether the set multiplies with FMA: the AVX2 and AVX-512 builds. The Winograd weight gradients'
+    /// own gemm (`panelGemm`) runs only there; the baseline keeps OpenBLAS for that product.
+    public var fusesMultiplyAdd: Bool { self != .baseline }
+}
+
+/// `Kernels.packPanels` in the active set.
+func packPanels(_ src: UnsafePointer<Float>, ld: Int, n: Int, k: Int, into dst: UnsafeMutablePointer<Float>, panels: Range<Int>) {
+    switch KernelSet.active {
+    #if RESNET_KERNEL_SETS
+    case .avx512: KernelsAVX512.packPanels(src, ld: ld, n: n, k: k, into: dst, panels: panels)
+    case .avx2: KernelsAVX2.packPanels(src, ld: ld, n: n, k: k, into: dst, panels: panels)
+    #endif
+    default: Kernels.packPanels(src, ld: ld, n: n, k: k, into: dst, panels: panels)
+    }
+}
+
+/// `Kernels.panelGemm` in the active set.
+func panelGemm(m: Int, n: Int, k: Int, a: UnsafePointer<Float>, lda: Int, panels: UnsafePointer<Float>,
+               c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+    switch KernelSet.active {
+    #if RESNET_KERNEL_SETS
+    case .avx512: KernelsAVX512.panelGemm(m: m, n: n, k: k, a: a, lda: lda, panels: panels, c: c, ldc: ldc, accumulate: accumulate)
+    case .avx2: KernelsAVX2.panelGemm(m: m, n: n, k: k, a: a, lda: lda, panels: panels, c: c, ldc: ldc, accumulate: accumulate)
+    #endif
+    default: Kernels.panelGemm(m: m, n: n, k: k, a: a, lda: lda, panels: panels, c: c, ldc: ldc, accumulate: accumulate)
+    }
+}

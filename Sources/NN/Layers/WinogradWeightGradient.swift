@@ -108,16 +108,38 @@ func weightGradientByOutputChunks(dt: UnsafePointer<Float>, dPlane: Int, v: Unsa
                                   scratch: (Int) -> UnsafeMutablePointer<Float>,
                                   add: ([UnsafePointer<Float>], Int, UnsafeMutablePointer<Float>, Range<Int>) -> Void) {
     let r = max(1, min(rows, cout)), cPlane = r * cin + 16, chunks = (cout + r - 1) / r
+    // With FMA, V is packed once into panels for our own gemm (Kernels/PanelGemm.swift) instead of
+    // OpenBLAS packing it again for every chunk.
+    let own = KernelSet.active.fusesMultiplyAdd && ownWeightGradientGemm
+    let pPlane = panelFloats(rows: cin, k: k), panelsPerPlane = pPlane / (16 * max(1, k))
+    let vp = panelScratch.buffer(worker: 0, count: own ? planes * pPlane : 1)
+    if own {
+        Parallel.forItems(planes, parts: parts) { _, xi in
+            packPanels(v + xi * vPlane, ld: ld, n: cin, k: k, into: vp + xi * pPlane, panels: 0..<panelsPerPlane)
+        }
+    }
     Parallel.forItems(chunks, parts: parts) { wk, chunk in   // chunks write disjoint rows of dw: handed out as workers finish
         let mw = scratch(wk)
         let co0 = chunk * r, rc = min(r, cout - co0)
         for xi in 0..<planes {   // Mw[xi][co0 ..< co0 + rc][.] = DY[xi][co0 ..< co0 + rc] · V[xi]^T
-            gemm(transB: true, m: rc, n: cin, k: k, a: dt + xi * dPlane + co0 * ld, lda: ld,
-                 b: v + xi * vPlane, ldb: ld, c: mw + xi * cPlane, ldc: cin)
+            if own {
+                panelGemm(m: rc, n: cin, k: k, a: dt + xi * dPlane + co0 * ld, lda: ld, panels: vp + xi * pPlane,
+                          c: mw + xi * cPlane, ldc: cin, accumulate: false)
+            } else {
+                gemm(transB: true, m: rc, n: cin, k: k, a: dt + xi * dPlane + co0 * ld, lda: ld,
+                     b: v + xi * vPlane, ldb: ld, c: mw + xi * cPlane, ldc: cin)
+            }
         }
         add([UnsafePointer(mw)], cPlane, dw + co0 * cin * 9, 0..<(rc * cin))
     }
 }
+
+/// Whether the weight gradients by output channels use `panelGemm` where the kernel set has FMA
+/// (false: OpenBLAS, as before; for measurements).
+nonisolated(unsafe) public var ownWeightGradientGemm = true
+
+/// V packed into panels for `panelGemm`, shared by the workers of a weight gradient.
+private let panelScratch = WinogradScratch()
 
 /// DY[xi][co][t] = (A dY_t A^T)[xi] for the block's tiles, A = [1 0; 1 1; 1 -1; 0 -1]; dY_t is the
 /// 2x2 block at (2 ty, 2 tx) of dy, zero beyond H x W. Per (channel, image) the needed rows of dy go
