@@ -13,26 +13,21 @@
 
 /// Floats `packPanels` writes for n rows of depth k: an even number of 16-row panels, k x 16 each.
 @inlinable
-public func panelFloats(rows n: Int, k: Int) -> Int { (n + 31) / 32 * 2 * 16 * k }
+public func panelFloats(rows n: Int, k: Int) -> Int { panelCount(rows: n) * 16 * k }
 
-/// dst[p][t][j] = src[(16 p + j) * ld + t] (t < k), zero for rows 16 p + j ≥ n: rows `rows` of
-/// the panels (a multiple of 16 apart from its end), so workers can split one packing.
-public func packPanels(_ src: UnsafePointer<Float>, ld: Int, n: Int, k: Int, into dst: UnsafeMutablePointer<Float>, panels: Range<Int>) {
-    for p in panels {
-        let out = dst + p * k * 16
-        let r0 = 16 * p
-        if r0 + 16 <= n {
-            for t in 0..<k {
-                var v = SIMD16<Float>()
-                for j in 0..<16 { v[j] = src[(r0 + j) * ld + t] }
-                UnsafeMutableRawPointer(out + t * 16).storeBytes(of: v, as: SIMD16<Float>.self)
-            }
-        } else {
-            for t in 0..<k {
-                var v = SIMD16<Float>()
-                for j in 0..<16 where r0 + j < n { v[j] = src[(r0 + j) * ld + t] }
-                UnsafeMutableRawPointer(out + t * 16).storeBytes(of: v, as: SIMD16<Float>.self)
-            }
+/// The 16-row panels of n rows: an even number, so the AVX-512 build's 32-column tiles never read past them.
+@inlinable
+public func panelCount(rows n: Int) -> Int { (n + 31) / 32 * 2 }
+
+/// dst[p][t][j] = src[(16 p + j) * ld + t] (t < k) for every panel `panelFloats` counts, zero for
+/// rows 16 p + j ≥ n.
+public func packPanels(_ src: UnsafePointer<Float>, ld: Int, n: Int, k: Int, into dst: UnsafeMutablePointer<Float>) {
+    for p in 0..<panelCount(rows: n) {
+        let out = dst + p * k * 16, r0 = 16 * p, rows = max(0, min(16, n - r0))
+        for t in 0..<k {
+            var v = SIMD16<Float>()
+            for j in 0..<rows { v[j] = src[(r0 + j) * ld + t] }
+            UnsafeMutableRawPointer(out + t * 16).storeBytes(of: v, as: SIMD16<Float>.self)
         }
     }
 }

@@ -329,13 +329,13 @@ extension KernelSet {
 }
 
 /// `Kernels.packPanels` in the active set.
-func packPanels(_ src: UnsafePointer<Float>, ld: Int, n: Int, k: Int, into dst: UnsafeMutablePointer<Float>, panels: Range<Int>) {
+func packPanels(_ src: UnsafePointer<Float>, ld: Int, n: Int, k: Int, into dst: UnsafeMutablePointer<Float>) {
     switch KernelSet.active {
     #if RESNET_KERNEL_SETS
-    case .avx512: KernelsAVX512.packPanels(src, ld: ld, n: n, k: k, into: dst, panels: panels)
-    case .avx2: KernelsAVX2.packPanels(src, ld: ld, n: n, k: k, into: dst, panels: panels)
+    case .avx512: KernelsAVX512.packPanels(src, ld: ld, n: n, k: k, into: dst)
+    case .avx2: KernelsAVX2.packPanels(src, ld: ld, n: n, k: k, into: dst)
     #endif
-    default: Kernels.packPanels(src, ld: ld, n: n, k: k, into: dst, panels: panels)
+    default: Kernels.packPanels(src, ld: ld, n: n, k: k, into: dst)
     }
 }
 

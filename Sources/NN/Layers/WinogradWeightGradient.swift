@@ -111,11 +111,11 @@ func weightGradientByOutputChunks(dt: UnsafePointer<Float>, dPlane: Int, v: Unsa
     // With FMA, V is packed once into panels for our own gemm (Kernels/PanelGemm.swift) instead of
     // OpenBLAS packing it again for every chunk.
     let own = KernelSet.active.fusesMultiplyAdd && ownWeightGradientGemm
-    let pPlane = panelFloats(rows: cin, k: k), panelsPerPlane = pPlane / (16 * max(1, k))
+    let pPlane = panelFloats(rows: cin, k: k)
     let vp = panelScratch.buffer(worker: 0, count: own ? planes * pPlane : 1)
     if own {
         Parallel.forItems(planes, parts: parts) { _, xi in
-            packPanels(v + xi * vPlane, ld: ld, n: cin, k: k, into: vp + xi * pPlane, panels: 0..<panelsPerPlane)
+            packPanels(v + xi * vPlane, ld: ld, n: cin, k: k, into: vp + xi * pPlane)
         }
     }
     Parallel.forItems(chunks, parts: parts) { wk, chunk in   // chunks write disjoint rows of dw: handed out as workers finish
