@@ -65,6 +65,28 @@ func splitPhases(_ src: UnsafePointer<Float>, count: Int, into row: UnsafeMutabl
     while i < count { let c = i + offset; row[(c & 3) * lw + c >> 2] = src[i]; i += 1 }
 }
 
+/// `splitPhases` of a row of at most 16 - offset floats with one 16-float load and four stores (the
+/// scalar loop took about half of the input transform's time on 7x7 maps): columns 0 ..< offset and
+/// past the row's end get zeros, as the zero-bordered planes have there. The load reads the 16
+/// floats from src - offset, so it runs only where they lie in `valid`; elsewhere `splitPhases`.
+@inline(__always)
+func splitShortRow(_ src: UnsafePointer<Float>, count: Int, into row: UnsafeMutablePointer<Float>, lw: Int, offset: Int,
+                   valid: Range<UnsafePointer<Float>>) {
+    let from = src - offset
+    guard count + offset <= 16, from >= valid.lowerBound, from + 16 <= valid.upperBound else {
+        splitPhases(src, count: count, into: row, lw: lw, offset: offset); return
+    }
+    let lane = SIMD16<Float>(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
+    let inRow = unsafeBitCast(lane .>= SIMD16<Float>(repeating: Float(offset)), to: SIMD16<UInt32>.self)
+        & unsafeBitCast(lane .< SIMD16<Float>(repeating: Float(offset + count)), to: SIMD16<UInt32>.self)
+    let v = unsafeBitCast(UnsafeRawPointer(from).loadUnaligned(as: SIMD16<UInt32>.self) & inRow, to: SIMD16<Float>.self)
+    let even = v.evenHalf, odd = v.oddHalf
+    UnsafeMutableRawPointer(row).storeBytes(of: even.evenHalf, as: SIMD4<Float>.self)
+    UnsafeMutableRawPointer(row + lw).storeBytes(of: odd.evenHalf, as: SIMD4<Float>.self)
+    UnsafeMutableRawPointer(row + 2 * lw).storeBytes(of: even.oddHalf, as: SIMD4<Float>.self)
+    UnsafeMutableRawPointer(row + 3 * lw).storeBytes(of: odd.oddHalf, as: SIMD4<Float>.self)
+}
+
 /// Six SIMD8 values: a row (or column) of a 6x6 transform, for 8 tiles or kernels.
 typealias Six = (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>)
 
@@ -90,7 +112,7 @@ private func inputTransform(_ d0: SIMD8<Float>, _ d1: SIMD8<Float>, _ d2: SIMD8<
     return (four * d0 - five * d2 + d4, a + b, a - b, c + e, c - e, four * d1 - five * d3 + d5)
 }
 
-/// The walk shared by the two tile transforms below: for each channel of `channels`, each image
+/// The tile-row walk of `forEachTileLoad`: for each channel of `channels`, each image
 /// segment of the block's nt tiles (from global tile `first`) is first staged (`segment(c, img, ka,
 /// kb)`: tiles ka ..< kb of image img), then handed out 8 tiles of one tile row at a time
 /// (`group(c, ty, tx, t)`: tile (ty, tx) is the group's first, t its column in the block).
@@ -114,42 +136,150 @@ private func forEachTileGroup(channels: Range<Int>, first: Int, nt: Int, tw: Int
     }
 }
 
+/// Up to four runs of consecutive tiles, each in one tile row of one image, packed into the 8 lanes
+/// of a group: on maps of fewer than 8 tiles a row (7x7 and 14x14 in ResNet-18 at 224x224), a tile
+/// row alone fills 2 to 4 lanes. Each run fills the lanes from the one it was added at; `load` reads
+/// 8 floats at every run's base (its first tile's patch origin moved back by its first lane) and
+/// keeps each run's lanes with bitwise blends, so every lane holds what the tile-row groups would
+/// load for its tile. Bases past `count` are placeholders, never read.
+private struct TileRuns {
+    var count = 0
+    var b0 = UnsafePointer<Float>(bitPattern: 64)!, b1 = UnsafePointer<Float>(bitPattern: 64)!
+    var b2 = UnsafePointer<Float>(bitPattern: 64)!, b3 = UnsafePointer<Float>(bitPattern: 64)!
+    var m1 = SIMD8<UInt32>(), m2 = SIMD8<UInt32>(), m3 = SIMD8<UInt32>()   // lanes of runs 1, 2, 3 on
+
+    /// Adds a run whose first tile's patch origin is `origin`, from lane `lane` on.
+    @inline(__always) mutating func add(_ origin: UnsafePointer<Float>, lane: Int) {
+        let base = origin - lane
+        let on = SIMD8<UInt32>(0, 1, 2, 3, 4, 5, 6, 7) .>= SIMD8<UInt32>(repeating: UInt32(lane))
+        let mask = SIMD8<UInt32>().replacing(with: .max, where: on)
+        switch count {
+        case 0: b0 = base
+        case 1: b1 = base; m1 = mask
+        case 2: b2 = base; m2 = mask
+        default: b3 = base; m3 = mask
+        }
+        count += 1
+    }
+
+    @inline(__always) func load(_ offset: Int) -> SIMD8<Float> {
+        @inline(__always) func at(_ b: UnsafePointer<Float>) -> SIMD8<UInt32> {
+            UnsafeRawPointer(b + offset).loadUnaligned(as: SIMD8<UInt32>.self)
+        }
+        var v = at(b0)
+        if count > 1 { v = (v & ~m1) | (at(b1) & m1) }
+        if count > 2 { v = (v & ~m2) | (at(b2) & m2) }
+        if count > 3 { v = (v & ~m3) | (at(b3) & m3) }
+        return unsafeBitCast(v, to: SIMD8<Float>.self)
+    }
+}
+
+/// The walk of `forEachTileGroup` for maps of fewer than 8 tiles a row: groups of up to 8
+/// consecutive tiles of the block (up to four runs, `TileRuns`), each image's plane staged once per
+/// channel (`stage(c, img, plane)`) into a ring of `slotFloats`-float planes of its own, zeroed
+/// here once, with 16 floats before each for the runs' backward-shifted loads. `origin(plane, ty, tx)`
+/// is tile (ty, tx)'s patch origin in a staged plane; `group(c, runs, t)` transforms the group
+/// whose first tile is block column t.
+@inline(__always)
+private func forEachTileRun(channels: Range<Int>, first: Int, nt: Int, tw: Int, tpi: Int, slotFloats: Int,
+                            stage: (_ c: Int, _ img: Int, _ plane: UnsafeMutablePointer<Float>) -> Void,
+                            origin: (_ plane: UnsafeMutablePointer<Float>, _ ty: Int, _ tx: Int) -> UnsafePointer<Float>,
+                            group: (_ c: Int, _ runs: TileRuns, _ t: Int) -> Void) {
+    let slots = 5, stride = slotFloats + 16   // a group spans at most four images
+    let ring = UnsafeMutablePointer<Float>.allocate(capacity: slots * stride + 16)
+    let staged = UnsafeMutablePointer<Int>.allocate(capacity: slots)   // the image each slot holds
+    defer { ring.deallocate(); staged.deallocate() }
+    ring.initialize(repeating: 0, count: slots * stride + 16)
+    for c in channels {
+        staged.initialize(repeating: -1, count: slots)
+        var t = 0
+        while t < nt {
+            var runs = TileRuns(), lanes = 0
+            while lanes < 8 && runs.count < 4 && t + lanes < nt {
+                let g = first + t + lanes, img = g / tpi, k = g % tpi, ty = k / tw, tx = k - ty * tw
+                let slot = img % slots, plane = ring + 16 + slot * stride
+                if staged[slot] != img { stage(c, img, plane); staged[slot] = img }
+                runs.add(origin(plane, ty, tx), lane: lanes)
+                lanes += min(tw - tx, 8 - lanes, nt - t - lanes)
+            }
+            group(c, runs, t)
+            t += lanes
+        }
+    }
+}
+
+/// The groups of a block's tiles with their loads, for the two tile transforms: each (channel,
+/// image) plane of `src` ([image][channelsPerImage][h][w]) is staged in phase layout, shifted down and
+/// right by `border` (1: the input transform's zero border; 0: dY's), and `group(c, t, load)` runs
+/// for the group whose first tile is block column t, `load(offset)` giving its 8 tiles' values
+/// `offset` floats past each tile's origin in the staged plane. Groups of one tile row staged in
+/// `pbuf` (one plane, zeroed by the caller once), or, on maps of fewer than 8 tiles a row,
+/// `forEachTileRun`'s groups of consecutive tiles.
+@inline(__always)
+private func forEachTileLoad(_ src: UnsafePointer<Float>, channelsPerImage: Int, h: Int, w: Int, tw: Int, tpi: Int, lw: Int,
+                             border: Int, pbuf: UnsafeMutablePointer<Float>, channels: Range<Int>, first: Int, nt: Int,
+                             group: (_ c: Int, _ t: Int, _ load: (Int) -> SIMD8<Float>) -> Void) {
+    @inline(__always) func origin(_ plane: UnsafeMutablePointer<Float>, _ ty: Int, _ tx: Int) -> UnsafePointer<Float> {
+        UnsafePointer(plane + 4 * ty * 4 * lw + tx)
+    }
+    @inline(__always) func planeOf(_ c: Int, _ img: Int) -> UnsafePointer<Float> { src + (img * channelsPerImage + c) * h * w }
+    if tw < 8 && narrowMapRuns {
+        let valid = src ..< src + ((first + nt - 1) / tpi + 1) * channelsPerImage * h * w   // the images the block reads
+        forEachTileRun(channels: channels, first: first, nt: nt, tw: tw, tpi: tpi, slotFloats: (4 * (tpi / tw) + 2 * border) * 4 * lw,
+                       stage: { c, img, plane in
+            let sc = planeOf(c, img)
+            for iy in 0..<h { splitShortRow(sc + iy * w, count: w, into: plane + (iy + border) * 4 * lw, lw: lw, offset: border, valid: valid) }
+        }, origin: origin, group: { c, runs, t in group(c, t) { runs.load($0) } })
+        return
+    }
+    forEachTileGroup(channels: channels, first: first, nt: nt, tw: tw, tpi: tpi, segment: { c, img, ka, kb in
+        // the rows of tile rows ka / tw ... (kb - 1) / tw: 4 ty - border ..< 4 ty + 4 + border
+        let sc = planeOf(c, img)
+        for iy in max(0, 4 * (ka / tw) - border)..<min(h, 4 * ((kb - 1) / tw) + 4 + border) {
+            splitPhases(sc + iy * w, count: w, into: pbuf + (iy + border) * 4 * lw, lw: lw, offset: border)
+        }
+    }, group: { c, ty, tx, t in
+        let base = origin(pbuf, ty, tx)
+        group(c, t) { UnsafeRawPointer(base + $0).loadUnaligned(as: SIMD8<Float>.self) }
+    })
+}
+
 /// V[xi][c][t] = (B^T d_t B)[xi] for the block's nt tiles starting at global tile `first`; `pbuf`
-/// is the zero-bordered phase-layout plane ((4 th + 2) * 4 * lw floats, zeroed by the caller once).
+/// is the zero-bordered phase-layout plane ((4 th + 2) * 4 * lw floats, zeroed by the caller once;
+/// maps of fewer than 8 tiles a row stage into `forEachTileRun`'s own ring instead).
 public func winograd43InputTransform(_ x: UnsafePointer<Float>, _ v: UnsafeMutablePointer<Float>, _ pbuf: UnsafeMutablePointer<Float>,
                                      h: Int, w: Int, tw: Int, tpi: Int, lw: Int, plane vPlane: Int, cin: Int, first: Int, nt: Int,
                                      channels: Range<Int>? = nil, ld: Int? = nil) {
     let ld = ld ?? nt   // V[xi][c] rows this far apart
-    forEachTileGroup(channels: channels ?? 0..<cin, first: first, nt: nt, tw: tw, tpi: tpi, segment: { c, img, ka, kb in
-        // input rows of the tile rows ka / tw ... (kb - 1) / tw (patch rows 4ty - 1 ..< 4ty + 5)
-        let xc = x + (img * cin + c) * h * w
-        for iy in max(0, 4 * (ka / tw) - 1)..<min(h, 4 * ((kb - 1) / tw) + 5) {
-            splitPhases(xc + iy * w, count: w, into: pbuf + (iy + 1) * 4 * lw, lw: lw, offset: 1)
-        }
-    }, group: { c, ty, tx, t in
-        let base = pbuf + 4 * ty * 4 * lw + tx
-        @inline(__always) func load(_ r: Int, _ col: Int) -> SIMD8<Float> {
-            UnsafeRawPointer(base + (r * 4 + (col & 3)) * lw + (col >> 2)).loadUnaligned(as: SIMD8<Float>.self)
-        }
+    // B^T d B of the group's 8 tiles (patch element (r, col) at phase-layout offset
+    // (r * 4 + col & 3) * lw + col >> 2) into V's columns t ..< t + 8 of row c
+    forEachTileLoad(x, channelsPerImage: cin, h: h, w: w, tw: tw, tpi: tpi, lw: lw, border: 1, pbuf: pbuf,
+                    channels: channels ?? 0..<cin, first: first, nt: nt) { c, t, load in
+        @inline(__always) func tap(_ r: Int, _ col: Int) -> SIMD8<Float> { load((r * 4 + (col & 3)) * lw + (col >> 2)) }
         // columns of B^T d (row pass), one patch column at a time
-        let q0 = inputTransform(load(0, 0), load(1, 0), load(2, 0), load(3, 0), load(4, 0), load(5, 0))
-        let q1 = inputTransform(load(0, 1), load(1, 1), load(2, 1), load(3, 1), load(4, 1), load(5, 1))
-        let q2 = inputTransform(load(0, 2), load(1, 2), load(2, 2), load(3, 2), load(4, 2), load(5, 2))
-        let q3 = inputTransform(load(0, 3), load(1, 3), load(2, 3), load(3, 3), load(4, 3), load(5, 3))
-        let q4 = inputTransform(load(0, 4), load(1, 4), load(2, 4), load(3, 4), load(4, 4), load(5, 4))
-        let q5 = inputTransform(load(0, 5), load(1, 5), load(2, 5), load(3, 5), load(4, 5), load(5, 5))
+        let q0 = inputTransform(tap(0, 0), tap(1, 0), tap(2, 0), tap(3, 0), tap(4, 0), tap(5, 0))
+        let q1 = inputTransform(tap(0, 1), tap(1, 1), tap(2, 1), tap(3, 1), tap(4, 1), tap(5, 1))
+        let q2 = inputTransform(tap(0, 2), tap(1, 2), tap(2, 2), tap(3, 2), tap(4, 2), tap(5, 2))
+        let q3 = inputTransform(tap(0, 3), tap(1, 3), tap(2, 3), tap(3, 3), tap(4, 3), tap(5, 3))
+        let q4 = inputTransform(tap(0, 4), tap(1, 4), tap(2, 4), tap(3, 4), tap(4, 4), tap(5, 4))
+        let q5 = inputTransform(tap(0, 5), tap(1, 5), tap(2, 5), tap(3, 5), tap(4, 5), tap(5, 5))
         let dst = UnsafeMutableRawPointer(v + c * ld + t), ps = vPlane * 4
         @inline(__always) func store(_ i: Int, _ r: Six) { storeRow(dst, ps, i, r) }
         // row i of (B^T d) B = the column pass over q*.i; a partial group's extra lanes land
-        // on tiles written later (next segment, next channel) or in the plane's padding
+        // on tiles written later (next group, next channel) or in the plane's padding
         store(0, inputTransform(q0.0, q1.0, q2.0, q3.0, q4.0, q5.0))
         store(1, inputTransform(q0.1, q1.1, q2.1, q3.1, q4.1, q5.1))
         store(2, inputTransform(q0.2, q1.2, q2.2, q3.2, q4.2, q5.2))
         store(3, inputTransform(q0.3, q1.3, q2.3, q3.3, q4.3, q5.3))
         store(4, inputTransform(q0.4, q1.4, q2.4, q3.4, q4.4, q5.4))
         store(5, inputTransform(q0.5, q1.5, q2.5, q3.5, q4.5, q5.5))
-    })
+    }
 }
+
+/// Whether the F(4x4) input and output-gradient transforms pack tiles of several tile rows into
+/// one group on maps of fewer than 8 tiles a row (`forEachTileRun`); off, each group holds one
+/// tile row's tiles. The same values either way.
+nonisolated(unsafe) public var narrowMapRuns = true
 
 /// `f` on each of the six columns of a 6x6 block stored row-major as planes (element (i, j) =
 /// `ld(i * 6 + j)`): the first pass of the transforms back from the Winograd domain (A^T M, G^T M).
@@ -234,28 +364,22 @@ private func gradientRows(_ y0: SIMD8<Float>, _ y1: SIMD8<Float>, _ y2: SIMD8<Fl
     return (y0, s02 + s13, s02 - s13, a + b, a - b, y3)
 }
 
-/// DY[xi][co][t] = (A dY_t A^T)[xi] for the block's tiles, 8 tiles of a tile row at a time. dY's
-/// rows go into `qbuf` in phase layout (column 4l + j of row r at (r * 4 + j) * lw + l); what lies
-/// beyond H x W stays zero.
+/// DY[xi][co][t] = (A dY_t A^T)[xi] for the block's tiles, 8 tiles of a tile row at a time (on maps
+/// of fewer than 8 tiles a row, 8 consecutive tiles: `forEachTileRun`). dY's rows go into `qbuf` in
+/// phase layout (column 4l + j of row r at (r * 4 + j) * lw + l); what lies beyond H x W stays zero.
 public func winograd43OutputGradientTransform(_ dy: UnsafePointer<Float>, _ d: UnsafeMutablePointer<Float>,
                                               _ qbuf: UnsafeMutablePointer<Float>, h: Int, w: Int, tw: Int, tpi: Int, lw: Int,
                                               plane: Int, cout: Int, first: Int, nt: Int, channels: Range<Int>? = nil, ld: Int? = nil) {
     let rowStride = ld ?? nt   // DY[xi][c] rows this far apart
-    forEachTileGroup(channels: channels ?? 0..<cout, first: first, nt: nt, tw: tw, tpi: tpi, segment: { c, img, ka, kb in
-        let yc = dy + (img * cout + c) * h * w
-        for iy in 4 * (ka / tw)..<min(h, 4 * ((kb - 1) / tw) + 4) {
-            splitPhases(yc + iy * w, count: w, into: qbuf + iy * 4 * lw, lw: lw, offset: 0)
-        }
-    }, group: { c, ty, tx, t in
-        let base = qbuf + 4 * ty * 4 * lw + tx
-        @inline(__always) func load(_ r: Int, _ col: Int) -> SIMD8<Float> {
-            UnsafeRawPointer(base + (r * 4 + col) * lw).loadUnaligned(as: SIMD8<Float>.self)
-        }
+    // A dY A^T of the group's 8 tiles (element (r, col) at phase-layout offset (r * 4 + col) * lw)
+    forEachTileLoad(dy, channelsPerImage: cout, h: h, w: w, tw: tw, tpi: tpi, lw: lw, border: 0, pbuf: qbuf,
+                    channels: channels ?? 0..<cout, first: first, nt: nt) { c, t, load in
+        @inline(__always) func tap(_ r: Int, _ col: Int) -> SIMD8<Float> { load((r * 4 + col) * lw) }
         // A dY: six rows of four (one column of dY at a time), then each row times A^T
-        let c0 = gradientRows(load(0, 0), load(1, 0), load(2, 0), load(3, 0))
-        let c1 = gradientRows(load(0, 1), load(1, 1), load(2, 1), load(3, 1))
-        let c2 = gradientRows(load(0, 2), load(1, 2), load(2, 2), load(3, 2))
-        let c3 = gradientRows(load(0, 3), load(1, 3), load(2, 3), load(3, 3))
+        let c0 = gradientRows(tap(0, 0), tap(1, 0), tap(2, 0), tap(3, 0))
+        let c1 = gradientRows(tap(0, 1), tap(1, 1), tap(2, 1), tap(3, 1))
+        let c2 = gradientRows(tap(0, 2), tap(1, 2), tap(2, 2), tap(3, 2))
+        let c3 = gradientRows(tap(0, 3), tap(1, 3), tap(2, 3), tap(3, 3))
         let dst = UnsafeMutableRawPointer(d + c * rowStride + t), ps = plane * 4
         @inline(__always) func store(_ i: Int, _ r: Six) { storeRow(dst, ps, i, r) }
         // extra lanes of a partial group land on tiles written later or in the plane's padding
@@ -265,7 +389,7 @@ public func winograd43OutputGradientTransform(_ dy: UnsafePointer<Float>, _ d: U
         store(3, gradientRows(c0.3, c1.3, c2.3, c3.3))
         store(4, gradientRows(c0.4, c1.4, c2.4, c3.4))
         store(5, gradientRows(c0.5, c1.5, c2.5, c3.5))
-    })
+    }
 }
 
 /// Six values to G^T m (three).
