@@ -138,6 +138,17 @@ final class Conv2DTests: XCTestCase {
                 let stem = run(bandRows: 5, inputGradient: false)
                 XCTAssertTrue(stem.1.allSatisfy { $0 == 0 }, "\(c): no input gradient asked, zeros returned")
                 assertCloseScaled(stem.2, whole.2.map(Double.init), "\(c) workers \(workers) parameter gradients without dX")
+                // dW on the im2row in chunks of 7 pixels (not a divisor of the bands' 235 or 240), and
+                // as one dY · cols^T per band: the same sums in other orders
+                let savedLimit = gemmSmallLimit
+                gemmSmallLimit = c.cout * kdim * 7
+                let chunked = run(bandRows: 5)
+                gemmSmallLimit = savedLimit
+                Conv2D.weightGradientByRowsIm2row = false
+                let transposed = run(bandRows: 5)
+                Conv2D.weightGradientByRowsIm2row = true
+                assertCloseScaled(chunked.2, whole.2.map(Double.init), "\(c) workers \(workers) dW in chunks of 7 pixels")
+                assertCloseScaled(transposed.2, whole.2.map(Double.init), "\(c) workers \(workers) dW as dY · cols^T")
                 conv.needsInputGradient = true
                 Conv2D.bandFloats = 5 * kdim * wo
                 checkConvForward(c, conv, x)
