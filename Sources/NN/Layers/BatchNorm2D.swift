@@ -261,10 +261,13 @@ public final class BatchNorm2D: Layer {
 
 /// Fuses every batch norm of `layers` that an in-place ReLU follows (`BatchNorm2D.fuse`), when
 /// `BatchNorm2D.fusesReLU` (on by default; off only to compare against the two layers apart), and
-/// then a max pooling that follows either (`fuse(pool:)`, when `BatchNorm2D.fusesPool`).
-func fuseBatchNormReLUs(_ layers: [Layer]) {
+/// then a max pooling that follows either (`fuse(pool:)`, when `BatchNorm2D.fusesPool`); marks every
+/// convolution a batch norm follows as one whose bias gradient vanishes (`Conv2D.biasGradientVanishes`,
+/// when `Conv2D.skipsVanishingBiasGradient`).
+func fuseBatchNorms(_ layers: [Layer]) {
     for (i, layer) in layers.enumerated() {
         guard let bn = layer as? BatchNorm2D else { continue }
+        if Conv2D.skipsVanishingBiasGradient, i > 0, let conv = layers[i - 1] as? Conv2D { conv.biasGradientVanishes = true }
         var next = i + 1
         if BatchNorm2D.fusesReLU, next < layers.count, let relu = layers[next] as? ReLU, relu.inPlace {
             bn.fuse(relu); next += 1

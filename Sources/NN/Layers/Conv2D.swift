@@ -2,7 +2,7 @@
 // The batch is split over the worker threads; each worker takes groups of its images, im2cols
 // them into its own workspace and runs one single-threaded gemm per group (darknet's scheme):
 //   forward:  Y[Cout, g*Ho*Wo] = W[Cout, Cin*kH*kW] * cols[Cin*kH*kW, g*Ho*Wo]  (+ bias)
-//   backward: dW += dY * cols^T ; db += sum(dY) ; dcols = W^T * dY, col2im(dcols) = dX
+//   backward: dW += dY * cols^T ; db += sum(dY) (0 before a batch norm) ; dcols = W^T * dY, col2im(dcols) = dX
 // Three other ways, chosen by shape alone (`strategy`):
 // - 3x3 stride-1 padding-1 convolutions on maps of 7x7 or more use Winograd F(4x4, 3x3)
 //   (Winograd43.swift) for the forward pass and for dX (= the same convolution of dY with W transposed
@@ -27,6 +27,12 @@ public final class Conv2D: Layer {
     /// False for the stem: nothing needs the gradient of the images, so backward skips
     /// W^T * dY and col2im and returns a zero tensor.
     public var needsInputGradient = true
+    /// Set when a batch norm takes this layer's output (`fuseBatchNorms`): in training it subtracts
+    /// the batch mean, bias included, so the loss does not depend on the bias and its gradient is
+    /// exactly 0; backward skips the pass over dY that would sum it to rounding noise.
+    public internal(set) var biasGradientVanishes = false
+    /// Whether `fuseBatchNorms` marks such convolutions (on by default; off only to compare).
+    nonisolated(unsafe) public static var skipsVanishingBiasGradient = true
     /// Columns per gemm (images x output pixels) a worker aims for: wide enough for an efficient
     /// gemm, small enough that its im2col block stays in cache (2048 measured best here, vs 1024/4096).
     nonisolated(unsafe) public static var targetColumns = 2048
@@ -349,7 +355,7 @@ public final class Conv2D: Layer {
         let p = plan(x.shape)
         let inImage = inChannels * p.h * p.w, outImage = outChannels * p.hw
         let wcount = outChannels * p.kdim
-        if let b = bias {   // db[c] += sum over images and pixels of dY
+        if let b = bias, !biasGradientVanishes {   // db[c] += sum over images and pixels of dY
             let g = b.grad
             Parallel.forRanges(outChannels) { r in
                 for c in r { for i in 0..<p.n { g[c] += sumFloats(dy.data + i * outImage + c * p.hw, p.hw) } }

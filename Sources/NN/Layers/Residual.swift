@@ -18,7 +18,7 @@ public final class ResidualBlock: Layer {
 
     public init(_ ctx: ModelContext, name: String, main: [Layer], shortcut: Layer?) {
         self.ctx = ctx; self.name = name; self.main = main; self.shortcut = shortcut
-        fuseBatchNormReLUs(main)
+        fuseBatchNorms(main)
     }
 
     /// The batch norm ending the main path that adds the shortcut and applies the ReLU, if any.

@@ -7,7 +7,7 @@ public final class Sequential: Layer {
 
     public init(_ ctx: ModelContext, name: String, _ children: [Layer]) {
         self.ctx = ctx; self.name = name; self.children = children
-        fuseBatchNormReLUs(children)
+        fuseBatchNorms(children)
     }
 
     public var leaves: [Layer] { children.flatMap { $0.leaves } }
