@@ -52,12 +52,22 @@ public typealias KernelLanes = (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<
                          SIMD8<Float>, SIMD8<Float>, SIMD8<Float>)
 
 /// dw[q*9 ..< q*9+9] += transform(M_q) for kernels q in `kernels`, M_q the sum of the partials'
-/// planes at q (in their order): the sums gathered a chunk at a time (`sumKernelPartials`), then
-/// `transform` on 8 kernels at a time, given the chunk's sums at its first kernel (plane xi at byte
-/// offset xi * kernelChunk * 4).
+/// planes at q (in their order): `transform` on 8 kernels at a time, given the sums at its first
+/// kernel and the byte distance between their planes. Several partials are gathered a chunk at a
+/// time (`sumKernelPartials`); one partial (the by-channels passes, one worker) is read in place.
 @inlinable @inline(__always)
 public func addKernelGradients(_ partials: [UnsafePointer<Float>], planes: Int, plane: Int, dw: UnsafeMutablePointer<Float>,
-                        kernels: Range<Int>, _ transform: (UnsafeRawPointer) -> KernelLanes) {
+                        kernels: Range<Int>, _ transform: (UnsafeRawPointer, Int) -> KernelLanes) {
+    if partials.count == 1 {
+        // Lanes past the last kernel read the plane's padding (planes are `count + 16` floats), never stored.
+        let m = partials[0]
+        var q = kernels.lowerBound
+        while q < kernels.upperBound {
+            addKernelLanes(transform(UnsafeRawPointer(m + q), plane * 4), to: dw + q * 9, count: min(8, kernels.upperBound - q))
+            q += 8
+        }
+        return
+    }
     let sums = UnsafeMutablePointer<Float>.allocate(capacity: planes * kernelChunk)
     defer { sums.deallocate() }
     sums.initialize(repeating: 0, count: planes * kernelChunk)   // lanes past a chunk's end are read, never stored
@@ -67,7 +77,7 @@ public func addKernelGradients(_ partials: [UnsafePointer<Float>], planes: Int, 
         sumKernelPartials(partials, planes: planes, plane: plane, first: q0, count: cn, into: sums)
         var j = 0
         while j < cn {
-            addKernelLanes(transform(UnsafeRawPointer(sums + j)), to: dw + (q0 + j) * 9, count: min(8, cn - j))
+            addKernelLanes(transform(UnsafeRawPointer(sums + j), kernelChunk * 4), to: dw + (q0 + j) * 9, count: min(8, cn - j))
             j += 8
         }
         q0 += cn
@@ -75,7 +85,7 @@ public func addKernelGradients(_ partials: [UnsafePointer<Float>], planes: Int, 
 }
 
 /// dw[l * 9 + e] += r[e][l] for lanes l < count: the nine gradient values of 8 kernels in SIMD8
-/// lanes, added to the kernels' 72 contiguous floats (transposed through the stack, then 9 vector adds).
+/// lanes, added to the kernels' 72 contiguous floats.
 @inlinable @inline(__always)
 public func addKernelLanes(_ r: KernelLanes, to dw: UnsafeMutablePointer<Float>, count: Int) {
     guard count == 8 else {
@@ -87,18 +97,33 @@ public func addKernelLanes(_ r: KernelLanes, to dw: UnsafeMutablePointer<Float>,
         }
         return
     }
-    withUnsafeTemporaryAllocation(of: SIMD8<Float>.self, capacity: 18) { buffer in
-        let tmp = UnsafeMutableRawPointer(buffer.baseAddress!).assumingMemoryBound(to: Float.self)
-        let out = tmp + 72
-        let b = buffer.baseAddress!
-        b[0] = r.0; b[1] = r.1; b[2] = r.2; b[3] = r.3; b[4] = r.4; b[5] = r.5; b[6] = r.6; b[7] = r.7; b[8] = r.8
-        for l in 0..<8 { for k in 0..<9 { out[l * 9 + k] = tmp[k * 8 + l] } }
-        let d = UnsafeMutableRawPointer(dw), o = UnsafeRawPointer(out)
-        for j in 0..<9 {
-            let cur = d.loadUnaligned(fromByteOffset: j * 32, as: SIMD8<Float>.self)
-            d.storeBytes(of: cur + o.loadUnaligned(fromByteOffset: j * 32, as: SIMD8<Float>.self), toByteOffset: j * 32, as: SIMD8<Float>.self)
+    addEightKernelLanes(r, to: dw)
+}
+
+/// `addKernelLanes` of 8 kernels: transposed by shuffles into four 16-float vectors and one of 8
+/// (value i of the 72 is lane i / 9 of r[i % 9]), then five vector adds. Not inlined on purpose:
+/// inlined, the compiler followed the lane-by-lane picks back into the transform that computes r
+/// and split it into scalar arithmetic (F(4x4)'s dW back-transform took 18 ns a kernel against 8).
+@inlinable @inline(never)
+public func addEightKernelLanes(_ r: KernelLanes, to dw: UnsafeMutablePointer<Float>) {
+    @inline(__always) func e(_ i: Int) -> Float {
+        let l = i / 9
+        switch i % 9 {
+        case 0: return r.0[l]; case 1: return r.1[l]; case 2: return r.2[l]; case 3: return r.3[l]; case 4: return r.4[l]
+        case 5: return r.5[l]; case 6: return r.6[l]; case 7: return r.7[l]; default: return r.8[l]
         }
     }
+    @inline(__always) func v16(_ b: Int) -> SIMD16<Float> {
+        SIMD16(e(b), e(b + 1), e(b + 2), e(b + 3), e(b + 4), e(b + 5), e(b + 6), e(b + 7),
+               e(b + 8), e(b + 9), e(b + 10), e(b + 11), e(b + 12), e(b + 13), e(b + 14), e(b + 15))
+    }
+    let d = UnsafeMutableRawPointer(dw)
+    @inline(__always) func add16(_ b: Int) {
+        d.storeBytes(of: d.loadUnaligned(fromByteOffset: b * 4, as: SIMD16<Float>.self) + v16(b), toByteOffset: b * 4, as: SIMD16<Float>.self)
+    }
+    add16(0); add16(16); add16(32); add16(48)
+    let tail = SIMD8(e(64), e(65), e(66), e(67), e(68), e(69), e(70), e(71))
+    d.storeBytes(of: d.loadUnaligned(fromByteOffset: 256, as: SIMD8<Float>.self) + tail, toByteOffset: 256, as: SIMD8<Float>.self)
 }
 
 /// The nine taps of 8 kernels stored one after another (kernel l's at p[9l ..< 9l + 9], 72 floats):

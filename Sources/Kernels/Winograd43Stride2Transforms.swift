@@ -303,8 +303,8 @@ public func winograd43s2InputGradientTransform(_ m: UnsafePointer<Float>, _ dx: 
 public func addKernelGradients43s2(_ partials: [UnsafePointer<Float>], plane: Int, dw: UnsafeMutablePointer<Float>, kernels: Range<Int>) {
     withUnsafeTemporaryAllocation(of: V8.self, capacity: 27) { buffer in
         let c = buffer.baseAddress!   // G^T M: 3 rows x 9 columns
-        addKernelGradients(partials, planes: 81, plane: plane, dw: dw, kernels: kernels) { s in
-            @inline(__always) func at(_ xi: Int) -> V8 { s.loadUnaligned(fromByteOffset: xi * kernelChunk * 4, as: V8.self) }
+        addKernelGradients(partials, planes: 81, plane: plane, dw: dw, kernels: kernels) { s, stride in
+            @inline(__always) func at(_ xi: Int) -> V8 { s.loadUnaligned(fromByteOffset: xi * stride, as: V8.self) }
             for j in 0..<9 {
                 let q = kernelTaps(nine { r in at(r * 9 + j) })
                 c[j] = q.0; c[9 + j] = q.1; c[18 + j] = q.2

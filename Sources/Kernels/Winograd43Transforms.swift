@@ -404,8 +404,8 @@ private func kernelRows(_ m0: SIMD8<Float>, _ m1: SIMD8<Float>, _ m2: SIMD8<Floa
 /// dw[q*9 ..< q*9+9] += G^T M_q G for kernels q (= co * Cin + ci) in `kernels`, M_q the sum of the
 /// partials' Mw[.][q] (in their order, planes `plane` floats apart); 8 kernels at a time in SIMD8 lanes.
 public func addKernelGradients43(_ partials: [UnsafePointer<Float>], plane: Int, dw: UnsafeMutablePointer<Float>, kernels: Range<Int>) {
-    addKernelGradients(partials, planes: 36, plane: plane, dw: dw, kernels: kernels) { s in
-        @inline(__always) func ld(_ k: Int) -> SIMD8<Float> { s.loadUnaligned(fromByteOffset: k * kernelChunk * 4, as: SIMD8<Float>.self) }
+    addKernelGradients(partials, planes: 36, plane: plane, dw: dw, kernels: kernels) { s, stride in
+        @inline(__always) func ld(_ k: Int) -> SIMD8<Float> { s.loadUnaligned(fromByteOffset: k * stride, as: SIMD8<Float>.self) }
         // G^T M: three rows of six (one column of M at a time), then each row times G
         let (c0, c1, c2, c3, c4, c5) = columnPass(ld, kernelRows)
         let r0 = kernelRows(c0.0, c1.0, c2.0, c3.0, c4.0, c5.0)

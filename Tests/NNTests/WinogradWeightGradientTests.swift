@@ -172,6 +172,33 @@ final class WinogradWeightGradientTests: XCTestCase {
         }
     }
 
+    /// The transform back reads a single partial in place and gathers several a chunk at a time:
+    /// one partial must give the bits of the same partial gathered beside an all-zero one
+    /// (0 + p + 0 = p), for kernel ranges that cut groups of 8 lanes and end in a partial group.
+    func testOnePartialInPlaceGivesTheGatheredBits() {
+        typealias Add = ([UnsafePointer<Float>], Int, Int, UnsafeMutablePointer<Float>, Range<Int>) -> Void
+        let adds: [(String, Int, Add)] = [
+            ("F(4x4)", 36, { winograd43AddKernelGradients($0, cin: $1, cout: $2, dw: $3, kernels: $4) }),
+            ("F(3x3)", 25, { winograd33AddKernelGradients($0, cin: $1, cout: $2, dw: $3, kernels: $4) }),
+        ]
+        let (cin, cout) = (13, 7)   // 91 kernels: 11 groups of 8 and 3
+        let kernels = cin * cout, plane = kernels + 16
+        for (name, planes, add) in adds {
+            let m = randomArray(planes * plane, seed: 7), zeros = [Float](repeating: 0, count: planes * plane)
+            let initial = randomArray(kernels * 9, seed: 8)
+            var inPlace = initial, gathered = initial
+            m.withUnsafeBufferPointer { mp in zeros.withUnsafeBufferPointer { zp in
+                for r in [0..<3, 3..<21, 21..<64, 64..<kernels] {
+                    inPlace.withUnsafeMutableBufferPointer { add([mp.baseAddress!], cin, cout, $0.baseAddress!, r) }
+                    gathered.withUnsafeMutableBufferPointer { add([mp.baseAddress!, zp.baseAddress!], cin, cout, $0.baseAddress!, r) }
+                }
+            }}
+            let differing = zip(inPlace, gathered).filter { $0.bitPattern != $1.bitPattern }.count
+            XCTAssertEqual(differing, 0, "\(name): one partial in place differs from it gathered in \(differing) of \(kernels * 9) values")
+            XCTAssertGreaterThan(zip(inPlace, initial).filter { $0 != $1 }.count, kernels * 9 * 9 / 10, "\(name): the gradient was not added")
+        }
+    }
+
     /// Against Conv2D.backward's im2col + gemm weight gradient.
     func testMatchesConv2DBackward() {
         let shapes: [(n: Int, cin: Int, cout: Int, h: Int, w: Int)] =

@@ -335,8 +335,8 @@ public func winograd33AddKernelGradients(_ partials: [UnsafePointer<Float>], cin
 
 /// The same with the partials' planes `plane` floats apart.
 func addKernelGradients33(_ partials: [UnsafePointer<Float>], plane: Int, dw: UnsafeMutablePointer<Float>, kernels: Range<Int>) {
-    addKernelGradients(partials, planes: 25, plane: plane, dw: dw, kernels: kernels) { s in
-        @inline(__always) func ld(_ xi: Int) -> V8 { s.loadUnaligned(fromByteOffset: xi * kernelChunk * 4, as: V8.self) }
+    addKernelGradients(partials, planes: 25, plane: plane, dw: dw, kernels: kernels) { s, stride in
+        @inline(__always) func ld(_ xi: Int) -> V8 { s.loadUnaligned(fromByteOffset: xi * stride, as: V8.self) }
         // Q = G^T M (3x5) by columns, then R = Q G (3x3) by rows
         @inline(__always) func column(_ j: Int) -> Three { kernelGradientTransform((ld(j), ld(5 + j), ld(10 + j), ld(15 + j), ld(20 + j))) }
         let c0 = column(0), c1 = column(1), c2 = column(2), c3 = column(3), c4 = column(4)
