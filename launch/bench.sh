@@ -5,7 +5,9 @@
 # alternating: the machine is shared, and its speed drifts by ±20 % within minutes, so the ratio
 # is the median of the ratios of each of our runs to the peer's run right after it (a slow spell
 # hits both runs of a pair alike), not the ratio of the two medians.
-# Per row: images/s of both, their ratio, and both peak RSS figures (/usr/bin/time's max RSS).
+# Per row: images/s of both, their ratio, and both peak RSS figures (/usr/bin/time's max RSS); then
+# our effective GFLOP/s (direct-convolution FLOPs per second, `resnet bench`'s count) against the
+# peak of the 2 threads' sgemm, twice the one-core probe `resnet sysinfo` prints.
 #   matrix (MATRIX to override, "BATCH CHANNELS SIZE" per row, rows separated by ';'):
 #     64 1 96 ; 256 1 96 ; 256 1 28 ; 16 3 224
 #   scaling: 2 ranks x 1 thread x batch 32 (images/s) over 2 x (1 rank x 1 thread x batch 32), the
@@ -28,15 +30,18 @@ mib() { awk -v k="$1" 'BEGIN {printf "%.0f", k / 1024}'; }
 timed() { local out=$1; shift; /usr/bin/time -f "%M" -o "$rss.one" "$@"; cat "$rss.one" >> "$out"; }
 rss=$(mktemp); trap 'rm -f "$rss" "$rss.one" "$rss.ours" "$rss.theirs"' EXIT
 
-"$bin" sysinfo | grep -E '^(CPU |sgemm )'
+info=$("$bin" sysinfo); echo "$info" | grep -E '^(CPU |sgemm )'
+peak=$(echo "$info" | sed -n 's/.*sgemm \([0-9.]*\) GFLOP\/s on one core.*/\1/p')
 printf '%-22s %10s %10s %6s %12s %12s %6s\n' "shape (batch CxHxW)" "resnet/s" "torch/s" "ratio" "resnet MiB" "torch MiB" "RSS"
 IFS=';' read -ra rows <<< "$matrix"
 for row in "${rows[@]}"; do
     read -r b c s <<< "$row"
     # Ours and the peer alternate, so a slow spell of the shared machine hits both sides alike.
-    ours=(); theirs=(); : > "$rss.ours"; : > "$rss.theirs"
+    ours=(); theirs=(); flops=(); : > "$rss.ours"; : > "$rss.theirs"
     for _ in $(seq "$repeat"); do
-        ours+=("$(timed "$rss.ours" "$bin" bench --depth 18 --batch "$b" --channels "$c" --size "$s" --threads 2 --steps "$steps" | ips)")
+        out=$(timed "$rss.ours" "$bin" bench --depth 18 --batch "$b" --channels "$c" --size "$s" --threads 2 --steps "$steps")
+        ours+=("$(echo "$out" | ips)")
+        flops+=("$(echo "$out" | sed -n 's/.* \([0-9.]*\) GFLOP\/s per rank.*/\1/p')")
         if [ -f "$peer" ]; then
             theirs+=("$(timed "$rss.theirs" /usr/bin/python3 "$peer" "$b" "$c" "$s" 2 "$steps" | sed -n 's/.*: \([0-9.]*\) images\/s.*/\1/p')")
         fi
@@ -49,6 +54,8 @@ for row in "${rows[@]}"; do
     printf '%-22s %10s %10s %6s %12s %12s %6s\n' "$b ${c}x${s}x${s}" "$o" "$t" "$r" \
         "$(mib "$our_rss")" "$([ "$t" = 0 ] && echo - || mib "$their_rss")" "$([ "$t" = 0 ] && echo - || ratio "$our_rss" "$their_rss")"
     echo "    runs: resnet ${ours[*]}; torch ${theirs[*]:-(peer not found at $peer)}; paired ratios ${pairs[*]:--}"
+    g=$(printf '%s\n' "${flops[@]}" | median)
+    echo "    effective $g GFLOP/s = $(ratio "$g" "$(awk -v p="${peak:-0}" 'BEGIN {print 2 * p}')") x the 2-thread sgemm peak ($(awk -v p="${peak:-0}" 'BEGIN {print 2 * p}') GFLOP/s)"
 done
 
 one=(); two=(); wait2=(); eff=()
