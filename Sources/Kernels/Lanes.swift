@@ -54,7 +54,8 @@ public typealias KernelLanes = (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<
 /// dw[q*9 ..< q*9+9] += transform(M_q) for kernels q in `kernels`, M_q the sum of the partials'
 /// planes at q (in their order): `transform` on 8 kernels at a time, given the sums at its first
 /// kernel and the byte distance between their planes. Several partials are gathered a chunk at a
-/// time (`sumKernelPartials`); one partial (the by-channels passes, one worker) is read in place.
+/// time (`sumKernelPartials`); one partial (the by-channels passes, one worker) is read in place,
+/// its last group's lanes reading up to 7 floats past `kernels` (every caller pads its planes by 16).
 @inlinable @inline(__always)
 public func addKernelGradients(_ partials: [UnsafePointer<Float>], planes: Int, plane: Int, dw: UnsafeMutablePointer<Float>,
                         kernels: Range<Int>, _ transform: (UnsafeRawPointer, Int) -> KernelLanes) {
