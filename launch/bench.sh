@@ -11,14 +11,17 @@
 #   matrix (MATRIX to override, "BATCH CHANNELS SIZE" per row, rows separated by ';'):
 #     64 1 96 ; 256 1 96 ; 256 1 28 ; 16 3 224
 #   scaling: 2 ranks x 1 thread x batch 32 (images/s) over 2 x (1 rank x 1 thread x batch 32), the
-#   median of each 2-rank run over the 1-rank run right before it
+#   median of each 2-rank run over the 1-rank run right before it; beside it, as a control, two
+#   independent 1-rank processes run at once (what the machine gives two busy cores) and the CPU
+#   steal time during each 2-rank run (a VM's host taking the cores)
 # Example:  launch/bench.sh        REPEAT=5 STEPS=8 launch/bench.sh        MATRIX="64 1 96" launch/bench.sh
+#           MATRIX= launch/bench.sh   (the scaling part alone)
 # (TORCH_BENCH=path/to/torch_resnet_bench.py locates the peer; it needs Debian's python3-torch.)
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 root=$(repo_root); bin=$(ensure_binary)
 repeat=${REPEAT:-3}; steps=${STEPS:-5}
-matrix=${MATRIX:-"64 1 96;256 1 96;256 1 28;16 3 224"}
+matrix=${MATRIX-"64 1 96;256 1 96;256 1 28;16 3 224"}   # MATRIX="" runs the scaling part alone
 peer=${TORCH_BENCH:-$root/../shared/anchors/torch_resnet_bench.py}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 unset OPENBLAS_CORETYPE OPENBLAS_NUM_THREADS RESNET_WORKER_THREADS RESNET_BLAS_AUTODETECTED
@@ -32,8 +35,8 @@ rss=$(mktemp); trap 'rm -f "$rss" "$rss.one" "$rss.ours" "$rss.theirs"' EXIT
 
 info=$("$bin" sysinfo); echo "$info" | grep -E '^(CPU |sgemm )'
 peak=$(echo "$info" | sed -n 's/.*sgemm \([0-9.]*\) GFLOP\/s on one core.*/\1/p')
-printf '%-22s %10s %10s %6s %12s %12s %6s\n' "shape (batch CxHxW)" "resnet/s" "torch/s" "ratio" "resnet MiB" "torch MiB" "RSS"
 IFS=';' read -ra rows <<< "$matrix"
+[ ${#rows[@]} -eq 0 ] || printf '%-22s %10s %10s %6s %12s %12s %6s\n' "shape (batch CxHxW)" "resnet/s" "torch/s" "ratio" "resnet MiB" "torch MiB" "RSS"
 for row in "${rows[@]}"; do
     read -r b c s <<< "$row"
     # Ours and the peer alternate, so a slow spell of the shared machine hits both sides alike.
@@ -58,10 +61,21 @@ for row in "${rows[@]}"; do
     echo "    effective $g GFLOP/s = $(ratio "$g" "$(awk -v p="${peak:-0}" 'BEGIN {print 2 * p}')") x the 2-thread sgemm peak ($(awk -v p="${peak:-0}" 'BEGIN {print 2 * p}') GFLOP/s)"
 done
 
-one=(); two=(); wait2=(); eff=()
+# jiffies "steal total" of all CPUs so far (/proc/stat): the share of time the VM's host ran
+# something else while this machine wanted its cores.
+jiffies() { awk '/^cpu /{t = 0; for (i = 2; i <= 9; i++) t += $i; print $9, t}' /proc/stat 2>/dev/null || echo "0 0"; }
+steal_pct() { awk -v a="$1" -v b="$2" 'BEGIN {split(a, x, " "); split(b, y, " "); d = y[2] - x[2]; printf "%.1f", (d > 0 ? 100 * (y[1] - x[1]) / d : 0)}'; }
+one1() { OPENBLAS_NUM_THREADS=1 "$bin" bench --batch 32 --threads 1 --steps "$steps" | ips; }
+one=(); two=(); wait2=(); eff=(); side=(); steal=()
 for _ in $(seq "$repeat"); do
-    one+=("$(OPENBLAS_NUM_THREADS=1 "$bin" bench --batch 32 --threads 1 --steps "$steps" | ips)")
+    one+=("$(one1)")
+    # the control: two independent single-rank processes at once, what this machine gives two busy
+    # cores without any communication (the ceiling of the scaling figure here)
+    pair=$( (one1 & one1; wait) | tr '\n' ' ')
+    side+=("$(awk -v p="$pair" -v a="${one[-1]}" 'BEGIN {split(p, v, " "); printf "%.2f", (v[1] + v[2]) / (2 * a)}')")
+    before=$(jiffies)
     out=$(mpirun -np 2 --bind-to none -x OPENBLAS_NUM_THREADS=1 "$bin" bench --batch 32 --steps "$steps")
+    steal+=("$(steal_pct "$before" "$(jiffies)")")
     two+=("$(echo "$out" | ips)")
     wait2+=("$(echo "$out" | sed -n 's/.*communication wait \([0-9.]*\)%.*/\1/p')")
     eff+=("$(ratio "${two[-1]}" "$(awk -v a="${one[-1]}" 'BEGIN {print 2 * a}')")")   # this pair's
@@ -70,3 +84,4 @@ s1=$(printf '%s\n' "${one[@]}" | median); s2=$(printf '%s\n' "${two[@]}" | media
 echo "1 rank x 1 thread, batch 32:  $s1 images/s   (runs: ${one[*]})"
 echo "2 ranks x 1 thread x batch 32: $s2 images/s   (runs: ${two[*]}), communication wait $w % of the step"
 echo "scaling efficiency: $(printf '%s\n' "${eff[@]}" | median)   (median of the paired runs: ${eff[*]})"
+echo "    control, 2 independent single-rank processes at once: $(printf '%s\n' "${side[@]}" | median) of twice one alone (runs: ${side[*]}); CPU steal during the 2-rank runs: ${steal[*]} %"
