@@ -28,13 +28,14 @@ unset OPENBLAS_CORETYPE OPENBLAS_NUM_THREADS RESNET_WORKER_THREADS RESNET_BLAS_A
 ips() { sed -n 's/^\([0-9.]*\) images\/s$/\1/p' | tail -1; }
 median() { sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "-"}'; }
+twice() { awk -v a="$1" 'BEGIN {print 2 * a}'; }
 mib() { awk -v k="$1" 'BEGIN {printf "%.0f", k / 1024}'; }
 # timed FILE CMD...: runs CMD, prints its stdout, and appends its peak RSS (KiB) to FILE.
 timed() { local out=$1; shift; /usr/bin/time -f "%M" -o "$rss.one" "$@"; cat "$rss.one" >> "$out"; }
 rss=$(mktemp); trap 'rm -f "$rss" "$rss.one" "$rss.ours" "$rss.theirs"' EXIT
 
 info=$("$bin" sysinfo); echo "$info" | grep -E '^(CPU |sgemm )'
-peak=$(echo "$info" | sed -n 's/.*sgemm \([0-9.]*\) GFLOP\/s on one core.*/\1/p')
+peak=$(twice "$(echo "$info" | sed -n 's/.*sgemm \([0-9.]*\) GFLOP\/s on one core.*/\1/p')")   # 2 threads' sgemm peak
 IFS=';' read -ra rows <<< "$matrix"
 [ ${#rows[@]} -eq 0 ] || printf '%-22s %10s %10s %6s %12s %12s %6s\n' "shape (batch CxHxW)" "resnet/s" "torch/s" "ratio" "resnet MiB" "torch MiB" "RSS"
 for row in "${rows[@]}"; do
@@ -58,7 +59,7 @@ for row in "${rows[@]}"; do
         "$(mib "$our_rss")" "$([ "$t" = 0 ] && echo - || mib "$their_rss")" "$([ "$t" = 0 ] && echo - || ratio "$our_rss" "$their_rss")"
     echo "    runs: resnet ${ours[*]}; torch ${theirs[*]:-(peer not found at $peer)}; paired ratios ${pairs[*]:--}"
     g=$(printf '%s\n' "${flops[@]}" | median)
-    echo "    effective $g GFLOP/s = $(ratio "$g" "$(awk -v p="${peak:-0}" 'BEGIN {print 2 * p}')") x the 2-thread sgemm peak ($(awk -v p="${peak:-0}" 'BEGIN {print 2 * p}') GFLOP/s)"
+    echo "    effective $g GFLOP/s = $(ratio "$g" "$peak") x the 2-thread sgemm peak ($peak GFLOP/s)"
 done
 
 # jiffies "steal total" of all CPUs so far (/proc/stat): the share of time the VM's host ran
@@ -72,13 +73,13 @@ for _ in $(seq "$repeat"); do
     # the control: two independent single-rank processes at once, what this machine gives two busy
     # cores without any communication (the ceiling of the scaling figure here)
     pair=$( (one1 & one1; wait) | tr '\n' ' ')
-    side+=("$(awk -v p="$pair" -v a="${one[-1]}" 'BEGIN {split(p, v, " "); printf "%.2f", (v[1] + v[2]) / (2 * a)}')")
+    side+=("$(ratio "$(echo "$pair" | awk '{print $1 + $2}')" "$(twice "${one[-1]}")")")
     before=$(jiffies)
     out=$(mpirun -np 2 --bind-to none -x OPENBLAS_NUM_THREADS=1 "$bin" bench --batch 32 --steps "$steps")
     steal+=("$(steal_pct "$before" "$(jiffies)")")
     two+=("$(echo "$out" | ips)")
     wait2+=("$(echo "$out" | sed -n 's/.*communication wait \([0-9.]*\)%.*/\1/p')")
-    eff+=("$(ratio "${two[-1]}" "$(awk -v a="${one[-1]}" 'BEGIN {print 2 * a}')")")   # this pair's
+    eff+=("$(ratio "${two[-1]}" "$(twice "${one[-1]}")")")   # this pair's
 done
 s1=$(printf '%s\n' "${one[@]}" | median); s2=$(printf '%s\n' "${two[@]}" | median); w=$(printf '%s\n' "${wait2[@]}" | median)
 echo "1 rank x 1 thread, batch 32:  $s1 images/s   (runs: ${one[*]})"

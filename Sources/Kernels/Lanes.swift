@@ -60,7 +60,6 @@ public typealias KernelLanes = (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<
 public func addKernelGradients(_ partials: [UnsafePointer<Float>], planes: Int, plane: Int, dw: UnsafeMutablePointer<Float>,
                         kernels: Range<Int>, _ transform: (UnsafeRawPointer, Int) -> KernelLanes) {
     if partials.count == 1 {
-        // Lanes past the last kernel read the plane's padding (planes are `count + 16` floats), never stored.
         let m = partials[0]
         var q = kernels.lowerBound
         while q < kernels.upperBound {
